@@ -1,0 +1,127 @@
+"""Run one claimed job in the calling thread and say how it ended, as an ``Outcome``.
+
+Order: find the task, resolve options, ``before_job``, call, encode the result,
+``after_job`` or ``on_error``. A failing hook is logged and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nuvom.clock import Clock
+from nuvom.errors import JobTimeout, SerializationError, TaskNotFound
+from nuvom.execution import policies
+from nuvom.execution.policies import RunOptions
+from nuvom.job import Job, JobStatus
+from nuvom.records import ErrorInfo, Outcome
+from nuvom.serialization import Codec
+
+if TYPE_CHECKING:
+    from nuvom.config import Settings
+    from nuvom.discovery.loader import TaskLoader
+
+log = logging.getLogger("nuvom.worker")
+
+MAX_TRACEBACK_CHARS = 32_000  # keep stored tracebacks bounded
+
+
+def _traceback_text(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= MAX_TRACEBACK_CHARS else "…" + text[-MAX_TRACEBACK_CHARS:]
+
+
+def _run_hook(name: str, hook: Callable[..., Any] | None, job: Job, *args: Any) -> None:
+    if hook is None:
+        return
+    try:
+        hook(job, *args)
+    except Exception:
+        log.exception("%s hook of task %s failed for job %s; the job's outcome stands", name, job.func_name, job.id)
+
+
+class JobRunner:
+    """Turns a claimed job into an outcome. Stateless apart from its collaborators."""
+
+    def __init__(
+        self, loader: TaskLoader, settings: Settings, codec: Codec, clock: Clock, worker_id: str
+    ) -> None:
+        self.loader = loader
+        self.settings = settings
+        self.codec = codec
+        self.clock = clock
+        self.worker_id = worker_id
+
+    def options_for(self, job: Job) -> RunOptions:
+        """Options for a job, even when its task cannot be loaded (defaults then)."""
+        task = self.loader.registry.find(job.func_name)
+        return RunOptions.resolve(job, task, self.settings)
+
+    def run(self, job: Job) -> Outcome:
+        started = self.clock.time()
+        try:
+            task = self.loader.get(job.func_name)
+        except TaskNotFound as exc:
+            return self._failed(job, ErrorInfo.from_exception(exc), started)
+        except Exception as exc:  # the task's module failed to import
+            error = ErrorInfo(type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc))
+            return self._failed(job, error, started)
+        opts = RunOptions.resolve(job, task, self.settings)
+        lost = policies.too_many_lost_attempts(job, opts)
+        if lost is not None:
+            return self._failed(job, lost, started)
+
+        _run_hook("before_job", task.before_job, job)
+        try:
+            result = self._call(task, job, opts)
+        except JobTimeout:
+            _run_hook("on_error", task.on_error, job, JobTimeout(job.id, opts.timeout_secs))
+            return policies.timed_out(job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id)
+        except Exception as exc:
+            _run_hook("on_error", task.on_error, job, exc)
+            error = ErrorInfo.from_exception(exc, _traceback_text(exc))
+            return policies.retry_or_fail(
+                job, opts, error, started=started, now=self.clock.time(), worker_id=self.worker_id
+            )
+        blob = None
+        if opts.store_result:
+            try:
+                blob = self.codec.dumps(result)
+            except SerializationError as exc:
+                # The task ran; running it again would not make its result storable.
+                message = f"result of {job.func_name}() cannot be stored: {exc}"
+                return self._failed(job, ErrorInfo("SerializationError", message), started)
+        _run_hook("after_job", task.after_job, job, result)
+        return Outcome(
+            job,
+            JobStatus.SUCCESS,
+            result=result if opts.store_result else None,
+            result_blob=blob,
+            started_at=started,
+            finished_at=self.clock.time(),
+            worker_id=self.worker_id,
+            store_result=opts.store_result,
+        )
+
+    def _call(self, task: Any, job: Job, opts: RunOptions) -> Any:
+        if not task.is_async:
+            return task.func(*job.args, **job.kwargs)
+        coroutine = task.func(*job.args, **job.kwargs)
+        if opts.timeout_policy == "ignore":
+            return asyncio.run(coroutine)
+        try:
+            # A coroutine can be cancelled for real, so its timeout is enforced here.
+            return asyncio.run(asyncio.wait_for(coroutine, timeout=opts.timeout_secs))
+        except asyncio.TimeoutError:
+            raise JobTimeout(job.id, opts.timeout_secs) from None
+
+    def _failed(self, job: Job, error: ErrorInfo, started: float) -> Outcome:
+        return policies.failed(job, error, started=started, now=self.clock.time(), worker_id=self.worker_id)
+
+    def timed_out(self, job: Job, started: float) -> Outcome:
+        """The outcome for a sync job the watchdog found past its timeout."""
+        opts = self.options_for(job)
+        return policies.timed_out(job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id)

@@ -1,0 +1,1 @@
+"""Queue backends: where jobs wait until a worker claims them."""

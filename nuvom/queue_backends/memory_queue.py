@@ -1,0 +1,179 @@
+"""An in-process queue: fast, for tests and single-process use.
+
+At most once across crashes: jobs live in this process's memory and are gone
+when it exits. Within the process it keeps the full contract, leases included.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+
+from nuvom.clock import SYSTEM_CLOCK, Clock
+from nuvom.job import Job
+from nuvom.queue_backends.base import BaseJobQueue
+
+
+class MemoryJobQueue(BaseJobQueue):
+    name = "memory"
+    pushes_wakeups = True
+
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock=clock)
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._waiting: dict[str, tuple[int, Job]] = {}  # id -> (seq, job)
+        self._claimed: dict[str, Job] = {}
+        self._ready: list[tuple[int, float, int, str]] = []  # (-priority, due, seq, id)
+        self._scheduled: list[tuple[float, int, str]] = []  # (due, seq, id)
+        self._wakeups = 0
+
+    def _push(self, job: Job, seq: int | None = None) -> None:
+        seq = next(self._seq) if seq is None else seq
+        stored = replace(job, lease_owner=None, lease_until=None)
+        self._waiting[job.id] = (seq, stored)
+        self._claimed.pop(job.id, None)
+        due = job.due_at or 0.0
+        if due > self.clock.time():
+            heapq.heappush(self._scheduled, (due, seq, job.id))
+        else:
+            heapq.heappush(self._ready, (-job.priority, due, seq, job.id))
+
+    def enqueue(self, job: Job) -> None:
+        self.enqueue_many([job])
+
+    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        with self._cond:
+            for job in jobs:
+                self._push(job)
+            self._wakeups += 1
+            self._cond.notify_all()
+
+    def _promote_due(self, now: float) -> None:
+        while self._scheduled and self._scheduled[0][0] <= now:
+            due, seq, job_id = heapq.heappop(self._scheduled)
+            entry = self._waiting.get(job_id)
+            if entry is not None and entry[0] == seq:
+                heapq.heappush(self._ready, (-entry[1].priority, due, seq, job_id))
+
+    def _reclaim_expired(self, now: float) -> int:
+        expired = [j for j in self._claimed.values() if (j.lease_until or 0) <= now]
+        for job in expired:
+            self._push(job)
+        return len(expired)
+
+    def pop_batch(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[Job]:
+        wanted = set(queues) if queues else None
+        claimed: list[Job] = []
+        with self._cond:
+            now = self.clock.time()
+            self._reclaim_expired(now)
+            self._promote_due(now)
+            skipped: list[tuple[int, float, int, str]] = []
+            while self._ready and len(claimed) < n:
+                entry = heapq.heappop(self._ready)
+                _, _, seq, job_id = entry
+                stored = self._waiting.get(job_id)
+                if stored is None or stored[0] != seq:
+                    continue  # cancelled, claimed or re-enqueued since
+                job = stored[1]
+                if wanted is not None and job.queue not in wanted:
+                    skipped.append(entry)
+                    continue
+                del self._waiting[job_id]
+                held = replace(
+                    job, attempts=job.attempts + 1, lease_owner=worker_id, lease_until=now + lease_secs
+                )
+                self._claimed[job_id] = held
+                claimed.append(replace(held))
+            for entry in skipped:
+                heapq.heappush(self._ready, entry)
+        return claimed
+
+    def _held(self, job_id: str, worker_id: str | None) -> Job | None:
+        job = self._claimed.get(job_id)
+        if job is None or (worker_id is not None and job.lease_owner != worker_id):
+            return None
+        return job
+
+    def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        with self._cond:
+            if self._held(job_id, worker_id) is not None:
+                del self._claimed[job_id]
+
+    def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
+        with self._cond:
+            job = self._held(job_id, worker_id)
+            if job is not None:
+                self._push(replace(job, due_at=retry_at))
+                self._cond.notify_all()
+
+    def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
+        with self._cond:
+            for job_id in job_ids:
+                job = self._held(job_id, worker_id)
+                if job is not None:
+                    self._push(replace(job, attempts=max(0, job.attempts - 1)))
+            self._cond.notify_all()
+
+    def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
+        held: list[str] = []
+        with self._cond:
+            until = self.clock.time() + lease_secs
+            for job_id in job_ids:
+                job = self._held(job_id, worker_id)
+                if job is not None:
+                    job.lease_until = until
+                    held.append(job_id)
+        return held
+
+    def requeue_expired(self) -> int:
+        with self._cond:
+            count = self._reclaim_expired(self.clock.time())
+            if count:
+                self._cond.notify_all()
+            return count
+
+    def qsize(self, queue: str | None = None) -> int:
+        with self._cond:
+            return sum(1 for _, job in self._waiting.values() if queue in (None, job.queue))
+
+    def clear(self) -> int:
+        with self._cond:
+            count = len(self._waiting) + len(self._claimed)
+            self._waiting.clear()
+            self._claimed.clear()
+            self._ready.clear()
+            self._scheduled.clear()
+            return count
+
+    def cancel(self, job_id: str) -> bool:
+        with self._cond:
+            return self._waiting.pop(job_id, None) is not None
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            now = self.clock.time()
+            scheduled = sum(1 for _, j in self._waiting.values() if (j.due_at or 0) > now)
+            return {
+                "waiting": len(self._waiting),
+                "pending": len(self._waiting) - scheduled,
+                "scheduled": scheduled,
+                "running": len(self._claimed),
+            }
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        with self._cond:
+            seen = self._wakeups
+            self._cond.wait_for(lambda: self._wakeups != seen, timeout=timeout)
+            return self._wakeups != seen

@@ -1,0 +1,242 @@
+"""Every SQL statement of the SQLite backends, with the schema and its version."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS nuvom_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    # Jobs waiting or claimed. available_at is due_at while waiting and the
+    # lease's end while claimed, so one comparison finds every claimable row,
+    # expired leases included. seq (the rowid) gives FIFO order.
+    """CREATE TABLE IF NOT EXISTS nuvom_queue (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL,
+        available_at REAL NOT NULL,
+        lease_owner TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        payload BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS nuvom_queue_order ON nuvom_queue (priority DESC, due_at, seq)",
+    """CREATE TABLE IF NOT EXISTS nuvom_dead (
+        id TEXT PRIMARY KEY,
+        queue TEXT,
+        payload BLOB,
+        reason TEXT NOT NULL,
+        quarantined_at REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS nuvom_jobs (
+        id TEXT PRIMARY KEY,
+        func_name TEXT,
+        queue TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        payload BLOB,
+        result BLOB,
+        has_result INTEGER NOT NULL DEFAULT 0,
+        error_type TEXT,
+        error_message TEXT,
+        traceback TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_retries INTEGER,
+        created_at REAL,
+        due_at REAL,
+        started_at REAL,
+        finished_at REAL,
+        updated_at REAL NOT NULL,
+        worker_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS nuvom_jobs_status ON nuvom_jobs (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS nuvom_jobs_updated ON nuvom_jobs (updated_at)",
+    """CREATE TABLE IF NOT EXISTS nuvom_attempts (
+        job_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        worker_id TEXT,
+        error_type TEXT,
+        error_message TEXT,
+        traceback TEXT,
+        PRIMARY KEY (job_id, number)
+    ) WITHOUT ROWID""",
+    # Idle workers listening for a loopback UDP nudge when jobs arrive.
+    """CREATE TABLE IF NOT EXISTS nuvom_listeners (
+        worker_id TEXT PRIMARY KEY,
+        port INTEGER NOT NULL,
+        seen_at REAL NOT NULL
+    )""",
+)
+
+GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
+SET_SCHEMA_VERSION = "INSERT INTO nuvom_meta (key, value) VALUES ('schema_version', ?)"
+
+# -- queue -----------------------------------------------------------------
+ENQUEUE = """
+INSERT INTO nuvom_queue (id, queue, priority, due_at, available_at, attempts, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    available_at = excluded.available_at, lease_owner = NULL,
+    attempts = excluded.attempts, payload = excluded.payload
+"""
+
+_CLAIM = """
+UPDATE nuvom_queue SET lease_owner = ?, available_at = ?, attempts = attempts + 1
+WHERE seq IN (
+    SELECT seq FROM nuvom_queue WHERE available_at <= ? {queue_filter}
+    ORDER BY priority DESC, due_at, seq LIMIT ?
+)
+RETURNING seq, id, queue, priority, due_at, attempts, payload
+"""
+CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
+
+
+def claim_from_queues(count: int) -> str:
+    """The claim statement limited to ``count`` queue names (bound as parameters)."""
+    marks = ", ".join("?" * count)
+    return _CLAIM.format(queue_filter=f"AND queue IN ({marks})")
+
+
+ACK = "DELETE FROM nuvom_queue WHERE id = ? AND lease_owner = ?"
+ACK_ANY = "DELETE FROM nuvom_queue WHERE id = ?"
+NACK = """
+UPDATE nuvom_queue SET lease_owner = NULL, due_at = ?, available_at = ?
+WHERE id = ? AND lease_owner = ?
+"""
+NACK_ANY = """
+UPDATE nuvom_queue SET lease_owner = NULL, due_at = ?, available_at = ?
+WHERE id = ? AND lease_owner IS NOT NULL
+"""
+RELEASE = """
+UPDATE nuvom_queue SET lease_owner = NULL, available_at = ?, attempts = max(attempts - 1, 0)
+WHERE id = ? AND lease_owner = ?
+"""
+HEARTBEAT = "UPDATE nuvom_queue SET available_at = ? WHERE id = ? AND lease_owner = ? RETURNING id"
+REQUEUE_EXPIRED = """
+UPDATE nuvom_queue SET lease_owner = NULL
+WHERE lease_owner IS NOT NULL AND available_at <= ?
+"""
+QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
+QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = ?"
+CLEAR = "DELETE FROM nuvom_queue"
+CANCEL = "DELETE FROM nuvom_queue WHERE id = ? AND lease_owner IS NULL"
+STATS = """
+SELECT queue,
+    sum(lease_owner IS NULL AND available_at <= :now),
+    sum(lease_owner IS NULL AND available_at > :now),
+    sum(lease_owner IS NOT NULL AND available_at > :now),
+    sum(lease_owner IS NOT NULL AND available_at <= :now)
+FROM nuvom_queue GROUP BY queue ORDER BY queue
+"""
+DEAD_COUNT = "SELECT count(*) FROM nuvom_dead"
+QUARANTINE = """
+INSERT OR REPLACE INTO nuvom_dead (id, queue, payload, reason, quarantined_at)
+VALUES (?, ?, ?, ?, ?)
+"""
+DELETE_QUEUED = "DELETE FROM nuvom_queue WHERE id = ?"
+
+REGISTER_LISTENER = """
+INSERT OR REPLACE INTO nuvom_listeners (worker_id, port, seen_at) VALUES (?, ?, ?)
+"""
+TOUCH_LISTENER = "UPDATE nuvom_listeners SET seen_at = ? WHERE worker_id = ?"
+UNREGISTER_LISTENER = "DELETE FROM nuvom_listeners WHERE worker_id = ?"
+LIVE_LISTENER_PORTS = "SELECT port FROM nuvom_listeners WHERE seen_at > ?"
+FORGET_STALE_LISTENERS = "DELETE FROM nuvom_listeners WHERE seen_at <= ?"
+
+# -- results ---------------------------------------------------------------
+RECORD_ENQUEUED = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
+    status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
+    due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
+"""
+MARK_RUNNING = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, created_at, started_at, worker_id,
+     attempts, updated_at)
+VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?, 1, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = 'RUNNING', started_at = excluded.started_at, worker_id = excluded.worker_id,
+    attempts = nuvom_jobs.attempts + 1, finished_at = NULL, updated_at = excluded.updated_at
+"""
+MARK_EARLIER_ATTEMPTS_LOST = """
+UPDATE nuvom_attempts SET status = 'LOST' WHERE job_id = ? AND status = 'RUNNING'
+"""
+START_ATTEMPT = """
+INSERT INTO nuvom_attempts (job_id, number, status, started_at, worker_id)
+VALUES (?, (SELECT coalesce(max(number), 0) + 1 FROM nuvom_attempts WHERE job_id = ?),
+        'RUNNING', ?, ?)
+"""
+SAVE_OUTCOME = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, result, has_result, error_type,
+     error_message, traceback, created_at, due_at, finished_at, worker_id, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, result = excluded.result, has_result = excluded.has_result,
+    error_type = excluded.error_type, error_message = excluded.error_message,
+    traceback = excluded.traceback, due_at = coalesce(excluded.due_at, nuvom_jobs.due_at),
+    finished_at = excluded.finished_at, worker_id = excluded.worker_id,
+    updated_at = excluded.updated_at
+"""
+FINISH_ATTEMPT = """
+UPDATE nuvom_attempts SET status = ?, finished_at = ?, error_type = ?, error_message = ?,
+    traceback = ?
+WHERE job_id = ? AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = ?)
+"""
+UNCOUNT_ATTEMPT = """
+DELETE FROM nuvom_attempts
+WHERE job_id = ? AND status = 'RUNNING'
+  AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = ?)
+"""
+MARK_RELEASED = """
+UPDATE nuvom_jobs SET status = 'PENDING', attempts = max(attempts - 1, 0), updated_at = ?
+WHERE id = ? AND status = 'RUNNING'
+"""
+MARK_CANCELLED = """
+INSERT INTO nuvom_jobs (id, status, finished_at, updated_at) VALUES (?, 'CANCELLED', ?, ?)
+ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
+    updated_at = excluded.updated_at
+"""
+MARK_FAILED = """
+INSERT INTO nuvom_jobs (id, status, error_type, error_message, finished_at, updated_at)
+VALUES (?, 'FAILED', ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_type,
+    error_message = excluded.error_message, traceback = NULL,
+    finished_at = excluded.finished_at, updated_at = excluded.updated_at
+"""
+_JOB_COLUMNS = """
+id, status, func_name, payload, queue, priority, result, has_result, error_type,
+error_message, traceback, attempts, max_retries, created_at, due_at, started_at, finished_at,
+updated_at, worker_id
+"""
+GET_JOB = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = ?"
+GET_ATTEMPTS = """
+SELECT number, status, started_at, finished_at, worker_id, error_type, error_message, traceback
+FROM nuvom_attempts WHERE job_id = ? ORDER BY number
+"""
+LIST_JOBS = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs ORDER BY updated_at DESC LIMIT ? OFFSET ?"
+LIST_JOBS_WITH_STATUS = f"""
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = ? ORDER BY updated_at DESC LIMIT ? OFFSET ?
+"""
+GET_RESULT = "SELECT status, result, has_result FROM nuvom_jobs WHERE id = ?"
+GET_ERROR = "SELECT status, error_type, error_message FROM nuvom_jobs WHERE id = ?"
+STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"
+
+
+def prune_statement(status_count: int) -> str:
+    marks = ", ".join("?" * status_count)
+    return f"DELETE FROM nuvom_jobs WHERE updated_at < ? AND status IN ({marks}) RETURNING id"
+
+
+DELETE_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ?"

@@ -1,0 +1,156 @@
+"""Plain records that pass between the worker and the backends.
+
+``Outcome`` is what one attempt produced; ``JobRecord`` is what a result
+backend knows about a job. Also the job payload codec every queue backend uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nuvom.errors import CorruptJob, SerializationError
+from nuvom.job import Job, JobStatus
+from nuvom.serialization import Codec, find_unserializable
+
+PAYLOAD_VERSION = 1  # bump when the job payload layout changes
+
+
+@dataclass(slots=True)
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, traceback: str | None = None) -> ErrorInfo:
+        return cls(type=type(exc).__name__, message=str(exc), traceback=traceback)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The end of one attempt: a result, a final failure, or a retry at ``retry_at``."""
+
+    job: Job
+    status: JobStatus  # SUCCESS, FAILED or RETRYING
+    result: Any = None
+    error: ErrorInfo | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    retry_at: float | None = None
+    store_result: bool = True
+    result_blob: bytes | None = None  # the result already encoded by the worker, if it was
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    number: int
+    status: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """Everything a result backend knows about one job."""
+
+    id: str
+    status: JobStatus
+    func_name: str | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int = 0
+    result: Any = None
+    has_result: bool = False
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    attempts: int = 0
+    max_retries: int | None = None
+    created_at: float | None = None
+    due_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    worker_id: str | None = None
+    history: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def duration_secs(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["duration_secs"] = self.duration_secs
+        return data
+
+
+class JobPayloadCodec:
+    """Turns the stored part of a ``Job`` into bytes and back.
+
+    Id, queue, priority, due time and attempts live in the backend's own
+    columns or keys; the payload carries the call itself.
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def encode(self, job: Job) -> bytes:
+        body = [PAYLOAD_VERSION, job.func_name, job.args, job.kwargs, job.created_at]
+        overrides = job.overrides()
+        if overrides:
+            body.append(overrides)
+        try:
+            return self.codec.dumps(body)
+        except SerializationError as exc:
+            culprit = find_unserializable(self.codec, job.args, job.kwargs)
+            if culprit is None:
+                raise
+            message = f"{culprit} of {job.func_name}() cannot be serialized: {exc}"
+            raise SerializationError(message, argument=culprit) from None
+
+    def decode(
+        self,
+        data: bytes | memoryview,
+        *,
+        job_id: str,
+        queue: str,
+        priority: int = 0,
+        attempts: int = 0,
+        due_at: float | None = None,
+    ) -> Job:
+        """Rebuild the job; raises ``CorruptJob`` for anything that is not a valid payload."""
+        try:
+            body = self.codec.loads(data)
+            if not isinstance(body, list) or len(body) < 5:
+                raise SerializationError("payload is not a job record")
+            version, func_name, args, kwargs, created_at = body[:5]
+            if version != PAYLOAD_VERSION:
+                raise SerializationError(f"payload version {version!r} is not {PAYLOAD_VERSION}")
+            overrides = body[5] if len(body) > 5 else {}
+            if not isinstance(overrides, dict):
+                raise SerializationError("payload options are not a mapping")
+            job = Job(
+                func_name,
+                args=args,
+                kwargs=kwargs,
+                id=job_id,
+                queue=queue,
+                priority=priority,
+                attempts=attempts,
+                created_at=float(created_at),
+                due_at=due_at,
+                **overrides,
+            )
+        except (SerializationError, TypeError, ValueError) as exc:
+            raise CorruptJob(f"job {job_id} cannot be decoded: {exc}", job_id=job_id) from None
+        return job

@@ -1,0 +1,1 @@
+"""Result backends: where outcomes, attempts and job history are kept."""

@@ -1,0 +1,221 @@
+"""The process-wide defaults: settings, backends, registry, clock — built lazily, in one place.
+
+``nuvom.configure(...)`` replaces them (tests use it from fixtures); nothing
+else in nuvom keeps module-level state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nuvom.clock import SYSTEM_CLOCK, Clock
+from nuvom.config import Settings, load_settings
+from nuvom.errors import ConfigError
+from nuvom.queue_backends.base import BaseJobQueue
+from nuvom.registry import TaskRegistry
+from nuvom.result_backends.base import BaseResultBackend
+from nuvom.serialization import Codec
+
+log = logging.getLogger("nuvom")
+
+QueueFactory = Callable[["Runtime"], BaseJobQueue]
+ResultFactory = Callable[["Runtime"], BaseResultBackend]
+
+
+def _sqlite_store(runtime: Runtime, path: Path) -> Any:
+    from nuvom.queue_backends.sqlite_store import SQLiteStore
+
+    key = path.resolve()
+    store = runtime.stores.get(key)
+    if store is None:
+        settings = runtime.settings
+        store = runtime.stores[key] = SQLiteStore(
+            path,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_secs=settings.sqlite_busy_timeout_secs,
+        )
+    return store
+
+
+def _memory_queue(runtime: Runtime) -> BaseJobQueue:
+    from nuvom.queue_backends.memory_queue import MemoryJobQueue
+
+    return MemoryJobQueue(clock=runtime.clock)
+
+
+def _sqlite_queue(runtime: Runtime) -> BaseJobQueue:
+    from nuvom.queue_backends.sqlite_queue import SQLiteJobQueue
+
+    store = _sqlite_store(runtime, runtime.settings.effective_sqlite_queue_path)
+    return SQLiteJobQueue(store=store, codec=runtime.codec, clock=runtime.clock)
+
+
+def _memory_results(runtime: Runtime) -> BaseResultBackend:
+    from nuvom.result_backends.memory_backend import MemoryResultBackend
+
+    return MemoryResultBackend(clock=runtime.clock)
+
+
+def _sqlite_results(runtime: Runtime) -> BaseResultBackend:
+    from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
+
+    store = _sqlite_store(runtime, runtime.settings.sqlite_db_path)
+    return SQLiteResultBackend(store=store, codec=runtime.codec, clock=runtime.clock)
+
+
+QUEUE_BACKENDS: dict[str, QueueFactory] = {"memory": _memory_queue, "sqlite": _sqlite_queue}
+RESULT_BACKENDS: dict[str, ResultFactory] = {"memory": _memory_results, "sqlite": _sqlite_results}
+
+
+def _unknown_backend(kind: str, name: str, known: dict[str, Any]) -> ConfigError:
+    variable = f"NUVOM_{kind.upper()}_BACKEND"
+    choices = ", ".join(sorted(known))
+    return ConfigError(
+        f"{variable}: unknown {kind} backend {name!r} (built in: {choices}; "
+        "a plugin can register more)",
+        variable=variable,
+    )
+
+
+class Runtime:
+    """Settings plus the objects built from them, each made on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: TaskRegistry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        queue: BaseJobQueue | None = None,
+        results: BaseResultBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else TaskRegistry()
+        self.clock = clock
+        self.codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
+        self.stores: dict[Path, Any] = {}
+        self._queue = queue
+        self._results = results
+        self._lock = threading.RLock()
+
+    @property
+    def queue(self) -> BaseJobQueue:
+        if self._queue is None:
+            with self._lock:
+                if self._queue is None:
+                    name = self.settings.queue_backend
+                    factory = QUEUE_BACKENDS.get(name)
+                    if factory is None:
+                        raise _unknown_backend("queue", name, QUEUE_BACKENDS)
+                    self._queue = factory(self)
+        return self._queue
+
+    @property
+    def results(self) -> BaseResultBackend:
+        if self._results is None:
+            with self._lock:
+                if self._results is None:
+                    name = self.settings.result_backend
+                    factory = RESULT_BACKENDS.get(name)
+                    if factory is None:
+                        raise _unknown_backend("result", name, RESULT_BACKENDS)
+                    self._results = factory(self)
+        return self._results
+
+    def close(self) -> None:
+        with self._lock:
+            for backend in (self._queue, self._results):
+                if backend is not None:
+                    backend.close()
+            for store in self.stores.values():
+                store.close()
+            self._queue = self._results = None
+            self.stores.clear()
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+# Tasks register at import time, once; the registry outlives a reset() of the backends.
+_carried_registry: TaskRegistry | None = None
+
+
+def current() -> Runtime:
+    """The process-wide runtime, built from settings on first use."""
+    global _current, _carried_registry
+    runtime = _current
+    if runtime is None:
+        with _current_lock:
+            if _current is None:
+                _current = Runtime(load_settings(), registry=_carried_registry)
+                _carried_registry = _current.registry
+            runtime = _current
+    return runtime
+
+
+def current_registry() -> TaskRegistry:
+    """The task registry, without building backends or reading settings (for decorators)."""
+    global _carried_registry
+    runtime = _current
+    if runtime is not None:
+        return runtime.registry
+    with _current_lock:
+        if _current is not None:
+            return _current.registry
+        if _carried_registry is None:
+            _carried_registry = TaskRegistry()
+        return _carried_registry
+
+
+def configure(
+    *,
+    queue_backend: BaseJobQueue | None = None,
+    result_backend: BaseResultBackend | None = None,
+    registry: TaskRegistry | None = None,
+    clock: Clock | None = None,
+    **settings: Any,
+) -> Runtime:
+    """Replace the process-wide runtime.
+
+    Keyword settings (``lease_secs=5``, ``queue_backend="memory"``...) override
+    the environment. Backend *objects* may be passed instead of names. The task
+    registry carries over unless a new one is given. Returns the new runtime.
+    """
+    global _current
+    for name, value in (("queue_backend", queue_backend), ("result_backend", result_backend)):
+        if isinstance(value, str):
+            settings[name] = value
+    queue = queue_backend if isinstance(queue_backend, BaseJobQueue) else None
+    results = result_backend if isinstance(result_backend, BaseResultBackend) else None
+    loaded = load_settings(**settings)
+    with _current_lock:
+        previous = _current
+        keep_registry = previous.registry if previous is not None else _carried_registry
+        _current = Runtime(
+            loaded,
+            registry=registry if registry is not None else keep_registry,
+            clock=clock or SYSTEM_CLOCK,
+            queue=queue,
+            results=results,
+        )
+        runtime = _current
+    if previous is not None:
+        previous.close()
+    return runtime
+
+
+def reset() -> None:
+    """Close the backends and forget the runtime; the next use rebuilds it from settings.
+
+    Registered tasks are kept: they were registered when their modules were imported.
+    """
+    global _current, _carried_registry
+    with _current_lock:
+        previous, _current = _current, None
+        if previous is not None:
+            _carried_registry = previous.registry
+    if previous is not None:
+        previous.close()

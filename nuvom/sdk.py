@@ -1,0 +1,70 @@
+"""Operations on jobs by id: look one up, retry a failed one, cancel a waiting one."""
+
+from __future__ import annotations
+
+from nuvom.errors import JobNotFound, JobStateError
+from nuvom.job import Job, JobStatus
+from nuvom.records import JobRecord
+
+_RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def get_job(job_id: str) -> JobRecord:
+    """Everything the result backend knows about a job; raises ``JobNotFound``."""
+    from nuvom.result_store import get_record
+
+    record = get_record(job_id)
+    if record is None:
+        raise JobNotFound(job_id)
+    return record
+
+
+def retry_job(job_id: str) -> Job:
+    """Enqueue a FAILED (or CANCELLED) job again under the same id.
+
+    Its attempt history is kept and it gets its full retries again. Raises
+    ``JobNotFound``, or ``JobStateError`` when the job has not ended in failure.
+    """
+    from nuvom.queue import submit
+
+    record = get_job(job_id)
+    if record.status not in _RETRYABLE:
+        raise JobStateError(
+            f"job {job_id} is {record.status.value}; only FAILED or CANCELLED jobs can be retried",
+            job_id=job_id,
+            status=record.status.value,
+        )
+    if record.func_name is None:
+        raise JobStateError(
+            f"job {job_id} has no stored call to run again", job_id=job_id, status=record.status.value
+        )
+    job = Job(
+        record.func_name,
+        args=tuple(record.args),
+        kwargs=record.kwargs,
+        id=job_id,
+        queue=record.queue or "default",
+        priority=record.priority,
+        created_at=record.created_at or 0.0,
+        max_retries=record.max_retries,
+    )
+    return submit([job])[0]
+
+
+def cancel_job(job_id: str) -> JobRecord:
+    """Cancel a job that is waiting (PENDING, SCHEDULED or RETRYING).
+
+    A running job cannot be stopped from outside, and a finished one has
+    nothing to cancel: both raise ``JobStateError``. Returns the updated record.
+    """
+    from nuvom.runtime import current
+
+    runtime = current()
+    if not runtime.queue.cancel_job(job_id, runtime.results):
+        record = get_job(job_id)
+        raise JobStateError(
+            f"job {job_id} is {record.status.value}; only a waiting job can be cancelled",
+            job_id=job_id,
+            status=record.status.value,
+        )
+    return get_job(job_id)

@@ -1,0 +1,419 @@
+"""The worker: claims jobs in batches, runs them on a thread pool, stores outcomes in group commits.
+
+One dispatcher (the thread that calls ``run``) owns claiming and settling; pool
+threads only run jobs. A watchdog renews leases and enforces timeouts.
+``Worker(...).run(burst=True)`` drains the queue and returns: for tests and batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from nuvom.errors import ConfigError, NuvomError
+from nuvom.execution.runner import JobRunner
+from nuvom.job import Job, JobStatus
+from nuvom.records import Outcome
+
+if TYPE_CHECKING:
+    from nuvom.queue_backends.base import BaseJobQueue
+    from nuvom.registry import TaskRegistry
+    from nuvom.result_backends.base import BaseResultBackend
+    from nuvom.runtime import Runtime
+
+log = logging.getLogger("nuvom.worker")
+
+MIN_IDLE_POLL_SECS = 0.001  # first pause after an empty claim
+MAX_IDLE_POLL_SECS = 1.0  # longest pause between claims when idle (push wake-ups come sooner)
+BACKEND_RETRY_SECS = 0.5  # pause before retrying a claim or settle the backend refused
+POOLS = ("thread",)
+
+
+@dataclass
+class WorkerStats:
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    forced: bool = False
+
+    def count(self, outcome: Outcome) -> None:
+        self.processed += 1
+        if outcome.status is JobStatus.SUCCESS:
+            self.succeeded += 1
+        elif outcome.status is JobStatus.RETRYING:
+            self.retried += 1
+        else:
+            self.failed += 1
+
+
+@dataclass
+class _Running:
+    job: Job
+    started_at: float | None = None  # clock time the attempt began; None while waiting for a thread
+    deadline: float | None = None  # monotonic time past which the timeout policy applies
+    thread: threading.Thread | None = None
+    abandoned: bool = False  # its timeout was reported; a late result is dropped
+    warned: bool = False
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
+
+
+class Worker:
+    """Runs jobs from the queue until stopped (or, with ``burst=True``, until it is empty)."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        pool: str = "thread",
+        *,
+        batch_size: int | None = None,
+        queues: Sequence[str] | None = None,
+        lease_secs: float | None = None,
+        grace_secs: float | None = None,
+        worker_id: str | None = None,
+        runtime: Runtime | None = None,
+        queue: BaseJobQueue | None = None,
+        results: BaseResultBackend | None = None,
+        registry: TaskRegistry | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        from nuvom.discovery.loader import TaskLoader
+        from nuvom.runtime import current
+
+        if pool not in POOLS:
+            raise ConfigError(f"unknown worker pool {pool!r} (this release has: {', '.join(POOLS)})")
+        self.runtime = runtime or current()
+        settings = self.runtime.settings
+        self.concurrency = workers or settings.max_workers
+        if self.concurrency < 1:
+            raise ConfigError("a worker needs at least 1 thread")
+        self.pool = pool
+        self.batch_size = batch_size or settings.batch_size
+        self.queues = list(queues) if queues else None
+        self.lease_secs = lease_secs or settings.lease_secs
+        self.grace_secs = settings.shutdown_grace_secs if grace_secs is None else grace_secs
+        self.worker_id = worker_id or default_worker_id()
+        self.queue = queue or self.runtime.queue
+        self.results = results or self.runtime.results
+        self.registry = registry or self.runtime.registry
+        self.on_outcome = on_outcome
+        self.clock = self.runtime.clock
+        self.runner = JobRunner(
+            TaskLoader(self.registry), settings, self.runtime.codec, self.clock, self.worker_id
+        )
+        self.stats = WorkerStats()
+
+        self._lock = threading.Lock()
+        self._inflight: dict[str, _Running] = {}
+        self._work: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
+        self._outcomes: queue_module.SimpleQueue[Outcome] = queue_module.SimpleQueue()
+        self._unsettled: list[Outcome] = []
+        self._wake = threading.Event()
+        self._watch = threading.Event()
+        self._stopping = threading.Event()
+        self._forced = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._retired: set[int] = set()
+
+    # -- public ------------------------------------------------------------
+    def stop(self, *, force: bool = False) -> None:
+        """Ask the worker to stop: finish or release in-flight jobs (``force``: release at once)."""
+        if force:
+            self._forced.set()
+        self._stopping.set()
+        self._wake.set()
+        self._watch.set()
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def run(self, burst: bool = False) -> WorkerStats:
+        """Work until stopped, or until nothing is due and nothing runs when ``burst``."""
+        restore = self._install_signal_handlers()
+        log.info(
+            "worker %s started: %d threads, queue %s, results %s",
+            self.worker_id, self.concurrency, self.queue.name, self.results.name,
+        )  # fmt: skip
+        helpers = [self._start_thread(self._watchdog_loop, "nuvom-watchdog")]
+        if self.queue.pushes_wakeups and not burst:
+            helpers.append(self._start_thread(self._waker_loop, "nuvom-waker"))
+        for _ in range(self.concurrency):
+            self._add_pool_thread()
+        try:
+            self._dispatch(burst)
+        finally:
+            self._shutdown()
+            self._stopping.set()
+            self._watch.set()
+            for helper in helpers:
+                helper.join(timeout=2)
+            restore()
+            self.stats.finished_at = time.time()
+            log.info(
+                "worker %s stopped: %d processed (%d ok, %d failed, %d retried, %d released)",
+                self.worker_id, self.stats.processed, self.stats.succeeded, self.stats.failed,
+                self.stats.retried, self.stats.released,
+            )  # fmt: skip
+        return self.stats
+
+    # -- dispatcher --------------------------------------------------------
+    def _dispatch(self, burst: bool) -> None:
+        pause = MIN_IDLE_POLL_SECS
+        while True:
+            self._wake.clear()
+            settled = self._settle()
+            if self._stopping.is_set():
+                return
+            claimed = self._claim()
+            if claimed or settled:
+                pause = MIN_IDLE_POLL_SECS
+                continue
+            with self._lock:
+                idle = not self._inflight
+            if burst and idle and not self._unsettled:
+                return
+            # Busy: executors wake us when a job ends. Idle: poll with back-off
+            # (a push backend's waker cuts the wait short when jobs arrive).
+            self._wake.wait(pause if idle or self._has_free_slot() else MAX_IDLE_POLL_SECS)
+            pause = min(pause * 2, MAX_IDLE_POLL_SECS)
+
+    def _has_free_slot(self) -> bool:
+        with self._lock:
+            return len(self._inflight) < self.concurrency
+
+    def _claim(self) -> int:
+        with self._lock:
+            free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        try:
+            jobs = self.queue.claim(
+                min(free, self.batch_size),
+                worker_id=self.worker_id,
+                lease_secs=self.lease_secs,
+                results=self.results,
+                queues=self.queues,
+            )
+        except NuvomError as exc:
+            log.error("claiming jobs failed: %s; retrying in %.1fs", exc, BACKEND_RETRY_SECS)
+            self._stopping.wait(BACKEND_RETRY_SECS)
+            return 0
+        with self._lock:
+            for job in jobs:
+                self._inflight[job.id] = _Running(job)
+        for job in jobs:
+            self._work.put(job)
+        return len(jobs)
+
+    def _settle(self) -> int:
+        batch = self._unsettled
+        while True:
+            try:
+                batch.append(self._outcomes.get_nowait())
+            except queue_module.Empty:
+                break
+        if not batch:
+            return 0
+        try:
+            self.queue.settle(batch, self.results)
+        except NuvomError as exc:
+            # Keep the outcomes and try again: dropping them would lose work.
+            log.error("storing %d outcomes failed: %s; retrying", len(batch), exc)
+            self._unsettled = batch
+            self._stopping.wait(BACKEND_RETRY_SECS)
+            return 0
+        self._unsettled = []
+        with self._lock:
+            for outcome in batch:
+                self._inflight.pop(outcome.job.id, None)
+        for outcome in batch:
+            self.stats.count(outcome)
+            log.debug("job %s %s: %s", outcome.job.id, outcome.job.func_name, outcome.status.value)
+            if self.on_outcome is not None:
+                try:
+                    self.on_outcome(outcome)
+                except Exception:
+                    log.exception("on_outcome callback failed")
+        return len(batch)
+
+    # -- pool threads ------------------------------------------------------
+    def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _add_pool_thread(self) -> None:
+        thread = self._start_thread(self._pool_loop, f"nuvom-pool-{len(self._threads)}")
+        self._threads.append(thread)
+
+    def _pool_loop(self) -> None:
+        me = threading.get_ident()
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            if self._stopping.is_set():
+                continue  # not started: released at shutdown
+            with self._lock:
+                running = self._inflight.get(job.id)
+                if running is None:
+                    continue
+                running.started_at = self.clock.time()
+                running.thread = threading.current_thread()
+                timeout = self.runner.options_for(job).timeout_secs
+                running.deadline = time.monotonic() + timeout
+            self._watch.set()
+            outcome = self.runner.run(job)
+            with self._lock:
+                abandoned = running.abandoned
+                retired = me in self._retired
+            if not abandoned:
+                self._outcomes.put(outcome)
+                self._wake.set()
+            else:
+                log.warning("job %s finished after its timeout was reported; result dropped", job.id)
+            if retired:
+                return  # a replacement thread took this one's place when it overran
+
+    # -- watchdog: leases and timeouts --------------------------------------
+    def _watchdog_loop(self) -> None:
+        beat_every = max(0.05, self.lease_secs / 3)
+        next_beat = time.monotonic() + beat_every
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                self._heartbeat()
+                next_beat = now + beat_every
+            next_deadline = self._enforce_timeouts(now)
+            wait_until = min(next_beat, next_deadline) if next_deadline else next_beat
+            self._watch.wait(max(0.0, wait_until - time.monotonic()))
+            self._watch.clear()
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            held = list(self._inflight)
+        try:
+            kept = self.queue.heartbeat(held, worker_id=self.worker_id, lease_secs=self.lease_secs)
+        except NuvomError as exc:
+            log.warning("lease heartbeat failed: %s", exc)
+            return
+        lost = set(held) - set(kept)
+        if lost:
+            log.warning("lost the lease on %d job(s): %s", len(lost), ", ".join(sorted(lost)))
+
+    def _enforce_timeouts(self, now: float) -> float | None:
+        """Report jobs past their deadline; return the next deadline to wake for."""
+        next_deadline: float | None = None
+        expired: list[_Running] = []
+        with self._lock:
+            for running in self._inflight.values():
+                if running.deadline is None or running.abandoned:
+                    continue
+                if running.deadline > now:
+                    next_deadline = min(next_deadline or running.deadline, running.deadline)
+                    continue
+                expired.append(running)
+        for running in expired:
+            self._time_out(running)
+        return next_deadline
+
+    def _time_out(self, running: _Running) -> None:
+        job = running.job
+        opts = self.runner.options_for(job)
+        if opts.timeout_policy == "ignore":
+            if not running.warned:
+                running.warned = True
+                log.warning("job %s passed its %gs timeout; policy is ignore, so it runs on", job.id, opts.timeout_secs)
+            return
+        # A thread cannot be stopped: report the timeout now, let the thread
+        # finish in the background, and give the pool a fresh thread.
+        outcome = self.runner.timed_out(job, running.started_at or self.clock.time())
+        with self._lock:
+            running.abandoned = True
+            if running.thread is not None and running.thread.ident is not None:
+                self._retired.add(running.thread.ident)
+        log.warning("job %s passed its %gs timeout; its thread cannot be stopped and is replaced", job.id, opts.timeout_secs)
+        self._outcomes.put(outcome)
+        self._add_pool_thread()
+        self._wake.set()
+
+    def _waker_loop(self) -> None:
+        listen = getattr(self.queue, "listen", None)
+        if listen is not None:
+            try:
+                listen(self.worker_id)
+            except NuvomError as exc:
+                log.warning("cannot listen for wake-ups (%s); polling only", exc)
+                return
+        while not self._stopping.is_set():
+            if self.queue.wait_for_jobs(MAX_IDLE_POLL_SECS):
+                self._wake.set()
+
+    # -- shutdown ------------------------------------------------------------
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.grace_secs
+        while not self._forced.is_set() and time.monotonic() < deadline:
+            self._settle()
+            with self._lock:
+                running = [r for r in self._inflight.values() if r.started_at is not None]
+            if not running and not self._unsettled:
+                break
+            self._wake.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            self._wake.clear()
+        self._settle()
+        with self._lock:
+            unfinished = [r.job.id for r in self._inflight.values() if not r.abandoned]
+            self._inflight.clear()
+        if unfinished:
+            try:
+                self.queue.release(unfinished, worker_id=self.worker_id)
+                self.results.mark_released(unfinished)
+                self.stats.released += len(unfinished)
+                log.info("released %d unfinished job(s) back to the queue", len(unfinished))
+            except NuvomError as exc:
+                log.error("releasing %d job(s) failed (%s); their leases will expire", len(unfinished), exc)
+        for _ in self._threads:
+            self._work.put(None)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        names = ["SIGINT", "SIGTERM", "SIGBREAK"]  # SIGBREAK: CTRL+BREAK on Windows
+        previous: dict[int, object] = {}
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                log.warning("second signal: releasing in-flight jobs and exiting now")
+                self.stats.forced = True
+                self.stop(force=True)
+            else:
+                log.warning("stopping: finishing in-flight jobs (signal again to exit now)")
+                self.stop()
+
+        for name in names:
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                previous[signum] = signal.signal(signum, handle)
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
+
+        return restore
