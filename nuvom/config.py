@@ -10,7 +10,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     def _case_insensitive(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip()
-            return value.upper() if value.upper() in LogLevel.__args__ else value.lower()
+            return value.upper() if value.upper() in get_args(LogLevel) else value.lower()
         return value
 
     @field_validator("sqlite_synchronous", "queue_backend", "result_backend", mode="before")
@@ -141,14 +141,16 @@ def load_settings(**overrides: Any) -> Settings:
         raise _describe(exc.errors()[0]) from None
 
 
-def setting_sources(settings: Settings, overrides: Mapping[str, Any] = ()) -> dict[str, str]:
+def setting_sources(
+    settings: Settings, overrides: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Where each effective value came from: override, env, .env or default."""
     dotenv = {k.upper(): v for k, v in _read_dotenv(Path(ENV_FILE)).items()}
     environ = {k.upper() for k in os.environ}
     sources: dict[str, str] = {}
     for field in Settings.model_fields:
         name = env_name(field)
-        if field in overrides:
+        if overrides and field in overrides:
             sources[field] = "configure()"
         elif name in environ:
             sources[field] = "environment"

@@ -90,7 +90,13 @@ class Job:
 
     def overrides(self) -> dict[str, Any]:
         """The per-job options that were set, by name."""
-        names = ("max_retries", "retry_delay_secs", "timeout_secs", "timeout_policy", "store_result")
+        names = (
+            "max_retries",
+            "retry_delay_secs",
+            "timeout_secs",
+            "timeout_policy",
+            "store_result",
+        )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def get(self, timeout: float | None = None, *, poll_secs: float = 0.05) -> Any:

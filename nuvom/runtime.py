@@ -172,8 +172,8 @@ def current_registry() -> TaskRegistry:
 
 def configure(
     *,
-    queue_backend: BaseJobQueue | None = None,
-    result_backend: BaseResultBackend | None = None,
+    queue_backend: BaseJobQueue | str | None = None,
+    result_backend: BaseResultBackend | str | None = None,
     registry: TaskRegistry | None = None,
     clock: Clock | None = None,
     **settings: Any,

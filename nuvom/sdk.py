@@ -36,7 +36,9 @@ def retry_job(job_id: str) -> Job:
         )
     if record.func_name is None:
         raise JobStateError(
-            f"job {job_id} has no stored call to run again", job_id=job_id, status=record.status.value
+            f"job {job_id} has no stored call to run again",
+            job_id=job_id,
+            status=record.status.value,
         )
     job = Job(
         record.func_name,

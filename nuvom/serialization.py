@@ -55,9 +55,10 @@ def _plain(value: object) -> Any:
     """Map subclasses of builtin types (IntEnum, str subclasses, OrderedDict...) to their base."""
     if isinstance(value, enum.Enum):
         value = value.value
-    for base in (bool, int, float, str, bytes):
-        if isinstance(value, base):
-            return base(value)  # type: ignore[call-overload]
+    converters: tuple[Callable[[Any], Any], ...] = (bool, int, float, str, bytes)
+    for base in converters:
+        if isinstance(value, base):  # type: ignore[arg-type]
+            return base(value)
     if isinstance(value, dict):
         return dict(value)
     if isinstance(value, list):

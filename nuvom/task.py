@@ -81,10 +81,16 @@ class Task(Generic[P, R]):
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TaskDefinitionError(f"task option priority must be an int, not {priority!r}")
         if not isinstance(queue, str) or not queue:
-            raise TaskDefinitionError(f"task option queue must be a non-empty string, not {queue!r}")
+            raise TaskDefinitionError(
+                f"task option queue must be a non-empty string, not {queue!r}"
+            )
         if isinstance(tags, str):
             raise TaskDefinitionError("task option tags must be a list of strings, not one string")
-        for option, hook in (("before_job", before_job), ("after_job", after_job), ("on_error", on_error)):
+        for option, hook in (
+            ("before_job", before_job),
+            ("after_job", after_job),
+            ("on_error", on_error),
+        ):
             _check_hook(option, hook)
         self.func = func
         self.name = name or func.__name__
@@ -185,7 +191,13 @@ class Task(Generic[P, R]):
         """Enqueue with routing and scheduling: run ``at`` a time or ``in_`` seconds from now."""
         from nuvom.queue import due_time, submit
 
-        job = self._job(args, dict(kwargs or {}), due_at=due_time(at=at, in_=in_), queue=queue, priority=priority)
+        job = self._job(
+            args,
+            dict(kwargs or {}),
+            due_at=due_time(at=at, in_=in_),
+            queue=queue,
+            priority=priority,
+        )
         return submit([job])[0]
 
     def schedule(
@@ -199,7 +211,9 @@ class Task(Generic[P, R]):
         return self.apply_async(args, kwargs, at=at, in_=in_)
 
 
-TASK_OPTIONS = tuple(p for p in inspect.signature(Task.__init__).parameters if p not in ("self", "func"))
+TASK_OPTIONS = tuple(
+    p for p in inspect.signature(Task.__init__).parameters if p not in ("self", "func")
+)
 
 
 @overload

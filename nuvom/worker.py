@@ -35,6 +35,7 @@ log = logging.getLogger("nuvom.worker")
 MIN_IDLE_POLL_SECS = 0.001  # first pause after an empty claim
 MAX_IDLE_POLL_SECS = 1.0  # longest pause between claims when idle (push wake-ups come sooner)
 BACKEND_RETRY_SECS = 0.5  # pause before retrying a claim or settle the backend refused
+WAKER_WAIT_SECS = 0.25  # the waker re-checks for shutdown this often
 POOLS = ("thread",)
 
 
@@ -96,7 +97,9 @@ class Worker:
         from nuvom.runtime import current
 
         if pool not in POOLS:
-            raise ConfigError(f"unknown worker pool {pool!r} (this release has: {', '.join(POOLS)})")
+            raise ConfigError(
+                f"unknown worker pool {pool!r} (this release has: {', '.join(POOLS)})"
+            )
         self.runtime = runtime or current()
         settings = self.runtime.settings
         self.concurrency = workers or settings.max_workers
@@ -288,7 +291,9 @@ class Worker:
                 self._outcomes.put(outcome)
                 self._wake.set()
             else:
-                log.warning("job %s finished after its timeout was reported; result dropped", job.id)
+                log.warning(
+                    "job %s finished after its timeout was reported; result dropped", job.id
+                )
             if retired:
                 return  # a replacement thread took this one's place when it overran
 
@@ -340,7 +345,11 @@ class Worker:
         if opts.timeout_policy == "ignore":
             if not running.warned:
                 running.warned = True
-                log.warning("job %s passed its %gs timeout; policy is ignore, so it runs on", job.id, opts.timeout_secs)
+                log.warning(
+                    "job %s passed its %gs timeout; policy is ignore, so it runs on",
+                    job.id,
+                    opts.timeout_secs,
+                )
             return
         # A thread cannot be stopped: report the timeout now, let the thread
         # finish in the background, and give the pool a fresh thread.
@@ -349,7 +358,11 @@ class Worker:
             running.abandoned = True
             if running.thread is not None and running.thread.ident is not None:
                 self._retired.add(running.thread.ident)
-        log.warning("job %s passed its %gs timeout; its thread cannot be stopped and is replaced", job.id, opts.timeout_secs)
+        log.warning(
+            "job %s passed its %gs timeout; its thread cannot be stopped and is replaced",
+            job.id,
+            opts.timeout_secs,
+        )
         self._outcomes.put(outcome)
         self._add_pool_thread()
         self._wake.set()
@@ -363,7 +376,7 @@ class Worker:
                 log.warning("cannot listen for wake-ups (%s); polling only", exc)
                 return
         while not self._stopping.is_set():
-            if self.queue.wait_for_jobs(MAX_IDLE_POLL_SECS):
+            if self.queue.wait_for_jobs(WAKER_WAIT_SECS):
                 self._wake.set()
 
     # -- shutdown ------------------------------------------------------------
@@ -388,7 +401,11 @@ class Worker:
                 self.stats.released += len(unfinished)
                 log.info("released %d unfinished job(s) back to the queue", len(unfinished))
             except NuvomError as exc:
-                log.error("releasing %d job(s) failed (%s); their leases will expire", len(unfinished), exc)
+                log.error(
+                    "releasing %d job(s) failed (%s); their leases will expire",
+                    len(unfinished),
+                    exc,
+                )
         for _ in self._threads:
             self._work.put(None)
 

@@ -47,7 +47,9 @@ class TaskLoader:
             self._import(entry)
         task = self.registry.find(name)
         if task is None:
-            raise TaskNotFound(name, hint=f"{entry.file}:{entry.line} declares it but did not register it")
+            raise TaskNotFound(
+                name, hint=f"{entry.file}:{entry.line} declares it but did not register it"
+            )
         return task
 
     def _entry(self, name: str) -> TaskEntry | None:

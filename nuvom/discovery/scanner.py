@@ -55,9 +55,7 @@ def iter_python_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for current, dirs, names in os.walk(root):
         here = Path(current)
-        dirs[:] = sorted(
-            d for d in dirs if d not in SKIPPED_DIRS and not _is_virtualenv(here / d)
-        )
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not _is_virtualenv(here / d))
         files.extend(here / n for n in sorted(names) if n.endswith(".py"))
     return files
 
@@ -137,9 +135,7 @@ def scan_source(source: str, *, root: Path, file: Path) -> list[TaskEntry]:
             if names.is_task(decorator):
                 options = _literal_options(decorator)
                 name = options.pop("name", None) or node.name
-                entries.append(
-                    TaskEntry(name, node.name, module, str(file), node.lineno, options)
-                )
+                entries.append(TaskEntry(name, node.name, module, str(file), node.lineno, options))
     return entries
 
 

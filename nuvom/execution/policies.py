@@ -41,7 +41,9 @@ class RunOptions:
         return cls(
             retries=pick(job.max_retries, task.retries if task else None, 0),
             retry_delay_secs=pick(
-                job.retry_delay_secs, task.retry_delay_secs if task else None, settings.retry_delay_secs
+                job.retry_delay_secs,
+                task.retry_delay_secs if task else None,
+                settings.retry_delay_secs,
             ),
             retry_backoff=bool(task.retry_backoff) if task else False,
             timeout_secs=pick(
@@ -61,18 +63,26 @@ class RunOptions:
         """Seconds to wait before attempt ``attempt + 1``; with back-off, doubled and jittered."""
         if not self.retry_backoff:
             return self.retry_delay_secs
-        base = min(MAX_BACKOFF_SECS, self.retry_delay_secs * 2 ** max(0, attempt - 1))
-        return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+        base = min(MAX_BACKOFF_SECS, self.retry_delay_secs * 2.0 ** max(0, attempt - 1))
+        return base * random.uniform(0.5, 1.0)
 
 
-def failed(job: Job, error: ErrorInfo, *, started: float | None, now: float, worker_id: str) -> Outcome:
+def failed(
+    job: Job, error: ErrorInfo, *, started: float | None, now: float, worker_id: str
+) -> Outcome:
     return Outcome(
         job, JobStatus.FAILED, error=error, started_at=started, finished_at=now, worker_id=worker_id
     )
 
 
 def retry_or_fail(
-    job: Job, opts: RunOptions, error: ErrorInfo, *, started: float | None, now: float, worker_id: str
+    job: Job,
+    opts: RunOptions,
+    error: ErrorInfo,
+    *,
+    started: float | None,
+    now: float,
+    worker_id: str,
 ) -> Outcome:
     """RETRYING at now + delay while retries remain, else FAILED."""
     if opts.retries_left(job.attempts) > 0:

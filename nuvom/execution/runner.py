@@ -40,7 +40,12 @@ def _run_hook(name: str, hook: Callable[..., Any] | None, job: Job, *args: Any) 
     try:
         hook(job, *args)
     except Exception:
-        log.exception("%s hook of task %s failed for job %s; the job's outcome stands", name, job.func_name, job.id)
+        log.exception(
+            "%s hook of task %s failed for job %s; the job's outcome stands",
+            name,
+            job.func_name,
+            job.id,
+        )
 
 
 class JobRunner:
@@ -67,7 +72,9 @@ class JobRunner:
         except TaskNotFound as exc:
             return self._failed(job, ErrorInfo.from_exception(exc), started)
         except Exception as exc:  # the task's module failed to import
-            error = ErrorInfo(type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc))
+            error = ErrorInfo(
+                type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc)
+            )
             return self._failed(job, error, started)
         opts = RunOptions.resolve(job, task, self.settings)
         lost = policies.too_many_lost_attempts(job, opts)
@@ -79,7 +86,9 @@ class JobRunner:
             result = self._call(task, job, opts)
         except JobTimeout:
             _run_hook("on_error", task.on_error, job, JobTimeout(job.id, opts.timeout_secs))
-            return policies.timed_out(job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id)
+            return policies.timed_out(
+                job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id
+            )
         except Exception as exc:
             _run_hook("on_error", task.on_error, job, exc)
             error = ErrorInfo.from_exception(exc, _traceback_text(exc))
@@ -119,9 +128,13 @@ class JobRunner:
             raise JobTimeout(job.id, opts.timeout_secs) from None
 
     def _failed(self, job: Job, error: ErrorInfo, started: float) -> Outcome:
-        return policies.failed(job, error, started=started, now=self.clock.time(), worker_id=self.worker_id)
+        return policies.failed(
+            job, error, started=started, now=self.clock.time(), worker_id=self.worker_id
+        )
 
     def timed_out(self, job: Job, started: float) -> Outcome:
         """The outcome for a sync job the watchdog found past its timeout."""
         opts = self.options_for(job)
-        return policies.timed_out(job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id)
+        return policies.timed_out(
+            job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id
+        )

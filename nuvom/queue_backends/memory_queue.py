@@ -92,7 +92,10 @@ class MemoryJobQueue(BaseJobQueue):
                     continue
                 del self._waiting[job_id]
                 held = replace(
-                    job, attempts=job.attempts + 1, lease_owner=worker_id, lease_until=now + lease_secs
+                    job,
+                    attempts=job.attempts + 1,
+                    lease_owner=worker_id,
+                    lease_until=now + lease_secs,
                 )
                 self._claimed[job_id] = held
                 claimed.append(replace(held))

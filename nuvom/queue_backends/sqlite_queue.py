@@ -78,7 +78,7 @@ class SQLiteJobQueue(BaseJobQueue):
     # -- producing -------------------------------------------------------
     def _queue_rows(self, jobs: Sequence[Job]) -> list[tuple[object, ...]]:
         now = self.clock.time()
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for job in jobs:
             due = job.due_at if job.due_at is not None else now
             payload = self.payloads.encode(job)
@@ -179,12 +179,22 @@ class SQLiteJobQueue(BaseJobQueue):
             except CorruptJob as exc:
                 self._quarantine(conn, job_id, queue, payload, str(exc), now)
                 continue
-            job.status, job.lease_owner, job.lease_until = JobStatus.RUNNING, worker_id, now + lease_secs
+            job.status, job.lease_owner, job.lease_until = (
+                JobStatus.RUNNING,
+                worker_id,
+                now + lease_secs,
+            )
             claimed.append((job, payload))
         return claimed
 
     def _quarantine(
-        self, conn: sqlite3.Connection, job_id: str, queue: str, payload: bytes, reason: str, now: float
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        queue: str,
+        payload: bytes,
+        reason: str,
+        now: float,
     ) -> None:
         log.warning("quarantined job %s: %s", job_id, reason)
         conn.execute(sql.QUARANTINE, (job_id, queue, payload, reason, now))

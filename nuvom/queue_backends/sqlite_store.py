@@ -7,6 +7,7 @@ in one transaction. All SQL for this store lives in ``sqlite_sql.py``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -178,8 +179,6 @@ class SQLiteStore:
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed in its own thread
                 conn.close()
-            except sqlite3.ProgrammingError:
-                pass  # closed from its own thread already
         self._local = threading.local()

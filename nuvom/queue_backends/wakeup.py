@@ -7,6 +7,7 @@ Polling stays as the safety net; a lost datagram only costs latency.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -62,10 +63,8 @@ class WakeupSender:
                 self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 self._sock.setblocking(False)
             for port in ports:
-                try:
+                with contextlib.suppress(OSError):
                     self._sock.sendto(_NUDGE, (LOOPBACK, port))
-                except OSError:
-                    pass
 
     def close(self) -> None:
         with self._lock:

@@ -82,7 +82,9 @@ class BaseResultBackend(ABC):
         self, *, status: JobStatus | None = None, limit: int = 20, offset: int = 0
     ) -> list[JobRecord]:
         """Most recently updated jobs first. Default: refuses, as four methods cannot list."""
-        raise BackendError(f"the {self.name!r} result backend keeps no job history", backend=self.name)
+        raise BackendError(
+            f"the {self.name!r} result backend keeps no job history", backend=self.name
+        )
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         """Delete finished jobs last updated before ``older_than``; return how many. Default: 0."""

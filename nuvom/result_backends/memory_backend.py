@@ -65,7 +65,11 @@ class MemoryResultBackend(BaseResultBackend):
         with self._lock:
             for job in jobs:
                 record = self._record(job.id)
-                record.func_name, record.queue, record.priority = job.func_name, job.queue, job.priority
+                record.func_name, record.queue, record.priority = (
+                    job.func_name,
+                    job.queue,
+                    job.priority,
+                )
                 record.args, record.kwargs = list(job.args), dict(job.kwargs)
                 record.created_at, record.due_at = job.created_at, job.due_at
                 record.max_retries = job.max_retries
@@ -86,7 +90,11 @@ class MemoryResultBackend(BaseResultBackend):
                         earlier.status = "LOST"
                 record.history.append(
                     AttemptRecord(
-                        len(record.history) + 1, JobStatus.RUNNING.value, started_at, None, worker_id
+                        len(record.history) + 1,
+                        JobStatus.RUNNING.value,
+                        started_at,
+                        None,
+                        worker_id,
                     )
                 )
                 record.status, record.started_at = JobStatus.RUNNING, started_at

@@ -57,7 +57,24 @@ class SQLiteResultBackend(BaseResultBackend):
         with self.store.write() as conn:
             conn.execute(
                 sql.SAVE_OUTCOME,
-                (job_id, None, None, 0, "SUCCESS", None, blob, 1, None, None, None, None, None, now, None, now),
+                (
+                    job_id,
+                    None,
+                    None,
+                    0,
+                    "SUCCESS",
+                    None,
+                    blob,
+                    1,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    now,
+                    None,
+                    now,
+                ),
             )
 
     def get_result(self, job_id: str) -> Any:
@@ -238,7 +255,9 @@ class SQLiteResultBackend(BaseResultBackend):
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         chosen = [s.value for s in (statuses or _FINAL)]
         with self.store.write() as conn:
-            doomed = conn.execute(sql.prune_statement(len(chosen)), (older_than, *chosen)).fetchall()
+            doomed = conn.execute(
+                sql.prune_statement(len(chosen)), (older_than, *chosen)
+            ).fetchall()
             conn.executemany(sql.DELETE_ATTEMPTS, doomed)
         return len(doomed)
 

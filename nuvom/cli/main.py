@@ -1,0 +1,196 @@
+"""``nuvom`` entry point: the Typer app and its commands, each importing what it needs lazily.
+
+Any ``NuvomError`` becomes one line on stderr: exit 2 for bad settings or
+input, 1 for everything else. A traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nuvom.cli.output import OutputFormat
+
+app = typer.Typer(
+    name="nuvom",
+    help="nuvom: a background task queue that needs no broker.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+inspect_app = typer.Typer(help="Look closely at one thing.", no_args_is_help=True)
+history_app = typer.Typer(help="What ran lately.", no_args_is_help=True)
+testworker_app = typer.Typer(help="Run a job synchronously, without a queue.", no_args_is_help=True)
+app.add_typer(inspect_app, name="inspect")
+app.add_typer(history_app, name="history")
+app.add_typer(testworker_app, name="runtestworker")
+
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="table for people, json for scripts")
+]
+JobId = Annotated[str, typer.Argument(help="the job id, as .delay() returned it")]
+
+
+@app.callback()
+def _setup() -> None:
+    from nuvom.log import setup_cli_logging
+    from nuvom.runtime import current
+
+    setup_cli_logging(current().settings.log_level)
+
+
+@app.command()
+def runworker(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", min=1, help="threads running jobs [default: NUVOM_MAX_WORKERS]"
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, help="jobs claimed per round trip [default: NUVOM_BATCH_SIZE]"
+        ),
+    ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option("--queues", "-Q", help="comma-separated queue names [default: all]"),
+    ] = None,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="exit once nothing is due and nothing runs")
+    ] = False,
+    pool: Annotated[str, typer.Option("--pool", help="execution pool")] = "thread",
+    grace_secs: Annotated[
+        float | None,
+        typer.Option("--grace-secs", min=0, help="time in-flight jobs get on shutdown"),
+    ] = None,
+) -> None:
+    """Run a worker: claim jobs and run them until CTRL+C (or, with --burst, until the queue is empty)."""
+    from nuvom.cli.worker_cmd import run_worker
+
+    code = run_worker(
+        workers=workers,
+        batch_size=batch_size,
+        queues=queues,
+        burst=burst,
+        pool=pool,
+        grace_secs=grace_secs,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(job_id: JobId, fmt: FormatOption = OutputFormat.table) -> None:
+    """Print a job's result if it succeeded, else its status (and error)."""
+    from nuvom.cli.jobs_cmd import show_status
+
+    raise typer.Exit(show_status(job_id, fmt))
+
+
+@inspect_app.command("job")
+def inspect_job(job_id: JobId, fmt: FormatOption = OutputFormat.table) -> None:
+    """Status, arguments, result, attempts, timings and traceback of one job."""
+    from nuvom.cli.jobs_cmd import show_job
+
+    show_job(job_id, fmt)
+
+
+@history_app.command("recent")
+def history_recent(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many jobs")] = 20,
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="only jobs in this status")
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """The most recently updated jobs, newest first."""
+    from nuvom.cli.jobs_cmd import show_history
+
+    show_history(limit, status, fmt)
+
+
+@app.command()
+def retry(job_id: JobId) -> None:
+    """Enqueue a FAILED or CANCELLED job again (same id; its history is kept)."""
+    from nuvom.cli.jobs_cmd import retry_one
+
+    retry_one(job_id)
+
+
+@app.command()
+def cancel(job_id: JobId) -> None:
+    """Cancel a job that is still waiting."""
+    from nuvom.cli.jobs_cmd import cancel_one
+
+    cancel_one(job_id)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="age such as 30m, 12h, 7d")
+    ] = "7d",
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="only this final status")
+    ] = None,
+) -> None:
+    """Delete finished jobs (and their attempts) last updated longer ago than --older-than."""
+    from nuvom.cli.jobs_cmd import prune_jobs
+
+    prune_jobs(older_than, status)
+
+
+@app.command()
+def config(fmt: FormatOption = OutputFormat.table) -> None:
+    """The effective settings and where each came from."""
+    from nuvom.cli.config_cmd import show_config
+
+    show_config(fmt)
+
+
+@testworker_app.command("run")
+def runtestworker_run(
+    job_file: Annotated[
+        Path, typer.Argument(help='JSON such as {"func_name": "add", "args": [2, 3]}')
+    ],
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Run one job from a JSON file in this process; exit 0 on success, 1 on failure."""
+    from nuvom.cli.testworker import run_job_file
+
+    raise typer.Exit(run_job_file(job_file, fmt))
+
+
+@app.command()
+def demo(
+    jobs: Annotated[int, typer.Option("--jobs", "-n", min=1, help="sample jobs to enqueue")] = 300,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="worker threads")] = 4,
+) -> None:
+    """Enqueue sample jobs on the embedded store, run a worker on them, and show what happened."""
+    from nuvom.cli.demo import run_demo
+
+    run_demo(jobs, workers)
+
+
+def main() -> None:
+    from nuvom.errors import ConfigError, NuvomError, SerializationError
+
+    try:
+        app(prog_name="nuvom")
+    except (ConfigError, SerializationError) as exc:
+        _one_line(exc)
+        sys.exit(2)
+    except NuvomError as exc:
+        _one_line(exc)
+        sys.exit(1)
+
+
+def _one_line(exc: Exception) -> None:
+    from nuvom.cli.output import err_console
+
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)

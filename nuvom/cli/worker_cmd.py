@@ -1,0 +1,35 @@
+"""``nuvom runworker``."""
+
+from __future__ import annotations
+
+from nuvom.cli.output import err_console
+
+
+def run_worker(
+    *,
+    workers: int | None,
+    batch_size: int | None,
+    queues: str | None,
+    burst: bool,
+    pool: str,
+    grace_secs: float | None,
+) -> int:
+    from nuvom.worker import Worker
+
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    worker = Worker(
+        workers=workers, pool=pool, batch_size=batch_size, queues=names, grace_secs=grace_secs
+    )
+    err_console.print(
+        f"[bold]nuvom worker[/] {worker.worker_id}  pool={worker.pool} threads={worker.concurrency} "
+        f"queue={worker.queue!r} queues={','.join(names) if names else 'all'}"
+        + ("  (burst)" if burst else "  (CTRL+C to stop)"),
+        highlight=False,
+    )
+    stats = worker.run(burst=burst)
+    err_console.print(
+        f"processed {stats.processed}: {stats.succeeded} ok, {stats.failed} failed, "
+        f"{stats.retried} retried, {stats.released} released",
+        highlight=False,
+    )
+    return 1 if stats.forced else 0

@@ -1,0 +1,1 @@
+"""Sample tasks for ``nuvom demo``."""
