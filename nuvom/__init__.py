@@ -32,4 +32,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'nuvom' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    # Importing the submodule nuvom.task binds the *module* as nuvom.task; keep the decorator.
+    globals()[name] = value
+    return value

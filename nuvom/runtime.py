@@ -44,7 +44,7 @@ def _sqlite_store(runtime: Runtime, path: Path) -> Any:
 def _memory_queue(runtime: Runtime) -> BaseJobQueue:
     from nuvom.queue_backends.memory_queue import MemoryJobQueue
 
-    return MemoryJobQueue(clock=runtime.clock)
+    return MemoryJobQueue(clock=runtime.clock, codec=runtime.codec)
 
 
 def _sqlite_queue(runtime: Runtime) -> BaseJobQueue:

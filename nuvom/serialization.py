@@ -164,7 +164,8 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, dt.time):
         return {_JSON_TAG: "time", "v": value.isoformat()}
     if isinstance(value, dt.timedelta):
-        return {_JSON_TAG: "timedelta", "v": value.total_seconds()}
+        # Exact parts: total_seconds() is a float and drops microseconds on long spans.
+        return {_JSON_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
     if isinstance(value, uuid.UUID):
         return {_JSON_TAG: "uuid", "v": str(value)}
     if isinstance(value, decimal.Decimal):
@@ -179,14 +180,24 @@ def _json_default(value: Any) -> Any:
 
 
 def _tag_tuples(value: Any) -> Any:
-    """json.dumps turns tuples into lists before ``default`` sees them; tag them first."""
+    """Tag what json.dumps would flatten before ``default`` sees it: tuples, non-str keys."""
     if isinstance(value, tuple):
         return {_JSON_TAG: "tuple", "v": [_tag_tuples(v) for v in value]}
     if isinstance(value, list):
         return [_tag_tuples(v) for v in value]
     if isinstance(value, dict):
-        return {k: _tag_tuples(v) for k, v in value.items()}
+        if all(isinstance(k, str) for k in value):
+            return {k: _tag_tuples(v) for k, v in value.items()}
+        pairs = [[_tag_tuples(k), _tag_tuples(v)] for k, v in value.items()]
+        return {_JSON_TAG: "dict", "v": pairs}
     return value
+
+
+def _timedelta_from_json(value: Any) -> dt.timedelta:
+    if isinstance(value, list):
+        days, seconds, micros = value
+        return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+    return dt.timedelta(seconds=value)  # the earlier form: total seconds as a float
 
 
 _JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
@@ -194,7 +205,8 @@ _JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,
-    "timedelta": lambda v: dt.timedelta(seconds=v),
+    "timedelta": _timedelta_from_json,
+    "dict": dict,
     "uuid": uuid.UUID,
     "decimal": decimal.Decimal,
     "bytes": bytes.fromhex,

@@ -11,6 +11,8 @@ import datetime as dt
 import difflib
 import functools
 import inspect
+import sys
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
@@ -268,7 +270,9 @@ def task(
         made: Task[P, R] = Task(fn, **options)
         from nuvom.registry import get_registry
 
-        (registry or get_registry()).register(made, force=force, silent=silent)
+        # "is not None": an empty TaskRegistry is falsy (it has __len__).
+        target = registry if registry is not None else get_registry()
+        target.register(made, force=force, silent=silent)
         return made
 
     if func is not None:
@@ -276,3 +280,17 @@ def task(
             raise TaskDefinitionError("use @task or @task(option=...), not both")
         return decorate(func)
     return decorate
+
+
+class _CallableModule(types.ModuleType):
+    """``import nuvom.task`` binds this module as the package's ``task`` attribute.
+
+    Making the module call the decorator keeps ``from nuvom import task`` and
+    ``@nuvom.task`` working whichever was imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return task(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

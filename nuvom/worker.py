@@ -7,6 +7,7 @@ threads only run jobs. A watchdog renews leases and enforces timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue as queue_module
@@ -35,6 +36,7 @@ log = logging.getLogger("nuvom.worker")
 MIN_IDLE_POLL_SECS = 0.001  # first pause after an empty claim
 MAX_IDLE_POLL_SECS = 1.0  # longest pause between claims when idle (push wake-ups come sooner)
 BACKEND_RETRY_SECS = 0.5  # pause before retrying a claim or settle the backend refused
+ASYNC_CANCEL_GRACE_SECS = 1.0  # extra time a cancelled coroutine gets before the watchdog steps in
 WAKER_WAIT_SECS = 0.25  # the waker re-checks for shutdown this often
 POOLS = ("thread",)
 
@@ -113,7 +115,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.queue = queue or self.runtime.queue
         self.results = results or self.runtime.results
-        self.registry = registry or self.runtime.registry
+        self.registry = registry if registry is not None else self.runtime.registry
         self.on_outcome = on_outcome
         self.clock = self.runtime.clock
         self.runner = JobRunner(
@@ -274,6 +276,9 @@ class Worker:
                 return
             if self._stopping.is_set():
                 continue  # not started: released at shutdown
+            # Import the task first, so its own timeout_secs sets the deadline.
+            with contextlib.suppress(Exception):  # a missing task is reported by the runner
+                self.runner.loader.get(job.func_name)
             with self._lock:
                 running = self._inflight.get(job.id)
                 if running is None:
@@ -281,6 +286,11 @@ class Worker:
                 running.started_at = self.clock.time()
                 running.thread = threading.current_thread()
                 timeout = self.runner.options_for(job).timeout_secs
+                task = self.registry.find(job.func_name)
+                if task is not None and task.is_async:
+                    # The runner cancels a coroutine at its timeout; the watchdog is
+                    # only the backstop for one that blocks its event loop.
+                    timeout += ASYNC_CANCEL_GRACE_SECS
                 running.deadline = time.monotonic() + timeout
             self._watch.set()
             outcome = self.runner.run(job)
@@ -416,13 +426,15 @@ class Worker:
         previous: dict[int, object] = {}
 
         def handle(signum: int, frame: FrameType | None) -> None:
+            # Act before logging: a second signal can arrive while the first
+            # handler is still writing its line, and must then find us stopping.
             if self._stopping.is_set():
-                log.warning("second signal: releasing in-flight jobs and exiting now")
                 self.stats.forced = True
                 self.stop(force=True)
+                log.warning("second signal: releasing in-flight jobs and exiting now")
             else:
-                log.warning("stopping: finishing in-flight jobs (signal again to exit now)")
                 self.stop()
+                log.warning("stopping: finishing in-flight jobs (signal again to exit now)")
 
         for name in names:
             signum = getattr(signal, name, None)

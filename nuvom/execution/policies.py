@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from nuvom.task import Task
 
 MAX_BACKOFF_SECS = 3600.0  # exponential retry back-off never waits longer than an hour
+LOST_ATTEMPT_ALLOWANCE = 2  # deliveries lost with their worker a job may absorb beyond its retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +110,13 @@ def timed_out(
 
 
 def too_many_lost_attempts(job: Job, opts: RunOptions) -> ErrorInfo | None:
-    """A job whose earlier attempts died with their worker (poison) stops being redelivered."""
-    allowed = opts.retries + 1
+    """A job whose earlier attempts died with their worker (poison) stops being redelivered.
+
+    Lost deliveries use up retries like failures do, and on top of those a job
+    may lose ``LOST_ATTEMPT_ALLOWANCE`` deliveries: a worker killed in a deploy
+    does not fail a ``retries=0`` job, while one that kills every worker stops.
+    """
+    allowed = opts.retries + 1 + LOST_ATTEMPT_ALLOWANCE
     if job.attempts <= allowed:
         return None
     return ErrorInfo(

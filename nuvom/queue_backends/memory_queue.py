@@ -15,14 +15,19 @@ from dataclasses import replace
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.job import Job
 from nuvom.queue_backends.base import BaseJobQueue
+from nuvom.records import JobPayloadCodec
+from nuvom.serialization import Codec
 
 
 class MemoryJobQueue(BaseJobQueue):
     name = "memory"
     pushes_wakeups = True
 
-    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK, codec: Codec | None = None) -> None:
         super().__init__(clock=clock)
+        # Payloads are encoded only to check them, so a bad argument fails at
+        # enqueue here as it does on every backend that stores bytes.
+        self.payloads = JobPayloadCodec(codec or Codec())
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._waiting: dict[str, tuple[int, Job]] = {}  # id -> (seq, job)
@@ -33,10 +38,12 @@ class MemoryJobQueue(BaseJobQueue):
 
     def _push(self, job: Job, seq: int | None = None) -> None:
         seq = next(self._seq) if seq is None else seq
-        stored = replace(job, lease_owner=None, lease_until=None)
+        # A job with no due time is due when enqueued, so it orders after one
+        # that came due earlier (as SQLite stores it).
+        due = job.due_at if job.due_at is not None else self.clock.time()
+        stored = replace(job, due_at=due, lease_owner=None, lease_until=None)
         self._waiting[job.id] = (seq, stored)
         self._claimed.pop(job.id, None)
-        due = job.due_at or 0.0
         if due > self.clock.time():
             heapq.heappush(self._scheduled, (due, seq, job.id))
         else:
@@ -46,6 +53,8 @@ class MemoryJobQueue(BaseJobQueue):
         self.enqueue_many([job])
 
     def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:  # all checked before any is queued: all or nothing
+            self.payloads.encode(job)
         with self._cond:
             for job in jobs:
                 self._push(job)

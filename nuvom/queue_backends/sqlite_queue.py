@@ -21,7 +21,7 @@ from nuvom.queue_backends import sqlite_sql as sql
 from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.queue_backends.sqlite_store import SQLiteStore
 from nuvom.queue_backends.wakeup import WakeupSender, WakeupSocket
-from nuvom.records import JobPayloadCodec
+from nuvom.records import ErrorInfo, JobPayloadCodec
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
@@ -157,7 +157,9 @@ class SQLiteJobQueue(BaseJobQueue):
         worker_id: str,
         lease_secs: float,
         queues: Sequence[str] | None,
+        quarantined: list[tuple[str, str]] | None = None,
     ) -> list[tuple[Job, bytes]]:
+        """Claim rows; undecodable ones are quarantined and, if asked, listed as (id, reason)."""
         now = self.clock.time()
         if queues:
             statement = sql.claim_from_queues(len(queues))
@@ -178,6 +180,8 @@ class SQLiteJobQueue(BaseJobQueue):
                 )
             except CorruptJob as exc:
                 self._quarantine(conn, job_id, queue, payload, str(exc), now)
+                if quarantined is not None:
+                    quarantined.append((job_id, str(exc)))
                 continue
             job.status, job.lease_owner, job.lease_until = (
                 JobStatus.RUNNING,
@@ -223,9 +227,17 @@ class SQLiteJobQueue(BaseJobQueue):
     ) -> list[Job]:
         shared = self._shared(results)
         if shared is None:
-            return super().claim(
-                n, worker_id=worker_id, lease_secs=lease_secs, results=results, queues=queues
-            )
+            # Two steps, as in the base class, but a quarantined job must also
+            # end FAILED in the other result backend, or its waiters wait for ever.
+            quarantined: list[tuple[str, str]] = []
+            with self.store.write() as conn:
+                rows = self._claim_rows(conn, n, worker_id, lease_secs, queues, quarantined)
+            jobs = [job for job, _ in rows]
+            if jobs:
+                results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
+            for job_id, reason in quarantined:
+                results.set_error(job_id, ErrorInfo("CorruptJob", reason))
+            return jobs
         with self.store.write() as conn:
             claimed = self._claim_rows(conn, n, worker_id, lease_secs, queues)
             if claimed:

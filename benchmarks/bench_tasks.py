@@ -1,0 +1,51 @@
+"""Tasks the throughput benchmark enqueues, importable by its worker subprocesses.
+
+Imported as the top-level module ``bench_tasks`` (the benchmarks directory is
+put on ``sys.path``/``PYTHONPATH``), so the parent and the worker processes
+register the same task names. Huey's versions are built per database file by
+``make_huey``, because a Huey task belongs to one Huey instance.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nuvom.task import task
+
+
+@task
+def bench_noop() -> None:
+    """Does nothing: measures the queue, not the work."""
+
+
+@task
+def bench_add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def bench_now() -> float:
+    """The wall-clock time the job started, for enqueue→start latency."""
+    return time.time()
+
+
+def make_huey(path: str) -> tuple[Any, dict[str, Any]]:
+    """A ``SqliteHuey`` on ``path`` with default settings, and its three benchmark tasks."""
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("nuvom-bench", filename=path)
+
+    @huey.task(name="bench_noop")
+    def noop() -> None:
+        return None
+
+    @huey.task(name="bench_add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @huey.task(name="bench_now")
+    def now() -> float:
+        return time.time()
+
+    return huey, {"noop": noop, "add": add, "now": now}

@@ -1,0 +1,88 @@
+"""The ``Job`` record, job ids, statuses and the fake clock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nuvom.clock import FakeClock
+from nuvom.job import FINAL_STATUSES, Job, JobStatus, new_job_id
+
+
+def test_a_hand_built_job_has_sensible_defaults():
+    job = Job("unstable")
+
+    assert (job.func_name, tuple(job.args), job.kwargs) == ("unstable", (), {})
+    assert job.status is JobStatus.PENDING
+    assert (job.attempts, job.queue, job.priority) == (0, "default", 0)
+    assert job.retries_left is None, "only the task knows its retries"
+    assert len(job.id) == 32
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"func_name": ""}, {"func_name": None}, {"func_name": "t", "kwargs": [1]},
+     {"func_name": "t", "args": "abc"}],
+)  # fmt: skip
+def test_invalid_jobs_are_refused(fields):
+    with pytest.raises(TypeError):
+        Job(**fields)
+
+
+@pytest.mark.parametrize(("attempts", "left"), [(0, 2), (1, 2), (2, 1), (3, 0), (7, 0)])
+def test_retries_left_counts_down_with_attempts(attempts, left):
+    assert Job("t", max_retries=2, attempts=attempts).retries_left == left
+
+
+def test_to_dict_holds_the_call_and_only_the_overrides_set():
+    job = Job("t", args=(1, 2), kwargs={"k": "v"}, timeout_secs=5)
+
+    data = job.to_dict()
+
+    assert data["func_name"] == "t"
+    assert data["args"] == [1, 2]
+    assert data["kwargs"] == {"k": "v"}
+    assert data["status"] == "PENDING"
+    assert data["timeout_secs"] == 5
+    assert "max_retries" not in data
+
+
+def test_job_ids_are_unique_and_sort_by_creation_time():
+    ids = [new_job_id() for _ in range(2000)]
+
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    prefixes = [i[:12] for i in ids]
+    assert prefixes == sorted(prefixes), "the millisecond prefix never goes backwards"
+
+
+def test_final_statuses():
+    assert {JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED} == FINAL_STATUSES
+    assert [s for s in JobStatus if s.is_final] == [
+        JobStatus.SUCCESS,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    ]
+    assert str(JobStatus.RETRYING) == "RETRYING"
+
+
+def test_fake_clock_moves_only_when_told():
+    clock = FakeClock(start=100.0)
+
+    assert clock.time() == 100.0
+    assert clock.advance(2.5) == 102.5
+    assert clock.time() == 102.5
+
+
+def test_fake_clock_is_thread_safe():
+    clock = FakeClock(start=0.0)
+    threads = [
+        threading.Thread(target=lambda: [clock.advance(1) for _ in range(1000)]) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert clock.time() == 4000.0
