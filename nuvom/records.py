@@ -105,7 +105,8 @@ class JobPayloadCodec:
         self.codec = codec
 
     def encode(self, job: Job) -> bytes:
-        body = [PAYLOAD_VERSION, job.func_name, job.args, job.kwargs, job.created_at]
+        # args as a list: a top-level tuple would go through the codec's slower extension hook.
+        body = [PAYLOAD_VERSION, job.func_name, list(job.args), job.kwargs, job.created_at]
         overrides = job.overrides()
         if overrides:
             body.append(overrides)

@@ -85,6 +85,7 @@ class Worker:
         pool: str = "thread",
         *,
         batch_size: int | None = None,
+        prefetch: int | None = None,
         queues: Sequence[str] | None = None,
         lease_secs: float | None = None,
         grace_secs: float | None = None,
@@ -109,6 +110,8 @@ class Worker:
             raise ConfigError("a worker needs at least 1 thread")
         self.pool = pool
         self.batch_size = batch_size or settings.batch_size
+        # Jobs claimed beyond the running ones, waiting for a thread (their leases are renewed).
+        self.prefetch = self.batch_size if prefetch is None else prefetch
         self.queues = list(queues) if queues else None
         self.lease_secs = lease_secs or settings.lease_secs
         self.grace_secs = settings.shutdown_grace_secs if grace_secs is None else grace_secs
@@ -205,12 +208,15 @@ class Worker:
 
     def _claim(self) -> int:
         with self._lock:
-            free = self.concurrency - len(self._inflight)
-        if free <= 0:
+            held = len(self._inflight)
+        room = self.concurrency + self.prefetch - held
+        # Keep a buffer of claimed jobs ahead of the threads, refilled in
+        # batches: one round trip per job would cap throughput at the threads' count.
+        if room <= 0 or (held >= self.concurrency and room < max(1, self.prefetch // 2)):
             return 0
         try:
             jobs = self.queue.claim(
-                min(free, self.batch_size),
+                min(room, self.batch_size),
                 worker_id=self.worker_id,
                 lease_secs=self.lease_secs,
                 results=self.results,

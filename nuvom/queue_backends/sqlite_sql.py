@@ -51,7 +51,7 @@ SCHEMA = (
         finished_at REAL,
         updated_at REAL NOT NULL,
         worker_id TEXT
-    )""",
+    ) WITHOUT ROWID""",  # keyed by id alone: one b-tree to write per job, not table + index
     "CREATE INDEX IF NOT EXISTS nuvom_jobs_status ON nuvom_jobs (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS nuvom_jobs_updated ON nuvom_jobs (updated_at)",
     """CREATE TABLE IF NOT EXISTS nuvom_attempts (
