@@ -24,13 +24,9 @@ from nuvom.records import JobRecord
 
 
 def _record(job_id: str) -> JobRecord:
-    from nuvom.errors import JobNotFound
     from nuvom.sdk import get_job
 
-    try:
-        return get_job(job_id)
-    except JobNotFound as exc:
-        raise fail(str(exc)) from None
+    return get_job(job_id)  # JobNotFound becomes one line in main()
 
 
 def show_status(job_id: str, fmt: OutputFormat) -> int:
@@ -149,24 +145,17 @@ def show_history(limit: int, status: str | None, fmt: OutputFormat) -> None:
 
 
 def retry_one(job_id: str) -> None:
-    from nuvom.errors import JobNotFound, JobStateError
     from nuvom.sdk import retry_job
 
-    try:
-        job = retry_job(job_id)
-    except (JobNotFound, JobStateError) as exc:
-        raise fail(str(exc)) from None
+    # JobNotFound and JobStateError reach main() and become one line there.
+    job = retry_job(job_id)
     console.print(f"job {job.id} re-enqueued ({job.status.value})")
 
 
 def cancel_one(job_id: str) -> None:
-    from nuvom.errors import JobNotFound, JobStateError
     from nuvom.sdk import cancel_job
 
-    try:
-        record = cancel_job(job_id)
-    except (JobNotFound, JobStateError) as exc:
-        raise fail(str(exc)) from None
+    record = cancel_job(job_id)
     console.print(f"job {record.id} {record.status.value}")
 
 
