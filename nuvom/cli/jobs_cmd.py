@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 
-import typer
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -21,16 +20,11 @@ from nuvom.cli.output import (
 )
 from nuvom.job import JobStatus
 from nuvom.records import JobRecord
-
-
-def _record(job_id: str) -> JobRecord:
-    from nuvom.sdk import get_job
-
-    return get_job(job_id)  # JobNotFound becomes one line in main()
+from nuvom.sdk import get_job
 
 
 def show_status(job_id: str, fmt: OutputFormat) -> int:
-    record = _record(job_id)
+    record = get_job(job_id)  # JobNotFound becomes one line in main()
     if fmt is OutputFormat.json:
         print_json({"id": record.id, "status": record.status.value, "result": record.result,
                     "error_type": record.error_type, "error_message": record.error_message})  # fmt: skip
@@ -57,7 +51,7 @@ def _call_text(record: JobRecord) -> str:
 
 
 def show_job(job_id: str, fmt: OutputFormat) -> None:
-    record = _record(job_id)
+    record = get_job(job_id)  # JobNotFound becomes one line in main()
     if fmt is OutputFormat.json:
         print_json(record.to_dict())
         return
@@ -180,4 +174,3 @@ def prune_jobs(older_than: str, status: str | None) -> None:
         older_than=time.time() - age, statuses=[chosen] if chosen else None
     )
     console.print(f"pruned {removed} job(s) older than {older_than}")
-    raise typer.Exit(0)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from nuvom.cli.output import OutputFormat
+from nuvom.cli.output import OutputFormat, print_error
 
 app = typer.Typer(
     name="nuvom",
@@ -183,14 +183,8 @@ def main() -> None:
     try:
         app(prog_name="nuvom")
     except (ConfigError, SerializationError) as exc:
-        _one_line(exc)
+        print_error(str(exc))
         sys.exit(2)
     except NuvomError as exc:
-        _one_line(exc)
+        print_error(str(exc))
         sys.exit(1)
-
-
-def _one_line(exc: Exception) -> None:
-    from nuvom.cli.output import err_console
-
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)

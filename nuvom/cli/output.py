@@ -59,6 +59,10 @@ def styled_status(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    print_error(message)
     return typer.Exit(code)
