@@ -82,7 +82,7 @@ class SQLiteJobQueue(BaseJobQueue):
         for job in jobs:
             due = job.due_at if job.due_at is not None else now
             payload = self.payloads.encode(job)
-            rows.append((job.id, job.queue, job.priority, due, due, job.attempts, payload))
+            rows.append((job.id, job.queue, job.priority, due, due, job.attempts, now, payload))
         return rows
 
     def enqueue(self, job: Job) -> None:
@@ -106,9 +106,11 @@ class SQLiteJobQueue(BaseJobQueue):
             return
         rows = self._queue_rows(jobs)
         now = self.clock.time()
+        # One table written per job: the job's history row appears when it is
+        # claimed, and until then reads find it in nuvom_queue.
         with self.store.write() as conn:
             conn.executemany(sql.ENQUEUE, rows)
-            shared.write_enqueued(conn, jobs, [row[-1] for row in rows], now)  # type: ignore[misc]
+            shared.reopen_enqueued(conn, jobs, now)
             self._read_listener_ports(conn)
         self._nudge()
 
@@ -327,9 +329,13 @@ class SQLiteJobQueue(BaseJobQueue):
             return super().cancel_job(job_id, results)
         now = self.clock.time()
         with self.store.write() as conn:
-            if conn.execute(sql.CANCEL, (job_id,)).rowcount == 0:
+            removed = conn.execute(sql.CANCEL_RETURNING, (job_id,)).fetchone()
+            if removed is None:
                 return False
-            conn.execute(sql.MARK_CANCELLED, (job_id, now, now))
+            queue, priority, payload, due_at = removed
+            conn.execute(
+                sql.MARK_QUEUED_CANCELLED, (job_id, queue, priority, payload, due_at, now, now)
+            )
         return True
 
     def stats(self) -> dict[str, int]:

@@ -21,6 +21,7 @@ SCHEMA = (
         available_at REAL NOT NULL,
         lease_owner TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
+        enqueued_at REAL NOT NULL,
         payload BLOB NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS nuvom_queue_order ON nuvom_queue (priority DESC, due_at, seq)",
@@ -79,12 +80,13 @@ SET_SCHEMA_VERSION = "INSERT INTO nuvom_meta (key, value) VALUES ('schema_versio
 
 # -- queue -----------------------------------------------------------------
 ENQUEUE = """
-INSERT INTO nuvom_queue (id, queue, priority, due_at, available_at, attempts, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO nuvom_queue
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
     available_at = excluded.available_at, lease_owner = NULL,
-    attempts = excluded.attempts, payload = excluded.payload
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload
 """
 
 _CLAIM = """
@@ -127,6 +129,7 @@ QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = ?"
 CLEAR = "DELETE FROM nuvom_queue"
 CANCEL = "DELETE FROM nuvom_queue WHERE id = ? AND lease_owner IS NULL"
+CANCEL_RETURNING = f"{CANCEL} RETURNING queue, priority, payload, due_at"
 STATS = """
 SELECT queue,
     sum(lease_owner IS NULL AND available_at <= :now),
@@ -159,6 +162,12 @@ ON CONFLICT (id) DO UPDATE SET
     func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
     status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
     due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
+"""
+# With a shared store, enqueue writes only nuvom_queue (half the work of also
+# writing nuvom_jobs); a job gets its nuvom_jobs row when first claimed. A job
+# enqueued again under a known id (retry_job) has its row reopened here.
+REOPEN_ENQUEUED = """
+UPDATE nuvom_jobs SET status = ?, due_at = ?, finished_at = NULL, updated_at = ? WHERE id = ?
 """
 MARK_RUNNING = """
 INSERT INTO nuvom_jobs
@@ -208,6 +217,13 @@ INSERT INTO nuvom_jobs (id, status, finished_at, updated_at) VALUES (?, 'CANCELL
 ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
     updated_at = excluded.updated_at
 """
+# Cancelling a job that was only queued keeps its call, so retry_job can run it later.
+MARK_QUEUED_CANCELLED = """
+INSERT INTO nuvom_jobs (id, queue, priority, payload, status, due_at, finished_at, updated_at)
+VALUES (?, ?, ?, ?, 'CANCELLED', ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
+    updated_at = excluded.updated_at
+"""
 MARK_FAILED = """
 INSERT INTO nuvom_jobs (id, status, error_type, error_message, finished_at, updated_at)
 VALUES (?, 'FAILED', ?, ?, ?, ?)
@@ -220,18 +236,62 @@ id, status, func_name, payload, queue, priority, result, has_result, error_type,
 error_message, traceback, attempts, max_retries, created_at, due_at, started_at, finished_at,
 updated_at, worker_id
 """
-GET_JOB = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = ?"
+# A job still only in nuvom_queue, shaped like a nuvom_jobs row (the one "?" is now).
+# Its name, creation time and options are read from the payload.
+_QUEUED_STATUS = """
+CASE WHEN q.lease_owner IS NOT NULL THEN 'RUNNING' WHEN q.due_at > ? THEN 'SCHEDULED'
+     ELSE 'PENDING' END
+"""
+_QUEUED_COLUMNS = f"""
+q.id, {_QUEUED_STATUS} AS status, NULL, q.payload, q.queue, q.priority, NULL, 0, NULL, NULL,
+NULL, q.attempts, NULL, NULL, q.due_at, NULL, NULL, q.enqueued_at, NULL
+"""
+_ONLY_QUEUED = "NOT EXISTS (SELECT 1 FROM nuvom_jobs j WHERE j.id = q.id)"
+
+# params: (id, now, id)
+GET_JOB = f"""
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = ?
+UNION ALL
+SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE q.id = ? AND {_ONLY_QUEUED}
+"""
+GET_STATUS = f"""
+SELECT status FROM nuvom_jobs WHERE id = ?
+UNION ALL
+SELECT {_QUEUED_STATUS} FROM nuvom_queue q WHERE q.id = ? AND {_ONLY_QUEUED}
+"""
 GET_ATTEMPTS = """
 SELECT number, status, started_at, finished_at, worker_id, error_type, error_message, traceback
 FROM nuvom_attempts WHERE job_id = ? ORDER BY number
 """
-LIST_JOBS = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs ORDER BY updated_at DESC LIMIT ? OFFSET ?"
+# params: (now, limit, offset)
+LIST_JOBS = f"""
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs
+UNION ALL
+SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE {_ONLY_QUEUED}
+ORDER BY updated_at DESC LIMIT ? OFFSET ?
+"""
+# A status only nuvom_jobs holds (SUCCESS, FAILED, CANCELLED, RETRYING). params: (status, limit, offset)
 LIST_JOBS_WITH_STATUS = f"""
 SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = ? ORDER BY updated_at DESC LIMIT ? OFFSET ?
 """
+# A status a queued job can have too (PENDING, SCHEDULED, RUNNING).
+# params: (status, now, status, limit, offset)
+LIST_LIVE_JOBS_WITH_STATUS = f"""
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = ?
+UNION ALL
+SELECT * FROM (SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE {_ONLY_QUEUED}) WHERE status = ?
+ORDER BY updated_at DESC LIMIT ? OFFSET ?
+"""
 GET_RESULT = "SELECT status, result, has_result FROM nuvom_jobs WHERE id = ?"
 GET_ERROR = "SELECT status, error_type, error_message FROM nuvom_jobs WHERE id = ?"
-STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"
+# params: (now,)
+STATUS_COUNTS = f"""
+SELECT status, count(*) FROM (
+    SELECT status FROM nuvom_jobs
+    UNION ALL
+    SELECT {_QUEUED_STATUS} AS status FROM nuvom_queue q WHERE {_ONLY_QUEUED}
+) GROUP BY status
+"""
 
 
 def prune_statement(status_count: int) -> str:

@@ -21,6 +21,8 @@ from nuvom.result_backends.base import BaseResultBackend
 from nuvom.serialization import Codec
 
 _FINAL = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
+# Statuses a job can show while it is still only in nuvom_queue.
+_QUEUED_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING)
 
 
 class SQLiteResultBackend(BaseResultBackend):
@@ -97,22 +99,25 @@ class SQLiteResultBackend(BaseResultBackend):
 
     # -- richer methods ---------------------------------------------------
     def record_enqueued(self, jobs: Sequence[Job]) -> None:
-        payloads = [self.payloads.encode(job) for job in jobs]
-        with self.store.write() as conn:
-            self.write_enqueued(conn, jobs, payloads, self.clock.time())
-
-    def write_enqueued(
-        self, conn: sqlite3.Connection, jobs: Sequence[Job], payloads: Sequence[bytes], now: float
-    ) -> None:
+        now = self.clock.time()
         rows = []
-        for job, payload in zip(jobs, payloads, strict=True):
+        for job in jobs:
             scheduled = job.due_at is not None and job.due_at > now
             status = "SCHEDULED" if scheduled else "PENDING"
             rows.append(
-                (job.id, job.func_name, job.queue, job.priority, status, payload,
+                (job.id, job.func_name, job.queue, job.priority, status, self.payloads.encode(job),
                  job.max_retries, job.created_at, job.due_at, now)
             )  # fmt: skip
-        conn.executemany(sql.RECORD_ENQUEUED, rows)
+        with self.store.write() as conn:
+            conn.executemany(sql.RECORD_ENQUEUED, rows)
+
+    def reopen_enqueued(self, conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> None:
+        """Jobs enqueued again under a known id (``retry_job``) become PENDING/SCHEDULED again."""
+        rows = []
+        for job in jobs:
+            scheduled = job.due_at is not None and job.due_at > now
+            rows.append(("SCHEDULED" if scheduled else "PENDING", job.due_at, now, job.id))
+        conn.executemany(sql.REOPEN_ENQUEUED, rows)
 
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         claimed = [(job, self.payloads.encode(job)) for job in jobs]
@@ -202,9 +207,14 @@ class SQLiteResultBackend(BaseResultBackend):
         if payload is not None:
             try:
                 job = self.payloads.decode(payload, job_id=job_id, queue=queue or "")
-                args, kwargs = list(job.args), job.kwargs
             except Exception:  # a corrupt payload must not hide the rest of the record
                 args = ["<undecodable>"]
+            else:
+                args, kwargs = list(job.args), job.kwargs
+                # A job still only in the queue has these in its payload alone.
+                func_name = func_name or job.func_name
+                created_at = created_at if created_at is not None else job.created_at
+                max_retries = max_retries if max_retries is not None else job.max_retries
         return JobRecord(
             id=job_id,
             status=JobStatus(status),
@@ -229,7 +239,7 @@ class SQLiteResultBackend(BaseResultBackend):
         )
 
     def get_full(self, job_id: str) -> JobRecord | None:
-        rows = self.store.read(sql.GET_JOB, (job_id,))
+        rows = self.store.read(sql.GET_JOB, (job_id, self.clock.time(), job_id))
         if not rows:
             return None
         record = self._record(rows[0])
@@ -237,20 +247,25 @@ class SQLiteResultBackend(BaseResultBackend):
         return record
 
     def get_status(self, job_id: str) -> JobStatus | None:
-        rows = self.store.read(sql.GET_RESULT, (job_id,))
+        rows = self.store.read(sql.GET_STATUS, (job_id, self.clock.time(), job_id))
         return JobStatus(rows[0][0]) if rows else None
 
     def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 20, offset: int = 0
     ) -> list[JobRecord]:
+        now = self.clock.time()
         if status is None:
-            rows = self.store.read(sql.LIST_JOBS, (limit, offset))
+            rows = self.store.read(sql.LIST_JOBS, (now, limit, offset))
+        elif status in _QUEUED_STATUSES:
+            params = (status.value, now, status.value, limit, offset)
+            rows = self.store.read(sql.LIST_LIVE_JOBS_WITH_STATUS, params)
         else:
             rows = self.store.read(sql.LIST_JOBS_WITH_STATUS, (status.value, limit, offset))
         return [self._record(row) for row in rows]
 
     def status_counts(self) -> dict[str, int]:
-        return {status: count for status, count in self.store.read(sql.STATUS_COUNTS)}
+        rows = self.store.read(sql.STATUS_COUNTS, (self.clock.time(),))
+        return {status: count for status, count in rows}
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         chosen = [s.value for s in (statuses or _FINAL)]
