@@ -309,7 +309,8 @@ class Codec:
             raise SerializationError("payload is nested too deeply") from None
         except Exception as exc:  # msgpack and json raise many types on garbage
             raise SerializationError(f"payload cannot be decoded: {exc}") from None
-        if not _depth_ok(value):
+        # Each level of nesting takes at least one byte, so short payloads need no walk.
+        if len(data) > MAX_NESTING_DEPTH and not _depth_ok(value):
             raise SerializationError("payload is nested too deeply")
         return value
 

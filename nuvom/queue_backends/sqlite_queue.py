@@ -254,21 +254,27 @@ class SQLiteJobQueue(BaseJobQueue):
         now = self.clock.time()
         with self.store.write() as conn:
             shared.write_outcomes(conn, outcomes, now)
-            for outcome in outcomes:
-                self._settle_one(conn, outcome)
+            self._ack_or_nack(conn, outcomes)
 
     @staticmethod
-    def _settle_one(conn: sqlite3.Connection, outcome: Outcome) -> None:
-        job_id, owner = outcome.job.id, outcome.worker_id
-        if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
-            if owner is None:
-                conn.execute(sql.NACK_ANY, (outcome.retry_at, outcome.retry_at, job_id))
+    def _ack_or_nack(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
+        """Ack finished jobs and nack retries, one ``executemany`` per statement."""
+        batches: dict[str, list[tuple[object, ...]]] = {}
+        for outcome in outcomes:
+            job_id, owner, retry_at = outcome.job.id, outcome.worker_id, outcome.retry_at
+            params: tuple[object, ...]
+            if outcome.status is JobStatus.RETRYING and retry_at is not None:
+                if owner is None:
+                    statement, params = sql.NACK_ANY, (retry_at, retry_at, job_id)
+                else:
+                    statement, params = sql.NACK, (retry_at, retry_at, job_id, owner)
+            elif owner is None:
+                statement, params = sql.ACK_ANY, (job_id,)
             else:
-                conn.execute(sql.NACK, (outcome.retry_at, outcome.retry_at, job_id, owner))
-        elif owner is None:
-            conn.execute(sql.ACK_ANY, (job_id,))
-        else:
-            conn.execute(sql.ACK, (job_id, owner))
+                statement, params = sql.ACK, (job_id, owner)
+            batches.setdefault(statement, []).append(params)
+        for statement, rows in batches.items():
+            conn.executemany(statement, rows)
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
         with self.store.write() as conn:
