@@ -49,6 +49,11 @@ def submit(jobs: Sequence[Job]) -> list[Job]:
         job.status = JobStatus.SCHEDULED if (job.due_at or 0) > now else JobStatus.PENDING
         job._results = runtime.results
     runtime.queue.submit(jobs, runtime.results)
+    if runtime.events.active:
+        from nuvom.events import JobEvent
+
+        for job in jobs:
+            runtime.events.emit(JobEvent("enqueued", job, now))
     return list(jobs)
 
 

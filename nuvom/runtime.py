@@ -15,6 +15,7 @@ from typing import Any
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.config import Settings, load_settings
 from nuvom.errors import ConfigError
+from nuvom.events import EventBus
 from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.registry import TaskRegistry
 from nuvom.result_backends.base import BaseResultBackend
@@ -98,6 +99,7 @@ class Runtime:
         self.clock = clock
         self.codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
         self.stores: dict[Path, Any] = {}
+        self.events = EventBus()
         self._queue = queue
         self._results = results
         self._lock = threading.RLock()

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from nuvom.errors import ConfigError, NuvomError
+from nuvom.events import JobEvent
 from nuvom.execution.runner import JobRunner
 from nuvom.job import Job, JobStatus
 from nuvom.records import Outcome
@@ -121,6 +122,7 @@ class Worker:
         self.registry = registry if registry is not None else self.runtime.registry
         self.on_outcome = on_outcome
         self.clock = self.runtime.clock
+        self.events = self.runtime.events
         self.runner = JobRunner(
             TaskLoader(self.registry), settings, self.runtime.codec, self.clock, self.worker_id
         )
@@ -257,6 +259,7 @@ class Worker:
         for outcome in batch:
             self.stats.count(outcome)
             log.debug("job %s %s: %s", outcome.job.id, outcome.job.func_name, outcome.status.value)
+            self.events.emit_outcome(outcome, self.clock.time())
             if self.on_outcome is not None:
                 try:
                     self.on_outcome(outcome)
@@ -299,6 +302,8 @@ class Worker:
                     timeout += ASYNC_CANCEL_GRACE_SECS
                 running.deadline = time.monotonic() + timeout
             self._watch.set()
+            if self.events.active:
+                self.events.emit(JobEvent("started", job, self.clock.time(), self.worker_id))
             outcome = self.runner.run(job)
             with self._lock:
                 abandoned = running.abandoned
