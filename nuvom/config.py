@@ -69,7 +69,9 @@ class Settings(BaseSettings):
 
     file_queue_dir: Path = Path(".nuvom/queue")
     postgres_dsn: str | None = None
+    postgres_schema: str = Field(default="nuvom", min_length=1, max_length=63)
     redis_url: str | None = None
+    redis_prefix: str = Field(default="nuvom", min_length=1)  # every nuvom key starts with it
     prometheus_port: int = Field(default=9150, ge=1, le=65535)
 
     @field_validator("log_level", "timeout_policy", "serialization_backend", mode="before")

@@ -68,8 +68,84 @@ def _sqlite_results(runtime: Runtime) -> BaseResultBackend:
     return SQLiteResultBackend(store=store, codec=runtime.codec, clock=runtime.clock)
 
 
-QUEUE_BACKENDS: dict[str, QueueFactory] = {"memory": _memory_queue, "sqlite": _sqlite_queue}
-RESULT_BACKENDS: dict[str, ResultFactory] = {"memory": _memory_results, "sqlite": _sqlite_results}
+def _postgres_store(runtime: Runtime) -> Any:
+    """One pool per DSN and schema, shared by the queue and results so steps share a commit."""
+    from nuvom.queue_backends.postgres_store import PostgresStore
+
+    settings = runtime.settings
+    if not settings.postgres_dsn:
+        raise ConfigError(
+            "NUVOM_POSTGRES_DSN: the postgres backend needs it "
+            "(e.g. postgresql://user@host:5432/dbname)",
+            variable="NUVOM_POSTGRES_DSN",
+        )
+    key = ("postgres", settings.postgres_dsn, settings.postgres_schema)
+    store = runtime.stores.get(key)
+    if store is None:
+        store = runtime.stores[key] = PostgresStore(
+            settings.postgres_dsn, schema=settings.postgres_schema
+        )
+    return store
+
+
+def _postgres_queue(runtime: Runtime) -> BaseJobQueue:
+    from nuvom.queue_backends.postgres_queue import PostgresJobQueue
+
+    store = _postgres_store(runtime)
+    return PostgresJobQueue(store=store, codec=runtime.codec, clock=runtime.clock)
+
+
+def _postgres_results(runtime: Runtime) -> BaseResultBackend:
+    from nuvom.result_backends.postgres_backend import PostgresResultBackend
+
+    store = _postgres_store(runtime)
+    return PostgresResultBackend(store=store, codec=runtime.codec, clock=runtime.clock)
+
+
+def _redis_url(runtime: Runtime) -> str:
+    url = runtime.settings.redis_url
+    if not url:
+        raise ConfigError(
+            "NUVOM_REDIS_URL: the redis backend needs it (e.g. redis://127.0.0.1:6379/0)",
+            variable="NUVOM_REDIS_URL",
+        )
+    return url
+
+
+def _redis_queue(runtime: Runtime) -> BaseJobQueue:
+    from nuvom.queue_backends.redis_queue import RedisJobQueue
+
+    prefix = runtime.settings.redis_prefix
+    return RedisJobQueue(
+        _redis_url(runtime), prefix=prefix, codec=runtime.codec, clock=runtime.clock
+    )
+
+
+def _redis_results(runtime: Runtime) -> BaseResultBackend:
+    from nuvom.result_backends.redis_backend import RedisResultBackend
+
+    settings = runtime.settings
+    return RedisResultBackend(
+        _redis_url(runtime),
+        prefix=settings.redis_prefix,
+        codec=runtime.codec,
+        clock=runtime.clock,
+        ttl_secs=settings.result_ttl_secs,
+    )
+
+
+QUEUE_BACKENDS: dict[str, QueueFactory] = {
+    "memory": _memory_queue,
+    "sqlite": _sqlite_queue,
+    "postgres": _postgres_queue,
+    "redis": _redis_queue,
+}
+RESULT_BACKENDS: dict[str, ResultFactory] = {
+    "memory": _memory_results,
+    "sqlite": _sqlite_results,
+    "postgres": _postgres_results,
+    "redis": _redis_results,
+}
 
 
 def _unknown_backend(kind: str, name: str, known: dict[str, Any]) -> ConfigError:
@@ -98,7 +174,7 @@ class Runtime:
         self.registry = registry if registry is not None else TaskRegistry()
         self.clock = clock
         self.codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
-        self.stores: dict[Path, Any] = {}
+        self.stores: dict[Any, Any] = {}  # SQLite files by path, PostgreSQL pools by DSN
         self.events = EventBus()
         self._queue = queue
         self._results = results

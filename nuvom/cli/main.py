@@ -69,6 +69,12 @@ def runworker(
         float | None,
         typer.Option("--grace-secs", min=0, help="time in-flight jobs get on shutdown"),
     ] = None,
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            "--hostname", help="host part of the worker id [default: this machine's name]"
+        ),
+    ] = None,
 ) -> None:
     """Run a worker: claim jobs and run them until CTRL+C (or, with --burst, until the queue is empty)."""
     from nuvom.cli.worker_cmd import run_worker
@@ -80,6 +86,7 @@ def runworker(
         burst=burst,
         pool=pool,
         grace_secs=grace_secs,
+        hostname=hostname,
     )
     raise typer.Exit(code)
 

@@ -13,12 +13,22 @@ def run_worker(
     burst: bool,
     pool: str,
     grace_secs: float | None,
+    hostname: str | None = None,
 ) -> int:
+    import os
+
     from nuvom.worker import Worker
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     worker = Worker(
-        workers=workers, pool=pool, batch_size=batch_size, queues=names, grace_secs=grace_secs
+        workers=workers,
+        pool=pool,
+        batch_size=batch_size,
+        queues=names,
+        grace_secs=grace_secs,
+        # Several workers on one queue tell each other apart by host; the pid and
+        # random tail keep ids unique when two share a host name.
+        worker_id=f"{hostname}:{os.getpid()}:{os.urandom(2).hex()}" if hostname else None,
     )
     err_console.print(
         f"[bold]nuvom worker[/] {worker.worker_id}  pool={worker.pool} threads={worker.concurrency} "

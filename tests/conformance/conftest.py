@@ -22,6 +22,8 @@ from nuvom.result_backends.base import BaseResultBackend
 from nuvom.result_backends.memory_backend import MemoryResultBackend
 from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
 
+from . import server_builders
+
 
 @dataclass
 class Backends:
@@ -64,6 +66,9 @@ BUILDERS: dict[str, Callable[[Path, FakeClock], Backends]] = {
     "memory": _memory,
     "sqlite": _sqlite_separate,
     "sqlite-shared": _sqlite_shared,
+    "postgres": server_builders.postgres_shared,
+    "postgres-separate": server_builders.postgres_separate,
+    "redis": server_builders.redis_shared,
 }
 SQLITE_KINDS = ["sqlite", "sqlite-shared"]
 

@@ -1,0 +1,255 @@
+"""Every SQL statement of the PostgreSQL backends: versioned migrations and named queries.
+
+Statements name tables without a schema; each connection's ``search_path`` is
+set to nuvom's schema (quoted with ``psycopg.sql.Identifier``). Values are
+always bound as server-side parameters, never formatted into the text.
+"""
+
+from __future__ import annotations
+
+# Each migration brings the schema from version N-1 to N, in one transaction.
+# Append new ones; never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        # Jobs waiting or claimed. available_at is due_at while waiting and the
+        # lease's end while claimed, so one comparison finds every claimable row,
+        # expired leases included. seq gives FIFO order.
+        """CREATE TABLE nuvom_queue (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            queue text NOT NULL,
+            priority integer NOT NULL DEFAULT 0,
+            due_at double precision NOT NULL,
+            available_at double precision NOT NULL,
+            lease_owner text,
+            attempts integer NOT NULL DEFAULT 0,
+            enqueued_at double precision NOT NULL,
+            payload bytea NOT NULL
+        )""",
+        "CREATE INDEX nuvom_queue_order ON nuvom_queue (priority DESC, due_at, seq)",
+        "CREATE INDEX nuvom_queue_available ON nuvom_queue (available_at)",
+        """CREATE TABLE nuvom_dead (
+            id text PRIMARY KEY,
+            queue text,
+            payload bytea,
+            reason text NOT NULL,
+            quarantined_at double precision NOT NULL
+        )""",
+        """CREATE TABLE nuvom_jobs (
+            id text PRIMARY KEY,
+            func_name text,
+            queue text,
+            priority integer NOT NULL DEFAULT 0,
+            status text NOT NULL,
+            payload bytea,
+            result bytea,
+            has_result boolean NOT NULL DEFAULT false,
+            error_type text,
+            error_message text,
+            traceback text,
+            attempts integer NOT NULL DEFAULT 0,
+            max_retries integer,
+            created_at double precision,
+            due_at double precision,
+            started_at double precision,
+            finished_at double precision,
+            updated_at double precision NOT NULL,
+            worker_id text
+        )""",
+        # history recent [--status S]: newest first, optionally of one status.
+        "CREATE INDEX nuvom_jobs_status ON nuvom_jobs (status, updated_at DESC)",
+        "CREATE INDEX nuvom_jobs_updated ON nuvom_jobs (updated_at DESC)",
+        """CREATE TABLE nuvom_attempts (
+            job_id text NOT NULL,
+            number integer NOT NULL,
+            status text NOT NULL,
+            started_at double precision,
+            finished_at double precision,
+            worker_id text,
+            error_type text,
+            error_message text,
+            traceback text,
+            PRIMARY KEY (job_id, number)
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Run before the schema exists, under an advisory lock taken in the same transaction.
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
+CREATE_META = """CREATE TABLE IF NOT EXISTS nuvom_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+)"""
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
+SET_SCHEMA_VERSION = """
+INSERT INTO nuvom_meta (key, value) VALUES ('schema_version', %s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+
+# -- queue -----------------------------------------------------------------
+ENQUEUE = """
+INSERT INTO nuvom_queue
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    available_at = excluded.available_at, lease_owner = NULL,
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload
+"""
+NOTIFY = "SELECT pg_notify(%s, '')"
+
+_CLAIM = """
+WITH picked AS (
+    SELECT seq FROM nuvom_queue WHERE available_at <= %(now)s {queue_filter}
+    ORDER BY priority DESC, due_at, seq LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE nuvom_queue q
+SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
+FROM picked WHERE q.seq = picked.seq
+RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
+"""
+CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
+CLAIM_FROM_QUEUES = _CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
+
+ACK = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner = %s"
+ACK_ANY = "DELETE FROM nuvom_queue WHERE id = %s"
+NACK = """
+UPDATE nuvom_queue SET lease_owner = NULL, due_at = %s, available_at = %s
+WHERE id = %s AND lease_owner = %s
+"""
+NACK_ANY = """
+UPDATE nuvom_queue SET lease_owner = NULL, due_at = %s, available_at = %s
+WHERE id = %s AND lease_owner IS NOT NULL
+"""
+RELEASE = """
+UPDATE nuvom_queue SET lease_owner = NULL, available_at = %s,
+    attempts = greatest(attempts - 1, 0)
+WHERE id = %s AND lease_owner = %s
+"""
+HEARTBEAT = """
+UPDATE nuvom_queue SET available_at = %s
+WHERE id = ANY(%s) AND lease_owner = %s RETURNING id
+"""
+REQUEUE_EXPIRED = """
+UPDATE nuvom_queue SET lease_owner = NULL
+WHERE lease_owner IS NOT NULL AND available_at <= %s
+"""
+QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
+QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = %s"
+CLEAR = "DELETE FROM nuvom_queue"
+CANCEL = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL"
+STATS = """
+SELECT
+    count(*) FILTER (WHERE lease_owner IS NULL AND available_at <= %(now)s),
+    count(*) FILTER (WHERE lease_owner IS NULL AND available_at > %(now)s),
+    count(*) FILTER (WHERE lease_owner IS NOT NULL AND available_at > %(now)s),
+    count(*) FILTER (WHERE lease_owner IS NOT NULL AND available_at <= %(now)s)
+FROM nuvom_queue
+"""
+DEAD_COUNT = "SELECT count(*) FROM nuvom_dead"
+QUARANTINE = """
+INSERT INTO nuvom_dead (id, queue, payload, reason, quarantined_at) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET queue = excluded.queue, payload = excluded.payload,
+    reason = excluded.reason, quarantined_at = excluded.quarantined_at
+"""
+DELETE_QUEUED = "DELETE FROM nuvom_queue WHERE id = %s"
+# Waiting jobs in claim order, for moving them to another backend.
+WAITING_JOBS = """
+SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
+WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
+"""
+
+# -- results ---------------------------------------------------------------
+RECORD_ENQUEUED = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
+    status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
+    due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
+"""
+MARK_RUNNING = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, created_at, started_at, worker_id,
+     attempts, updated_at)
+VALUES (%s, %s, %s, %s, 'RUNNING', %s, %s, %s, %s, 1, %s)
+ON CONFLICT (id) DO UPDATE SET
+    status = 'RUNNING', started_at = excluded.started_at, worker_id = excluded.worker_id,
+    attempts = nuvom_jobs.attempts + 1, finished_at = NULL, updated_at = excluded.updated_at
+"""
+MARK_EARLIER_ATTEMPTS_LOST = """
+UPDATE nuvom_attempts SET status = 'LOST' WHERE job_id = %s AND status = 'RUNNING'
+"""
+START_ATTEMPT = """
+INSERT INTO nuvom_attempts (job_id, number, status, started_at, worker_id)
+SELECT %(id)s, coalesce(max(number), 0) + 1, 'RUNNING', %(at)s, %(worker)s
+FROM nuvom_attempts WHERE job_id = %(id)s
+"""
+SAVE_OUTCOME = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, result, has_result, error_type,
+     error_message, traceback, created_at, due_at, finished_at, worker_id, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, result = excluded.result, has_result = excluded.has_result,
+    error_type = excluded.error_type, error_message = excluded.error_message,
+    traceback = excluded.traceback, due_at = coalesce(excluded.due_at, nuvom_jobs.due_at),
+    finished_at = excluded.finished_at, worker_id = excluded.worker_id,
+    updated_at = excluded.updated_at
+"""
+FINISH_ATTEMPT = """
+UPDATE nuvom_attempts SET status = %(status)s, finished_at = %(at)s, error_type = %(type)s,
+    error_message = %(message)s, traceback = %(traceback)s
+WHERE job_id = %(id)s
+  AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = %(id)s)
+"""
+UNCOUNT_ATTEMPT = """
+DELETE FROM nuvom_attempts
+WHERE job_id = %(id)s AND status = 'RUNNING'
+  AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = %(id)s)
+"""
+MARK_RELEASED = """
+UPDATE nuvom_jobs SET status = 'PENDING', attempts = greatest(attempts - 1, 0), updated_at = %s
+WHERE id = %s AND status = 'RUNNING'
+"""
+MARK_CANCELLED = """
+INSERT INTO nuvom_jobs (id, status, finished_at, updated_at) VALUES (%s, 'CANCELLED', %s, %s)
+ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
+    updated_at = excluded.updated_at
+"""
+MARK_FAILED = """
+INSERT INTO nuvom_jobs (id, status, error_type, error_message, finished_at, updated_at)
+VALUES (%s, 'FAILED', %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_type,
+    error_message = excluded.error_message, traceback = NULL,
+    finished_at = excluded.finished_at, updated_at = excluded.updated_at
+"""
+_JOB_COLUMNS = """
+id, status, func_name, payload, queue, priority, result, has_result, error_type,
+error_message, traceback, attempts, max_retries, created_at, due_at, started_at, finished_at,
+updated_at, worker_id
+"""
+GET_JOB = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = %s"
+GET_STATUS = "SELECT status FROM nuvom_jobs WHERE id = %s"
+GET_ATTEMPTS = """
+SELECT number, status, started_at, finished_at, worker_id, error_type, error_message, traceback
+FROM nuvom_attempts WHERE job_id = %s ORDER BY number
+"""
+LIST_JOBS = f"""
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs ORDER BY updated_at DESC LIMIT %s OFFSET %s
+"""
+LIST_JOBS_WITH_STATUS = f"""
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = %s
+ORDER BY updated_at DESC LIMIT %s OFFSET %s
+"""
+GET_RESULT = "SELECT status, result, has_result FROM nuvom_jobs WHERE id = %s"
+GET_ERROR = "SELECT status, error_type, error_message FROM nuvom_jobs WHERE id = %s"
+STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"
+PRUNE = """
+DELETE FROM nuvom_jobs WHERE updated_at < %s AND status = ANY(%s) RETURNING id
+"""
+DELETE_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ANY(%s)"

@@ -1,0 +1,182 @@
+"""One PostgreSQL schema, shared by the queue and the result backend when both point at it.
+
+A ``psycopg_pool`` pool whose connections use nuvom's schema as ``search_path``;
+the schema is created and migrated on first use. Connection failures surface as
+``BackendUnavailable`` within a bounded time, never as a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from nuvom.errors import BackendError, BackendUnavailable
+from nuvom.queue_backends import postgres_sql as q
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+log = logging.getLogger("nuvom.postgres")
+
+DEFAULT_SCHEMA = "nuvom"
+CONNECT_TIMEOUT_SECS = 5  # a TCP connect to the server gives up after this long
+POOL_TIMEOUT_SECS = 10.0  # a caller waits this long for a pooled connection before failing
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 16  # connections one process opens at most
+INSTALL_HINT = 'the PostgreSQL backend needs psycopg 3: pip install "nuvom[postgres]"'
+
+
+def import_psycopg() -> Any:
+    """``psycopg``, or a ``BackendError`` saying which extra to install."""
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401 - checked here so the error names the extra
+    except ImportError:
+        raise BackendError(INSTALL_HINT, backend="postgres") from None
+    return psycopg
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "<unparsable DSN>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+class PostgresStore:
+    """Pooled connections, schema migrations and transactions for one schema of one database."""
+
+    def __init__(self, dsn: str, *, schema: str = DEFAULT_SCHEMA, migrate: bool = True) -> None:
+        psycopg = import_psycopg()
+        from psycopg import sql
+        from psycopg_pool import ConnectionPool
+
+        if not schema or len(schema) > 63:
+            raise BackendError(f"bad PostgreSQL schema name {schema!r}", backend="postgres")
+        self.dsn = dsn
+        self.schema = schema
+        self.channel = f"nuvom_{schema}"[:63]  # LISTEN/NOTIFY channel for this schema's queue
+        self._psycopg = psycopg
+        self._search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
+        self._lock = threading.Lock()
+        self._closed = False
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            dsn,
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            timeout=POOL_TIMEOUT_SECS,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECS},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            open=False,
+            name=f"nuvom-{schema}",
+        )
+        self.pool.open(wait=False)
+        if migrate:
+            self.migrate()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(self._search_path)
+        conn.commit()
+
+    def explain(self, exc: BaseException) -> BackendError:
+        """A driver or pool error as a nuvom error."""
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        where = redact(self.dsn)
+        if isinstance(exc, PoolTimeout | self._psycopg.OperationalError):
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return BackendUnavailable(
+                f"PostgreSQL at {where} is unavailable: {detail}", backend="postgres"
+            )
+        if isinstance(exc, PoolClosed):
+            return BackendError(f"the PostgreSQL store for {where} is closed", backend="postgres")
+        return BackendError(f"PostgreSQL error on {where}: {exc}", backend="postgres")
+
+    # -- transactions ----------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor inside one transaction: commits on success, rolls back on error."""
+        try:
+            with self.pool.connection() as conn, conn.cursor() as cur:
+                yield cur
+        except (self._psycopg.Error, *_pool_errors()) as exc:
+            raise self.explain(exc) from None
+
+    def read(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.transaction() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """A connection of its own, outside the pool (the LISTEN connection)."""
+        try:
+            conn = self._psycopg.connect(
+                self.dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_SECS
+            )
+        except self._psycopg.Error as exc:
+            raise self.explain(exc) from None
+        return conn  # type: ignore[no-any-return]
+
+    # -- schema ------------------------------------------------------------
+    def migrate(self) -> tuple[int, int]:
+        """Create the schema or bring it up to date; return (version before, version after)."""
+        from psycopg import sql
+
+        with self.transaction() as cur:
+            # One migrator at a time, even across hosts racing on first use.
+            cur.execute(q.MIGRATION_LOCK, (f"nuvom-migrate:{self.schema}",))
+            cur.execute(sql.SQL(q.CREATE_SCHEMA).format(schema=sql.Identifier(self.schema)))
+            cur.execute(self._search_path)
+            cur.execute(q.CREATE_META)
+            cur.execute(q.GET_SCHEMA_VERSION)
+            row = cur.fetchone()
+            before = int(row[0]) if row else 0
+            if before > q.SCHEMA_VERSION:
+                raise BackendError(
+                    f"schema {self.schema!r} was written by a newer nuvom (version {before}, "
+                    f"this one knows {q.SCHEMA_VERSION}); upgrade nuvom",
+                    backend="postgres",
+                )
+            for version in range(before + 1, q.SCHEMA_VERSION + 1):
+                for statement in q.MIGRATIONS[version - 1]:
+                    cur.execute(statement)
+                log.info("PostgreSQL schema %s migrated to version %d", self.schema, version)
+            if before != q.SCHEMA_VERSION:
+                cur.execute(q.SET_SCHEMA_VERSION, (str(q.SCHEMA_VERSION),))
+        return before, q.SCHEMA_VERSION
+
+    def drop_schema(self) -> None:
+        """Drop the schema and everything in it (tests and ``nuvom db`` tooling)."""
+        from psycopg import sql
+
+        with self.transaction() as cur:
+            cur.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.pool.close()
+
+
+def _pool_errors() -> tuple[type[BaseException], ...]:
+    from psycopg_pool import PoolClosed, PoolTimeout
+
+    return (PoolTimeout, PoolClosed)

@@ -1,0 +1,344 @@
+"""The Lua scripts of the Redis queue: each step is one atomic script on the server.
+
+Keys live under one prefix (ARGV[1]); the scripts build key names from it, so
+this backend targets a single Redis (or a cluster with the prefix as hash tag).
+
+Layout under prefix P:
+  P:job:<id>          hash: queue, priority, due, seq, attempts, payload, state, owner, stream, entry
+  P:s:<queue>:<prio>  stream of due job ids, consumer group "nuvom" (one per queue and priority)
+  P:prios:<queue>     zset of the priority levels a queue has streams for
+  P:cursor            hash: stream -> last id handed to the group (for peeking in claim order)
+  P:queues, P:jobs    sets of queue names and of every queued job id
+  P:delayed           zset id -> due time (scheduled jobs and retry delays)
+  P:leases            zset id -> lease end (0 once requeued)
+  P:waiting           hash: queue -> jobs waiting (due or scheduled)
+  P:wake              capped stream idle workers block on (XREAD BLOCK)
+"""
+
+from __future__ import annotations
+
+GROUP = "nuvom"
+
+_COMMON = r"""
+local P = ARGV[1]
+local GROUP = 'nuvom'
+
+local function stream_of(queue, prio)
+  local key = P .. ':s:' .. queue .. ':' .. prio
+  if redis.call('ZADD', P .. ':prios:' .. queue, 'NX', prio, prio) == 1 then
+    redis.pcall('XGROUP', 'CREATE', key, GROUP, '0', 'MKSTREAM')
+  end
+  return key
+end
+
+local function to_stream(id)
+  local job = P .. ':job:' .. id
+  local f = redis.call('HMGET', job, 'queue', 'priority')
+  local key = stream_of(f[1], f[2])
+  local entry = redis.call('XADD', key, '*', 'id', id)
+  redis.call('HSET', job, 'state', 'waiting', 'stream', key, 'entry', entry, 'owner', '')
+end
+
+local function promote(now)
+  local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', P .. ':delayed', id)
+    to_stream(id)
+  end
+  return #due
+end
+
+local function forget(id)
+  local job = P .. ':job:' .. id
+  local f = redis.call('HMGET', job, 'state', 'stream', 'entry', 'queue')
+  if not f[1] then return false end
+  if f[3] and f[3] ~= '' then
+    redis.call('XACK', f[2], GROUP, f[3])
+    redis.call('XDEL', f[2], f[3])
+  end
+  redis.call('ZREM', P .. ':delayed', id)
+  local lease = redis.call('ZSCORE', P .. ':leases', id)
+  redis.call('ZREM', P .. ':leases', id)
+  local waiting = f[1] == 'delayed' or (f[1] == 'waiting')
+  if waiting then redis.call('HINCRBY', P .. ':waiting', f[4], -1) end
+  redis.call('DEL', job)
+  redis.call('SREM', P .. ':jobs', id)
+  return f[1]
+end
+
+local function wake()
+  redis.call('XADD', P .. ':wake', 'MAXLEN', '~', 100, '*', 'n', 1)
+end
+
+-- Take a job off the stream entry it sits on (acked and deleted), keeping its hash.
+local function unlink(id)
+  local job = P .. ':job:' .. id
+  local f = redis.call('HMGET', job, 'stream', 'entry')
+  if f[2] and f[2] ~= '' then
+    redis.call('XACK', f[1], GROUP, f[2])
+    redis.call('XDEL', f[1], f[2])
+  end
+  redis.call('HSET', job, 'entry', '')
+  redis.call('ZREM', P .. ':leases', id)
+end
+"""
+
+# ARGV: P, now, then per job: id, queue, priority, due, attempts, payload
+ENQUEUE = (
+    _COMMON
+    + r"""
+local now = tonumber(ARGV[2])
+promote(ARGV[2])
+for i = 3, #ARGV, 6 do
+  local id, queue, due = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  forget(id)
+  local seq = redis.call('INCR', P .. ':seq')
+  redis.call('HSET', P .. ':job:' .. id, 'queue', queue, 'priority', ARGV[i + 2], 'due', due,
+    'seq', seq, 'attempts', ARGV[i + 4], 'payload', ARGV[i + 5], 'owner', '', 'entry', '')
+  redis.call('SADD', P .. ':jobs', id)
+  redis.call('SADD', P .. ':queues', queue)
+  redis.call('HINCRBY', P .. ':waiting', queue, 1)
+  if tonumber(due) > now then
+    redis.call('HSET', P .. ':job:' .. id, 'state', 'delayed')
+    redis.call('ZADD', P .. ':delayed', due, id)
+  else
+    to_stream(id)
+  end
+end
+wake()
+return 1
+"""
+)
+
+# ARGV: P, now, lease_until, consumer, n, queue names... (none: every queue)
+# Returns flat rows: id, queue, priority, due, attempts, payload, in claim order.
+CLAIM = (
+    _COMMON
+    + r"""
+local now, lease_end, consumer, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+promote(now)
+local queues = {}
+if #ARGV > 5 then
+  for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
+else
+  queues = redis.call('SMEMBERS', P .. ':queues')
+end
+local wanted = {}
+for _, q in ipairs(queues) do wanted[q] = true end
+
+local function key_of(id)
+  local f = redis.call('HMGET', P .. ':job:' .. id, 'priority', 'due', 'seq', 'queue', 'state')
+  return {id = id, prio = tonumber(f[1]), due = tonumber(f[2]), seq = tonumber(f[3]),
+          queue = f[4], state = f[5]}
+end
+local function before(a, b)
+  if a.prio ~= b.prio then return a.prio > b.prio end
+  if a.due ~= b.due then return a.due < b.due end
+  return a.seq < b.seq
+end
+
+-- Sources: expired leases (reclaimed with XCLAIM), then each stream's undelivered head.
+local sources = {}
+local expired = {}
+local cursor = 0
+repeat
+  local page = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', cursor, 200)
+  for _, id in ipairs(page) do
+    local k = key_of(id)
+    if k.queue and wanted[k.queue] then expired[#expired + 1] = k end
+  end
+  cursor = cursor + #page
+until #page < 200 or #expired >= n
+table.sort(expired, before)
+sources[1] = {items = expired, pos = 1, stream = false}
+for _, q in ipairs(queues) do
+  local prios = redis.call('ZREVRANGE', P .. ':prios:' .. q, 0, -1)
+  for _, prio in ipairs(prios) do
+    local key = P .. ':s:' .. q .. ':' .. prio
+    local last = redis.call('HGET', P .. ':cursor', key) or '0-0'
+    local rows = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', n)
+    local items = {}
+    for _, row in ipairs(rows) do
+      local k = key_of(row[2][2])
+      if k.queue then items[#items + 1] = k end
+      k.entry = row[1]
+    end
+    if #rows > 0 then sources[#sources + 1] = {items = items, pos = 1, stream = key} end
+  end
+end
+
+-- Merge the sources in claim order, each taken as a prefix (streams are read in order).
+local chosen, taken = {}, {}
+while #chosen < n do
+  local best = nil
+  for _, s in ipairs(sources) do
+    local head = s.items[s.pos]
+    if head and (best == nil or before(head, best.items[best.pos])) then best = s end
+  end
+  if best == nil then break end
+  local item = best.items[best.pos]
+  best.pos = best.pos + 1
+  item.source = best
+  chosen[#chosen + 1] = item
+  if best.stream then taken[best.stream] = (taken[best.stream] or 0) + 1 end
+end
+for stream, count in pairs(taken) do
+  local got = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count,
+    'STREAMS', stream, '>')
+  local rows = got[1][2]
+  redis.call('HSET', P .. ':cursor', stream, rows[#rows][1])
+end
+
+local out = {}
+for _, item in ipairs(chosen) do
+  local job = P .. ':job:' .. item.id
+  if item.source.stream then
+    redis.call('HINCRBY', P .. ':waiting', item.queue, -1)
+  else
+    local f = redis.call('HMGET', job, 'stream', 'entry')
+    redis.call('XCLAIM', f[1], GROUP, consumer, 0, f[2], 'JUSTID')
+    if item.state == 'waiting' then redis.call('HINCRBY', P .. ':waiting', item.queue, -1) end
+  end
+  local attempts = redis.call('HINCRBY', job, 'attempts', 1)
+  redis.call('HSET', job, 'state', 'claimed', 'owner', consumer)
+  redis.call('ZADD', P .. ':leases', lease_end, item.id)
+  local f = redis.call('HMGET', job, 'queue', 'priority', 'due', 'payload')
+  for _, v in ipairs({item.id, f[1], f[2], f[3], attempts, f[4]}) do out[#out + 1] = v end
+end
+return out
+"""
+)
+
+# ARGV: P, now, then per job: op ('ack' | 'nack'), id, owner ('' = any), retry_at
+SETTLE = (
+    _COMMON
+    + r"""
+local now = tonumber(ARGV[2])
+local woke = false
+for i = 3, #ARGV, 4 do
+  local op, id, owner, retry_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local job = P .. ':job:' .. id
+  local f = redis.call('HMGET', job, 'state', 'owner', 'queue')
+  local held = f[1] == 'claimed' and (owner == '' or f[2] == owner)
+  if op == 'ack' then
+    if (owner == '' and f[1]) or held then forget(id) end
+  elseif held then
+    unlink(id)
+    redis.call('HSET', job, 'due', retry_at, 'owner', '')
+    redis.call('HINCRBY', P .. ':waiting', f[3], 1)
+    if tonumber(retry_at) > now then
+      redis.call('HSET', job, 'state', 'delayed')
+      redis.call('ZADD', P .. ':delayed', retry_at, id)
+    else
+      to_stream(id)
+    end
+    woke = true
+  end
+end
+if woke then wake() end
+return 1
+"""
+)
+
+# ARGV: P, owner, ids...  Shutdown: back in the queue at once, the attempt uncounted.
+RELEASE = (
+    _COMMON
+    + r"""
+local owner = ARGV[2]
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local job = P .. ':job:' .. id
+  local f = redis.call('HMGET', job, 'state', 'owner', 'queue', 'attempts')
+  if f[1] == 'claimed' and f[2] == owner then
+    unlink(id)
+    local attempts = math.max(tonumber(f[4]) - 1, 0)
+    redis.call('HSET', job, 'attempts', attempts)
+    redis.call('HINCRBY', P .. ':waiting', f[3], 1)
+    to_stream(id)
+  end
+end
+wake()
+return 1
+"""
+)
+
+# ARGV: P, owner, lease_until, ids...  Returns the ids still held.
+HEARTBEAT = r"""
+local P, owner, lease_end = ARGV[1], ARGV[2], ARGV[3]
+local held = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local f = redis.call('HMGET', P .. ':job:' .. id, 'state', 'owner')
+  if f[1] == 'claimed' and f[2] == owner then
+    redis.call('ZADD', P .. ':leases', lease_end, id)
+    held[#held + 1] = id
+  end
+end
+return held
+"""
+
+# ARGV: P, now.  Expired leases become waiting (lease score 0); claim takes them first.
+REQUEUE_EXPIRED = r"""
+local P = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', P .. ':leases', '(0', ARGV[2])
+for _, id in ipairs(ids) do
+  local job = P .. ':job:' .. id
+  redis.call('ZADD', P .. ':leases', 0, id)
+  redis.call('HSET', job, 'state', 'waiting', 'owner', '')
+  redis.call('HINCRBY', P .. ':waiting', redis.call('HGET', job, 'queue'), 1)
+end
+return #ids
+"""
+
+# ARGV: P, id.  Removes a waiting job; returns its queue, priority, payload, due or nil.
+CANCEL = (
+    _COMMON
+    + r"""
+local id = ARGV[2]
+local f = redis.call('HMGET', P .. ':job:' .. id, 'state', 'queue', 'priority', 'payload', 'due')
+if f[1] ~= 'waiting' and f[1] ~= 'delayed' then return false end
+forget(id)
+return {f[2], f[3], f[4], f[5]}
+"""
+)
+
+# ARGV: P.  Removes every job; returns how many.
+CLEAR = r"""
+local P = ARGV[1]
+local ids = redis.call('SMEMBERS', P .. ':jobs')
+for _, id in ipairs(ids) do redis.call('DEL', P .. ':job:' .. id) end
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+  for _, prio in ipairs(redis.call('ZRANGE', P .. ':prios:' .. q, 0, -1)) do
+    redis.call('DEL', P .. ':s:' .. q .. ':' .. prio)
+  end
+  redis.call('DEL', P .. ':prios:' .. q)
+end
+redis.call('DEL', P .. ':jobs', P .. ':queues', P .. ':delayed', P .. ':leases',
+  P .. ':waiting', P .. ':cursor')
+return #ids
+"""
+
+# ARGV: P, now.  Returns pending, scheduled, running, expired.
+STATS = r"""
+local P, now = ARGV[1], ARGV[2]
+local waiting = 0
+for _, v in ipairs(redis.call('HVALS', P .. ':waiting')) do waiting = waiting + tonumber(v) end
+local scheduled = redis.call('ZCARD', P .. ':delayed')
+local running = redis.call('ZCOUNT', P .. ':leases', '(' .. now, '+inf')
+local expired = redis.call('ZCOUNT', P .. ':leases', '(0', now)
+return {waiting - scheduled, scheduled, running, expired}
+"""
+
+# ARGV: P.  Waiting jobs (not claimed): id, queue, priority, due, attempts, payload.
+WAITING = r"""
+local P = ARGV[1]
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. ':jobs')) do
+  local f = redis.call('HMGET', P .. ':job:' .. id, 'state', 'queue', 'priority', 'due',
+    'attempts', 'payload', 'seq')
+  if f[1] == 'waiting' or f[1] == 'delayed' then
+    for _, v in ipairs({id, f[2], f[3], f[4], f[5], f[6], f[7]}) do out[#out + 1] = v end
+  end
+end
+return out
+"""
