@@ -124,7 +124,11 @@ class Worker:
         self.clock = self.runtime.clock
         self.events = self.runtime.events
         self.runner = JobRunner(
-            TaskLoader(self.registry), settings, self.runtime.codec, self.clock, self.worker_id
+            TaskLoader(self.registry, manifest_path=settings.manifest_path),
+            settings,
+            self.runtime.codec,
+            self.clock,
+            self.worker_id,
         )
         self.stats = WorkerStats()
 

@@ -36,7 +36,9 @@ JobId = Annotated[str, typer.Argument(help="the job id, as .delay() returned it"
 
 
 @app.callback()
-def _setup() -> None:
+def _setup(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand in ("discover", "list"):
+        return  # they read only NUVOM_MANIFEST_PATH, and build settings only when any are set
     from nuvom.log import setup_cli_logging
     from nuvom.runtime import current
 
@@ -75,11 +77,16 @@ def runworker(
             "--hostname", help="host part of the worker id [default: this machine's name]"
         ),
     ] = None,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="reload tasks when project files change (needs watchfiles)"),
+    ] = False,
 ) -> None:
     """Run a worker: claim jobs and run them until CTRL+C (or, with --burst, until the queue is empty)."""
     from nuvom.cli.worker_cmd import run_worker
 
     code = run_worker(
+        dev=dev,
         workers=workers,
         batch_size=batch_size,
         queues=queues,
@@ -182,6 +189,42 @@ def demo(
     from nuvom.cli.demo import run_demo
 
     run_demo(jobs, workers)
+
+
+discover_app = typer.Typer(help="Find tasks by reading source (nothing is imported).", no_args_is_help=True)  # fmt: skip
+list_app = typer.Typer(help="What the project declares.", no_args_is_help=True)
+app.add_typer(discover_app, name="discover")
+app.add_typer(list_app, name="list")
+GlobOption = Annotated[list[str] | None, typer.Option(help="gitignore-style pattern; repeatable")]
+
+
+@discover_app.command("tasks")
+def discover_tasks(
+    path: Annotated[
+        Path | None, typer.Argument(help="project folder [default: the current one]")
+    ] = None,
+    include: GlobOption = None,
+    exclude: GlobOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Scan the project with ast, update the manifest (NUVOM_MANIFEST_PATH), show what changed."""
+    from nuvom.cli.discover_cmd import discover_tasks as run
+
+    raise typer.Exit(run(path, include or [], exclude or [], fmt))
+
+
+@list_app.command("tasks")
+def list_tasks(
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="only tasks with this tag; repeatable")
+    ] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="re-scan changed files first")] = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Tasks from the manifest alone: name, module, tags, description, options."""
+    from nuvom.cli.discover_cmd import list_tasks as run
+
+    raise typer.Exit(run(tag or [], fmt, refresh))
 
 
 def main() -> None:

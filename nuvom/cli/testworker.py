@@ -54,7 +54,7 @@ def run_job_file(job_file: Path, fmt: OutputFormat) -> int:
     job.attempts = 1
     job.max_retries = 0  # one synchronous attempt: a retry would only repeat it here
     runner = JobRunner(
-        TaskLoader(runtime.registry),
+        TaskLoader(runtime.registry, manifest_path=runtime.settings.manifest_path),
         runtime.settings,
         runtime.codec,
         runtime.clock,

@@ -14,6 +14,7 @@ def run_worker(
     pool: str,
     grace_secs: float | None,
     hostname: str | None = None,
+    dev: bool = False,
 ) -> int:
     import os
 
@@ -36,7 +37,17 @@ def run_worker(
         + ("  (burst)" if burst else "  (CTRL+C to stop)"),
         highlight=False,
     )
-    stats = worker.run(burst=burst)
+    reloader = None
+    if dev:
+        from nuvom.watcher import DevReloader
+
+        reloader = DevReloader(worker.runner.loader)
+        reloader.start()
+    try:
+        stats = worker.run(burst=burst)
+    finally:
+        if reloader is not None:
+            reloader.stop()
     err_console.print(
         f"processed {stats.processed}: {stats.succeeded} ok, {stats.failed} failed, "
         f"{stats.retried} retried, {stats.released} released",

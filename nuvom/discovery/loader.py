@@ -1,77 +1,225 @@
-"""Import a task's module the first time a job for it arrives, found through discovery."""
+"""Resolve a job's task name to a task: the registry first, then the manifest, then a fresh scan.
+
+A task known only through the manifest is imported the first time a job needs
+it: by dotted module when that import finds the declaring file, else straight
+from the file (a script outside any package, or a name something else shadows).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from nuvom.discovery.scanner import Manifest, TaskEntry, discover
+from nuvom.discovery.index import discover, same_content
+from nuvom.discovery.manifest import (
+    Manifest,
+    ManifestDiff,
+    TaskEntry,
+    diff_manifests,
+    load_manifest,
+    save_manifest,
+)
 from nuvom.errors import TaskNotFound
 from nuvom.registry import TaskRegistry
 
 log = logging.getLogger("nuvom.discovery")
 
-RESCAN_AFTER_SECS = 2.0  # a miss re-scans the project at most this often
+DEFAULT_MANIFEST_PATH = Path(".nuvom/manifest.json")
+RESCAN_AFTER_SECS = 2.0  # a name missing from the manifest re-scans the project at most this often
+FILE_MODULE_PREFIX = "_nuvom_file_"  # module names for files loaded by path
+
+
+def import_base(file: Path, module: str) -> Path:
+    """The ``sys.path`` entry from which ``module`` is ``file``."""
+    levels = module.count(".") + (1 if file.name == "__init__.py" else 0)
+    base = file.parent
+    for _ in range(levels):
+        base = base.parent
+    return base
+
+
+def file_module_name(file: Path) -> str:
+    """A stable module name for a file loaded by path (same file, same name, across reloads)."""
+    digest = hashlib.sha256(str(file).encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() else "_" for c in file.stem)
+    return f"{FILE_MODULE_PREFIX}{stem}_{digest}"
+
+
+def _same_file(module: ModuleType, file: Path) -> bool:
+    origin = getattr(module, "__file__", None)
+    if not origin:
+        return False
+    try:
+        return os.path.samefile(origin, file)
+    except OSError:
+        return False
+
+
+def load_by_path(file: Path, name: str | None = None) -> ModuleType:
+    """Execute ``file`` as module ``name`` (default: ``file_module_name(file)``)."""
+    name = name or file_module_name(file)
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def import_entry(entry: TaskEntry, file: Path) -> ModuleType:
+    """Import the module declaring ``entry``: by dotted name, else from ``file``."""
+    base = str(import_base(file, entry.module))
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(entry.module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not (entry.module == missing or entry.module.startswith(missing + ".")):
+            raise  # the module was found; something *it* imports is missing
+        log.debug("no module %s on sys.path; loading %s by path", entry.module, file)
+        return load_by_path(file)
+    if _same_file(module, file):
+        return module
+    log.debug("module %s is %s, not %s; loading by path", entry.module, module.__file__, file)
+    return load_by_path(file)
 
 
 class TaskLoader:
-    """Resolves task names to tasks: the registry first, then the project's source."""
+    """Resolves task names to tasks: the registry first, then the project's manifest.
 
-    def __init__(self, registry: TaskRegistry, root: Path | str = ".") -> None:
+    ``root`` defaults to the manifest's root, else the working directory.
+    ``lock`` serialises imports and dev reloads.
+    """
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        root: Path | str | None = None,
+        *,
+        manifest_path: Path | str | None = None,
+    ) -> None:
         self.registry = registry
-        self.root = Path(root).resolve()
+        self.manifest_path = Path(manifest_path or DEFAULT_MANIFEST_PATH).resolve()
+        self._root = Path(root).resolve() if root is not None else None
         self._manifest: Manifest | None = None
-        self._scanned_at = float("-inf")
-        self._lock = threading.Lock()
+        self._opened = False
+        self._refreshed_at = float("-inf")
+        self._save_warned = False
+        self.lock = threading.RLock()
 
+    # -- the manifest --------------------------------------------------------
+    def _open(self) -> None:
+        if self._opened:
+            return
+        self._opened = True
+        manifest = load_manifest(self.manifest_path)
+        if manifest is not None and self._root is None and Path(manifest.root).is_dir():
+            self._root = Path(manifest.root)
+        if self._root is None:
+            self._root = Path.cwd().resolve()
+        if manifest is not None and Path(manifest.root) == self._root:
+            self._manifest = manifest
+
+    @property
+    def root(self) -> Path:
+        with self.lock:
+            self._open()
+            assert self._root is not None
+            return self._root
+
+    @property
+    def manifest(self) -> Manifest | None:
+        with self.lock:
+            self._open()
+            return self._manifest
+
+    def refresh(self) -> ManifestDiff:
+        """Re-scan (only changed files are parsed), save the manifest, return what changed."""
+        with self.lock:
+            root = self.root
+            previous = self._manifest
+            new = discover(root, previous=previous)
+            if not same_content(previous, new):
+                try:
+                    save_manifest(new, self.manifest_path)
+                except OSError as exc:
+                    if not self._save_warned:
+                        log.warning("cannot write %s (%s); keeping it in memory", self.manifest_path, exc)  # fmt: skip
+                        self._save_warned = True
+            self._manifest = new
+            self._refreshed_at = time.monotonic()
+            known = {str(p) for p in previous.errors} if previous is not None else set()
+            for problem in new.errors:
+                if str(problem) not in known:
+                    log.warning("task discovery skipped %s", problem)
+            return diff_manifests(previous, new)
+
+    def _is_current(self, manifest: Manifest, entry: TaskEntry) -> bool:
+        record = manifest.files.get(entry.file)
+        try:
+            stat = manifest.path_of(entry).stat()
+        except OSError:
+            return False
+        return record is not None and (record.mtime_ns, record.size) == (stat.st_mtime_ns, stat.st_size)  # fmt: skip
+
+    def _entry(self, name: str) -> tuple[TaskEntry | None, bool]:
+        """The declaration of ``name`` and whether it comes from a scan made just now."""
+        self._open()
+        entry = self._manifest.find(name) if self._manifest is not None else None
+        if entry is not None and self._manifest is not None and self._is_current(self._manifest, entry):  # fmt: skip
+            return entry, False
+        if entry is not None or time.monotonic() - self._refreshed_at >= RESCAN_AFTER_SECS:
+            self.refresh()
+            assert self._manifest is not None
+            return self._manifest.find(name), True
+        return None, True
+
+    # -- tasks ---------------------------------------------------------------
     def get(self, name: str) -> Any:
         """The task named ``name``, importing its module if needed; raises ``TaskNotFound``."""
         task = self.registry.find(name)
         if task is not None:
             return task
-        with self._lock:
+        with self.lock:
             task = self.registry.find(name)
             if task is not None:
                 return task
-            entry = self._entry(name)
+            entry, fresh = self._entry(name)
             if entry is None:
+                raise TaskNotFound(name, hint=f"nor is one declared with @task under {self._root}")
+            task = self._load(entry)
+            if task is None and not fresh:  # the manifest was stale: the task moved
+                self.refresh()
+                assert self._manifest is not None
+                entry = self._manifest.find(name) or entry
+                task = self._load(entry)
+            if task is None:
                 raise TaskNotFound(
-                    name, hint=f"none is registered or declared with @task under {self.root}"
+                    name,
+                    hint=f"{entry.file}:{entry.line} declares it, but importing "
+                    f"{entry.module} did not register it",
                 )
-            self._import(entry)
-        task = self.registry.find(name)
-        if task is None:
-            raise TaskNotFound(
-                name, hint=f"{entry.file}:{entry.line} declares it but did not register it"
-            )
-        return task
+            return task
 
-    def _entry(self, name: str) -> TaskEntry | None:
-        entry = self._manifest.find(name) if self._manifest else None
-        if entry is None and time.monotonic() - self._scanned_at >= RESCAN_AFTER_SECS:
-            self._manifest = discover(self.root)
-            self._scanned_at = time.monotonic()
-            entry = self._manifest.find(name)
-        return entry
-
-    def _import(self, entry: TaskEntry) -> None:
-        root = str(self.root)
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        try:
-            importlib.import_module(entry.module)
-            return
-        except ImportError as exc:
-            log.debug("import %s failed (%s); loading %s by path", entry.module, exc, entry.file)
-        spec = importlib.util.spec_from_file_location(entry.module, entry.file)
-        if spec is None or spec.loader is None:
-            raise TaskNotFound(entry.name, hint=f"cannot load {entry.file}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[entry.module] = module
-        spec.loader.exec_module(module)
+    def _load(self, entry: TaskEntry) -> Any:
+        assert self._manifest is not None
+        file = self._manifest.path_of(entry)
+        if not file.is_file():
+            return None
+        import_entry(entry, file)
+        return self.registry.find(entry.name)

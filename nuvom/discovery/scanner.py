@@ -1,159 +1,151 @@
-"""Walk a project, parse each ``.py`` with ``ast``, and list the functions decorated as tasks."""
+"""Read one module's source with ``ast`` and list the functions it decorates as nuvom tasks.
+
+Nothing is imported or executed: the decorator is recognised by following the
+module's own ``import`` statements, so aliases (``import nuvom as n``) work.
+"""
 
 from __future__ import annotations
 
 import ast
-import logging
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("nuvom.discovery")
+from nuvom.discovery.manifest import TaskEntry
 
-SKIPPED_DIRS = frozenset(
-    {".git", ".hg", ".svn", "__pycache__", "node_modules", "site-packages", ".nuvom", ".tox",
-     ".nox", ".mypy_cache", ".ruff_cache", ".pytest_cache", "build", "dist", ".eggs"}
+# Dotted paths that name the decorator once a module's imports are resolved.
+# ``nuvom.task`` is both the package attribute and the (callable) submodule.
+TASK_DECORATORS = frozenset({"nuvom.task", "nuvom.task.task"})
+LITERAL_OPTIONS = frozenset(
+    {"tags", "description", "retries", "retry_delay_secs", "retry_backoff", "timeout_secs",
+     "timeout_policy", "queue", "priority", "store_result"}
 )  # fmt: skip
-_LITERAL_OPTIONS = frozenset(
-    {"name", "tags", "description", "retries", "retry_delay_secs", "timeout_secs",
-     "timeout_policy", "queue", "priority", "store_result", "retry_backoff"}
-)  # fmt: skip
+HOOK_OPTIONS = frozenset({"before_job", "after_job", "on_error"})  # listed by their source text
+# Statements whose bodies still run at import time (a decorator inside them registers a task).
+_IMPORT_TIME_BLOCKS = (ast.If, ast.Try, ast.With)
 
 
-@dataclass(slots=True)
-class TaskEntry:
-    name: str
-    function: str
-    module: str
-    file: str
-    line: int
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def might_declare_tasks(data: bytes) -> bool:
+    """False when the source cannot declare a task: every form names both words."""
+    return b"nuvom" in data and b"task" in data
 
 
-@dataclass(slots=True)
-class Manifest:
-    root: str
-    tasks: list[TaskEntry] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def find(self, name: str) -> TaskEntry | None:
-        for entry in self.tasks:
-            if entry.name == name:
-                return entry
-        return None
+def _import_time_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    for node in body:
+        yield node
+        if isinstance(node, _IMPORT_TIME_BLOCKS):
+            for block in ("body", "orelse", "finalbody"):
+                yield from _import_time_statements(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                yield from _import_time_statements(handler.body)
 
 
-def _is_virtualenv(path: Path) -> bool:
-    return (path / "pyvenv.cfg").is_file()
+def _is_nuvom(module: str | None) -> bool:
+    return module is not None and (module == "nuvom" or module.startswith("nuvom."))
 
 
-def iter_python_files(root: Path) -> list[Path]:
-    files: list[Path] = []
-    for current, dirs, names in os.walk(root):
-        here = Path(current)
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not _is_virtualenv(here / d))
-        files.extend(here / n for n in sorted(names) if n.endswith(".py"))
-    return files
-
-
-def module_name(root: Path, file: Path) -> str:
-    """Dotted module path: package folders (with ``__init__.py``) up from the file."""
-    parts = [file.stem] if file.stem != "__init__" else []
-    folder = file.parent
-    while folder != root and (folder / "__init__.py").is_file():
-        parts.insert(0, folder.name)
-        folder = folder.parent
-    return ".".join(parts) or file.stem
-
-
-class _TaskNames(ast.NodeVisitor):
-    """Tracks the names by which nuvom's ``task`` decorator is reachable in one module."""
-
-    def __init__(self) -> None:
-        self.direct: set[str] = set()  # @task, @job (alias)
-        self.modules: set[str] = {"nuvom", "nuvom.task"}  # @nuvom.task, @n.task
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.module in ("nuvom", "nuvom.task"):
+def _aliases(statements: list[ast.stmt]) -> dict[str, str]:
+    """Local name -> the nuvom dotted path it is bound to."""
+    aliases: dict[str, str] = {}
+    for node in statements:
+        if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name == "task":
-                    self.direct.add(alias.asname or "task")
-        elif node.module == "nuvom" and any(a.name == "task" for a in node.names):
-            pass
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            if alias.name in ("nuvom", "nuvom.task"):
-                self.modules.add(alias.asname or alias.name)
-
-    def is_task(self, decorator: ast.expr) -> bool:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Name):
-            return target.id in self.direct
-        if isinstance(target, ast.Attribute) and target.attr == "task":
-            return _dotted(target.value) in self.modules
-        return False
+                if _is_nuvom(alias.name):
+                    if alias.asname:
+                        aliases[alias.asname] = alias.name
+                    else:  # ``import nuvom.task`` binds ``nuvom``
+                        aliases["nuvom"] = "nuvom"
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _is_nuvom(node.module):
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
 
 
-def _dotted(node: ast.expr) -> str:
+def _dotted(node: ast.expr) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
+        head = _dotted(node.value)
+        return f"{head}.{node.attr}" if head else None
+    return None
 
 
-def _literal_options(decorator: ast.expr) -> dict[str, Any]:
+def _resolves_to_task(decorator: ast.expr, aliases: dict[str, str]) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    dotted = _dotted(target)
+    if dotted is None:
+        return False
+    head, _, rest = dotted.partition(".")
+    bound = aliases.get(head)
+    if bound is None:
+        return False
+    return (f"{bound}.{rest}" if rest else bound) in TASK_DECORATORS
+
+
+def _options(decorator: ast.expr) -> tuple[dict[str, Any], Any]:
+    """Literal options of ``@task(...)`` and its ``name=`` (``...`` when not a literal)."""
     options: dict[str, Any] = {}
-    if isinstance(decorator, ast.Call):
-        for keyword in decorator.keywords:
-            if keyword.arg in _LITERAL_OPTIONS:
-                try:
-                    options[keyword.arg] = ast.literal_eval(keyword.value)
-                except ValueError:
-                    options[keyword.arg] = None  # not a literal; known only at import
-    return options
+    name: Any = None
+    if not isinstance(decorator, ast.Call):
+        return options, name
+    for keyword in decorator.keywords:
+        key = keyword.arg
+        if key == "name":
+            try:
+                name = ast.literal_eval(keyword.value)
+            except ValueError:
+                name = ...
+        elif key in LITERAL_OPTIONS:
+            try:
+                value = ast.literal_eval(keyword.value)
+            except ValueError:
+                value = None  # computed at import time; unknown until then
+            options[key] = list(value) if isinstance(value, tuple | set | frozenset) else value
+        elif key in HOOK_OPTIONS:
+            options[key] = ast.unparse(keyword.value)
+    return options, name
 
 
-def scan_source(source: str, *, root: Path, file: Path) -> list[TaskEntry]:
-    """Tasks declared in one file's source. Raises ``SyntaxError`` for a broken file."""
-    tree = ast.parse(source, filename=str(file))
-    names = _TaskNames()
-    names.visit(tree)
-    if not names.direct and not names.modules - {"nuvom", "nuvom.task"} and "nuvom" not in source:
-        return []
-    module = module_name(root, file)
-    entries = []
-    for node in ast.walk(tree):
+@dataclass(slots=True)
+class ScanResult:
+    tasks: list[TaskEntry]
+    warnings: list[str]
+
+
+def scan_source(source: bytes | str, *, module: str, file: str) -> ScanResult:
+    """Tasks declared at import time in one file. Raises ``SyntaxError`` for a broken file."""
+    tree = ast.parse(source, filename=file)
+    statements = list(_import_time_statements(tree.body))
+    aliases = _aliases(statements)
+    tasks: list[TaskEntry] = []
+    warnings: list[str] = []
+    if not aliases:
+        return ScanResult(tasks, warnings)
+    for node in statements:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for decorator in node.decorator_list:
-            if names.is_task(decorator):
-                options = _literal_options(decorator)
-                name = options.pop("name", None) or node.name
-                entries.append(TaskEntry(name, node.name, module, str(file), node.lineno, options))
-    return entries
-
-
-def discover(root: Path | str = ".") -> Manifest:
-    """Every task under ``root``, found without importing anything."""
-    root = Path(root).resolve()
-    manifest = Manifest(root=str(root))
-    for file in iter_python_files(root):
-        try:
-            source = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            manifest.errors.append(f"{file}: {exc}")
-            continue
-        if "task" not in source:
-            continue
-        try:
-            manifest.tasks.extend(scan_source(source, root=root, file=file))
-        except SyntaxError as exc:
-            manifest.errors.append(f"{file}:{exc.lineno}: {exc.msg}")
-            log.warning("skipped %s:%s: %s", file, exc.lineno, exc.msg)
-    return manifest
+            if not _resolves_to_task(decorator, aliases):
+                continue
+            options, name = _options(decorator)
+            if name is ... or (name is not None and not isinstance(name, str)):
+                warnings.append(
+                    f"line {node.lineno}: task name is not a literal; listed as {node.name!r}"
+                )
+                name = None
+            description = options.pop("description", None)
+            if description is None:
+                description = ast.get_docstring(node)
+            tasks.append(
+                TaskEntry(
+                    name=name or node.name,
+                    function=node.name,
+                    module=module,
+                    file=file,
+                    line=node.lineno,
+                    description=description,
+                    options=options,
+                )
+            )
+            break
+    return ScanResult(tasks, warnings)
