@@ -227,6 +227,31 @@ def list_tasks(
     raise typer.Exit(run(tag or [], fmt, refresh))
 
 
+db_app = typer.Typer(help="nuvom's tables on PostgreSQL.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Create or upgrade nuvom's schema (NUVOM_POSTGRES_DSN, NUVOM_POSTGRES_SCHEMA)."""
+    from nuvom.cli.db_cmd import migrate_schema
+
+    migrate_schema()
+
+
+@app.command("migrate-queue")
+def migrate_queue(
+    source: Annotated[
+        str, typer.Option("--from", help="backend the jobs wait in now: sqlite, postgres, redis")
+    ],
+    destination: Annotated[str, typer.Option("--to", help="backend to move them to")],
+) -> None:
+    """Move pending and scheduled jobs to another backend, without losing or duplicating any."""
+    from nuvom.cli.db_cmd import migrate_queue as move
+
+    move(source.strip().lower(), destination.strip().lower())
+
+
 def main() -> None:
     from nuvom.errors import ConfigError, NuvomError, SerializationError
 
