@@ -26,6 +26,7 @@ DEFAULT_RETRY_DELAY_SECS = 5.0  # seconds a failed job waits in the queue before
 DEFAULT_SHUTDOWN_GRACE_SECS = 10.0  # seconds in-flight jobs get to finish on SIGINT/SIGTERM
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # largest encoded args+kwargs accepted at enqueue
 DEFAULT_SQLITE_BUSY_TIMEOUT_SECS = 10.0  # how long a writer waits for SQLite's lock before failing
+DEFAULT_PROMETHEUS_PORT = 9150  # TCP port of the Prometheus exporter plugin
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 TimeoutPolicy = Literal["fail", "retry", "ignore"]
@@ -72,7 +73,13 @@ class Settings(BaseSettings):
     postgres_schema: str = Field(default="nuvom", min_length=1, max_length=63)
     redis_url: str | None = None
     redis_prefix: str = Field(default="nuvom", min_length=1)  # every nuvom key starts with it
-    prometheus_port: int = Field(default=9150, ge=1, le=65535)
+    # 0: any free port (the exporter logs the one it got)
+    prometheus_port: int = Field(default=DEFAULT_PROMETHEUS_PORT, ge=0, le=65535)
+    prometheus_host: str = "127.0.0.1"
+
+    plugins_file: Path = Path(".nuvom_plugins.toml")
+    # Also load the ``nuvom.plugins`` entry points of installed packages.
+    plugins_autoload: bool = True
 
     @field_validator("log_level", "timeout_policy", "serialization_backend", mode="before")
     @classmethod

@@ -179,6 +179,7 @@ class Runtime:
         self._queue = queue
         self._results = results
         self._lock = threading.RLock()
+        self.plugins: Any = None  # nuvom.plugins.loader.PluginManager, made when first needed
 
     @property
     def queue(self) -> BaseJobQueue:
@@ -188,7 +189,7 @@ class Runtime:
                     name = self.settings.queue_backend
                     factory = QUEUE_BACKENDS.get(name)
                     if factory is None:
-                        raise _unknown_backend("queue", name, QUEUE_BACKENDS)
+                        factory = self._plugin_backend("queue", name)
                     self._queue = factory(self)
         return self._queue
 
@@ -200,9 +201,15 @@ class Runtime:
                     name = self.settings.result_backend
                     factory = RESULT_BACKENDS.get(name)
                     if factory is None:
-                        raise _unknown_backend("result", name, RESULT_BACKENDS)
+                        factory = self._plugin_backend("result", name)
                     self._results = factory(self)
         return self._results
+
+    def _plugin_backend(self, kind: str, name: str) -> Any:
+        """A name no built-in knows: load the plugins (they may register it), or raise ConfigError."""
+        from nuvom.plugins.loader import backend_factory
+
+        return backend_factory(self, kind, name)
 
     def close(self) -> None:
         with self._lock:
@@ -213,6 +220,8 @@ class Runtime:
                 store.close()
             self._queue = self._results = None
             self.stores.clear()
+            if self.plugins is not None:
+                self.plugins.stop()
 
 
 _current: Runtime | None = None

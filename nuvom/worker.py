@@ -160,6 +160,9 @@ class Worker:
 
     def run(self, burst: bool = False) -> WorkerStats:
         """Work until stopped, or until nothing is due and nothing runs when ``burst``."""
+        from nuvom.plugins.loader import start_worker_plugins
+
+        plugins = start_worker_plugins(self)  # before "started:": their endpoints are up by then
         restore = self._install_signal_handlers()
         log.info(
             "worker %s started: %d threads, queue %s, results %s",
@@ -179,6 +182,7 @@ class Worker:
             for helper in helpers:
                 helper.join(timeout=2)
             restore()
+            plugins.stop()
             self.stats.finished_at = time.time()
             log.info(
                 "worker %s stopped: %d processed (%d ok, %d failed, %d retried, %d released)",

@@ -252,6 +252,45 @@ def migrate_queue(
     move(source.strip().lower(), destination.strip().lower())
 
 
+plugin_app = typer.Typer(help="Configured plugins; test or start one.", no_args_is_help=True)
+app.add_typer(plugin_app, name="plugin")
+
+
+@plugin_app.command("status")
+def plugin_status(fmt: FormatOption = OutputFormat.table) -> None:
+    """Every configured plugin: where it comes from, version, what it provides, loaded or why not."""
+    from nuvom.cli.plugin_cmd import show_status
+
+    raise typer.Exit(show_status(fmt))
+
+
+@plugin_app.command("test")
+def plugin_test(
+    spec: Annotated[str, typer.Argument(help='the plugin, as "module:Class"')],
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Import a plugin, check its contract, start and stop it, and run the backend checks on
+    every backend it registers. Exit 0 when all pass, 1 otherwise."""
+    from nuvom.cli.plugin_cmd import run_plugin_test
+
+    raise typer.Exit(run_plugin_test(spec, fmt))
+
+
+@plugin_app.command("scaffold")
+def plugin_scaffold(
+    name: Annotated[str, typer.Argument(help="the plugin's name (a Python module name)")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="result_backend, queue_backend or monitoring")
+    ] = "result_backend",
+    directory: Annotated[Path, typer.Option("--dir", help="where to write the files")] = Path(),
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
+) -> None:
+    """Write a working plugin module and its test; `nuvom plugin test` passes on it as written."""
+    from nuvom.cli.plugin_cmd import scaffold
+
+    scaffold(name, kind, directory, force)
+
+
 def main() -> None:
     from nuvom.errors import ConfigError, NuvomError, SerializationError
 

@@ -1,0 +1,1 @@
+"""Monitoring plugins shipped with nuvom (the Prometheus exporter)."""
