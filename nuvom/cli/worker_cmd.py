@@ -43,6 +43,12 @@ def run_worker(
 
         reloader = DevReloader(worker.runner.loader)
         reloader.start()
+        if worker.pool == "process":
+            err_console.print(
+                "[yellow]--dev reloads tasks in this process; process-pool children "
+                "run edited code only once they are replaced[/]",
+                highlight=False,
+            )
     try:
         stats = worker.run(burst=burst)
     finally:

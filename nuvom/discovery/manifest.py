@@ -20,6 +20,8 @@ from typing import Any
 log = logging.getLogger("nuvom.discovery")
 
 MANIFEST_FORMAT = 1  # bump when the JSON layout changes; older files are rebuilt
+FILE_ROW_LAYOUT = ["sha256", "mtime_ns", "size", "module", "{racy, error, error_line, warnings}?"]
+FILE_ROW_FIELDS = 4  # a file's row: these, then an optional dict of the rest
 REPLACE_RETRIES = 5  # Windows refuses os.replace while a reader holds the file open
 REPLACE_RETRY_SECS = 0.05  # pause between those retries
 
@@ -66,21 +68,29 @@ class FileRecord:
     error_line: int | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "sha256": self.sha256,
-            "mtime_ns": self.mtime_ns,
-            "size": self.size,
-            "module": self.module,
-        }
+    def to_row(self) -> list[Any]:
+        """``[sha256, mtime_ns, size, module]`` plus a dict of whatever is not a default.
+
+        A list, not an object: 10,000 of them load markedly faster.
+        """
+        row: list[Any] = [self.sha256, self.mtime_ns, self.size, self.module]
+        extra: dict[str, Any] = {}
         if self.racy:
-            data["racy"] = True
+            extra["racy"] = True
         if self.error is not None:
-            data["error"] = self.error
-            data["error_line"] = self.error_line
+            extra["error"] = self.error
+            extra["error_line"] = self.error_line
         if self.warnings:
-            data["warnings"] = self.warnings
-        return data
+            extra["warnings"] = self.warnings
+        if extra:
+            row.append(extra)
+        return row
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> FileRecord:
+        if len(row) == FILE_ROW_FIELDS:
+            return cls(row[0], row[1], row[2], row[3])
+        return cls(row[0], row[1], row[2], row[3], **row[FILE_ROW_FIELDS])
 
 
 @dataclass(slots=True)
@@ -171,7 +181,8 @@ class Manifest:
                 "include": self.include,
                 "exclude": self.exclude,
                 "tasks": [entry.to_dict() for entry in self.tasks],
-                "files": {rel: record.to_dict() for rel, record in self.files.items()},
+                "files_layout": FILE_ROW_LAYOUT,
+                "files": {rel: record.to_row() for rel, record in self.files.items()},
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -188,7 +199,9 @@ class Manifest:
             raise ValueError(f"not a format-{MANIFEST_FORMAT} nuvom manifest")
         return cls(
             root=data["root"],
-            files={rel: FileRecord(**r) for rel, r in data["files"].items()} if files else {},
+            files={rel: FileRecord.from_row(r) for rel, r in data["files"].items()}
+            if files
+            else {},
             tasks=[TaskEntry(**t) for t in data["tasks"]],
             include=list(data.get("include") or []),
             exclude=list(data.get("exclude") or []),

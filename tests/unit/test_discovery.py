@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import textwrap
@@ -283,14 +284,15 @@ def test_manifest_round_trips_and_is_written_atomically(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["format"] == MANIFEST_FORMAT
     assert data["root"] == str(tmp_path.resolve())
-    record = data["files"]["t.py"]
-    assert set(record) >= {"sha256", "mtime_ns", "size", "module"}
-    assert record["size"] == (tmp_path / "t.py").stat().st_size
+    sha256, mtime_ns, size, module = data["files"]["t.py"][:4]
+    stat = (tmp_path / "t.py").stat()
+    assert (mtime_ns, size, module) == (stat.st_mtime_ns, stat.st_size, "t")
+    assert sha256 == hashlib.sha256((tmp_path / "t.py").read_bytes()).hexdigest()
     assert data["tasks"] == [
         {"name": "t", "function": "t", "module": "t", "file": "t.py", "line": 3,
          "description": None, "options": {"tags": ["x"]}}
     ]  # fmt: skip
-    assert data["files"]["bad.py"]["error_line"] == 2
+    assert data["files"]["bad.py"][4]["error_line"] == 2
     loaded = load_manifest(path)
     assert loaded is not None
     assert (loaded.files, loaded.tasks) == (manifest.files, manifest.tasks)
@@ -338,3 +340,11 @@ def test_diff_reports_added_removed_and_changed(tmp_path: Path) -> None:
     assert [e.name for e in diff.added] == ["new"]
     assert [e.name for e in diff.removed] == ["gone"]
     assert [(old.options, new.options) for old, new in diff.changed] == [({}, {"retries": 3})]
+
+
+def test_progress_is_reported_for_every_file(tmp_path: Path) -> None:
+    for i in range(3):
+        write(tmp_path, f"m{i}.py", "x = 1\n")
+    seen: list[tuple[int, int]] = []
+    discover(tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
