@@ -8,6 +8,7 @@ register the same task names. Huey's versions are built per database file by
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -22,6 +23,24 @@ def bench_noop() -> None:
 @task
 def bench_add(x: int, y: int) -> int:
     return x + y
+
+
+SLEEP_SECS = 0.010  # the "10 ms of I/O" task of the pool benchmark (--pool)
+
+
+@task
+def bench_sleep() -> None:
+    time.sleep(SLEEP_SECS)
+
+
+@task
+async def bench_async_noop() -> None:
+    """The no-op for the async pool."""
+
+
+@task
+async def bench_async_sleep() -> None:
+    await asyncio.sleep(SLEEP_SECS)
 
 
 @task
@@ -48,4 +67,21 @@ def make_huey(path: str) -> tuple[Any, dict[str, Any]]:
     def now() -> float:
         return time.time()
 
-    return huey, {"noop": noop, "add": add, "now": now}
+    # The pool benchmark counts stored results to see a drain end (signals fire
+    # in Huey's worker processes, out of sight), so these return 1, not None.
+    @huey.task(name="pool_noop")
+    def pool_noop() -> int:
+        return 1
+
+    @huey.task(name="pool_sleep")
+    def pool_sleep() -> int:
+        time.sleep(SLEEP_SECS)
+        return 1
+
+    return huey, {
+        "noop": noop,
+        "add": add,
+        "now": now,
+        "pool_noop": pool_noop,
+        "pool_sleep": pool_sleep,
+    }

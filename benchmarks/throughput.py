@@ -4,6 +4,7 @@
     python benchmarks/throughput.py --quick         # N=1000, 50 samples
     python benchmarks/throughput.py --json out.json
     python benchmarks/throughput.py --profile       # cProfile of .delay(), .map() and a drain
+    python benchmarks/throughput.py --pool process --pool async   # pools beside Huey's consumers
 
 Measures, for a no-op task and ``add(x, y)``:
 
@@ -86,14 +87,21 @@ def _worker_main(argv: list[str]) -> int:
     parser.add_argument(
         "--worker-mode",
         required=True,
-        choices=["nuvom-burst", "nuvom-serve", "huey-drain", "huey-serve"],
+        choices=["nuvom-burst", "nuvom-serve", "huey-drain", "huey-serve", "huey-pool-drain"],
     )
+    parser.add_argument("--pool", default="thread", help="nuvom: the worker's pool")
+    parser.add_argument("--worker-type", default="thread", help="huey-pool-drain: thread|process")
+    parser.add_argument("--task", default="pool_noop", help="huey-pool-drain: the task's name")
     parser.add_argument("--db", default=None, help="Huey's database file (nuvom reads NUVOM_*)")
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--expect", type=int, default=0, help="huey-drain: jobs to wait for")
     args = parser.parse_args(argv)
     if args.worker_mode.startswith("nuvom"):
-        report = _run_nuvom_worker(args.threads, burst=args.worker_mode == "nuvom-burst")
+        report = _run_nuvom_worker(
+            args.threads, burst=args.worker_mode == "nuvom-burst", pool=args.pool
+        )
+    elif args.worker_mode == "huey-pool-drain":
+        report = _run_huey_pool_drain(args.db, args.threads, args.worker_type, args.expect)
     elif args.worker_mode == "huey-drain":
         report = _run_huey_drain(args.db, args.threads, args.expect)
     else:
@@ -102,13 +110,13 @@ def _worker_main(argv: list[str]) -> int:
     return 0
 
 
-def _run_nuvom_worker(threads: int, *, burst: bool) -> dict[str, Any]:
+def _run_nuvom_worker(threads: int, *, burst: bool, pool: str = "thread") -> dict[str, Any]:
     import bench_tasks  # noqa: F401 - registers the bench_* tasks
 
     from nuvom.worker import Worker
 
     started = time.perf_counter()
-    worker = Worker(workers=threads)
+    worker = Worker(workers=threads, pool=pool)
     stats = worker.run(burst=burst)  # not burst: until SIGTERM/SIGINT
     return {
         "drain_secs": time.perf_counter() - started,
@@ -151,6 +159,28 @@ def _run_huey_drain(db: str, threads: int, expect: int) -> dict[str, Any]:
         "succeeded": ended["ok"],
         "failed": ended["error"],
     }
+
+
+def _run_huey_pool_drain(db: str, workers: int, worker_type: str, expect: int) -> dict[str, Any]:
+    """Huey's consumer with ``workers`` of ``worker_type`` until ``expect`` results are stored.
+
+    Its signals fire inside process workers, out of this process's sight, so the
+    end of the drain is read from the result store (polled every millisecond).
+    """
+    from bench_tasks import make_huey
+    from huey.consumer import Consumer
+
+    huey, _ = make_huey(db)
+    consumer = Consumer(huey, workers=workers, worker_type=worker_type)
+    started = time.perf_counter()
+    consumer.start()
+    deadline = started + SUBPROCESS_TIMEOUT_SECS
+    while huey.result_count() < expect and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    finished = time.perf_counter()
+    stored = huey.result_count()
+    consumer.stop(graceful=True)
+    return {"drain_secs": finished - started, "processed": stored, "succeeded": stored}
 
 
 def _run_huey_serve(db: str, threads: int) -> dict[str, Any]:
@@ -819,6 +849,7 @@ def profile(bench: Bench, top: int) -> None:
 
     from bench_tasks import bench_add
 
+    from nuvom.execution.pools import ThreadPool
     from nuvom.worker import Worker
 
     backend = "nuvom sqlite full"
@@ -832,17 +863,18 @@ def profile(bench: Bench, top: int) -> None:
     map_profile = cProfile.Profile()
     map_profile.runcall(bench_add.map, calls)
 
-    class ProfiledWorker(Worker):
+    class ProfiledPool(ThreadPool):
         profiles: list[cProfile.Profile] = []  # noqa: RUF012 - one per pool thread
 
-        def _pool_loop(self) -> None:
+        def _loop(self) -> None:
             prof = cProfile.Profile()
             self.profiles.append(prof)
-            prof.runcall(super()._pool_loop)
+            prof.runcall(super()._loop)
 
     _configure(backend, bench.fresh_dir("profile-drain"))
     bench_add.map(calls)
-    worker = ProfiledWorker(workers=THREADS)
+    worker = Worker(workers=THREADS)
+    worker.executor = ProfiledPool(worker)
     dispatcher = cProfile.Profile()
     started = time.perf_counter()
     dispatcher.runcall(worker.run, burst=True)
@@ -863,10 +895,146 @@ def profile(bench: Bench, top: int) -> None:
         f"drain of {bench.n} bench_add jobs on {backend}: dispatcher thread ({drained:.2f} s)",
         pstats.Stats(dispatcher),
     )
-    pool = pstats.Stats(worker.profiles[0])
-    for prof in worker.profiles[1:]:
+    pool = pstats.Stats(ProfiledPool.profiles[0])
+    for prof in ProfiledPool.profiles[1:]:
         pool.add(prof)
-    show(f"drain of {bench.n} bench_add jobs: {len(worker.profiles)} pool threads merged", pool)
+    show(
+        f"drain of {bench.n} bench_add jobs: {len(ProfiledPool.profiles)} pool threads merged", pool
+    )
+
+
+# ---------------------------------------------------------------------------
+# pools (--pool): nuvom's execution pools beside Huey's thread and process consumers
+# ---------------------------------------------------------------------------
+
+POOL_CONCURRENCY = (4, 32)  # workers (threads, processes or concurrent jobs) per measurement
+POOL_BACKEND = "nuvom sqlite full"  # the same durability as SqliteHuey
+# (label, nuvom sync task, nuvom async task, Huey task)
+POOL_TASKS = (
+    ("no-op", "bench_noop", "bench_async_noop", "pool_noop"),
+    ("sleep 10 ms", "bench_sleep", "bench_async_sleep", "pool_sleep"),
+)
+
+
+@dataclass
+class PoolRow:
+    system: str  # "nuvom thread", "huey process", ...
+    task: str
+    concurrency: int
+    n: int
+    drain_secs: float | None = None  # inside the worker process: its start -> every result stored
+    wall_secs: float | None = None  # worker process spawn -> exit
+    verified: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        return self.n / self.drain_secs if self.drain_secs else None
+
+
+def _pool_n(bench: Bench, label: str) -> int:
+    # Sleeping jobs take 10 ms each: fewer of them keep a run short at 4 workers.
+    return bench.n if label == "no-op" else max(100, bench.n // 5)
+
+
+def bench_nuvom_pool(bench: Bench, pool: str, label: str, concurrency: int) -> PoolRow:
+    import bench_tasks
+
+    _, sync_name, async_name, _ = next(t for t in POOL_TASKS if t[0] == label)
+    handle = getattr(bench_tasks, async_name if pool == "async" else sync_name)
+    n = _pool_n(bench, label)
+    row = PoolRow(f"nuvom {pool}", label, concurrency, n)
+    directory = bench.fresh_dir(f"pool-{pool}-{concurrency}-{handle.name}")
+    _configure(POOL_BACKEND, directory)
+    handle.map([()] * n)
+    _park_runtime()
+    env = bench.env(_nuvom_env(POOL_BACKEND, directory))
+    row.wall_secs, report = bench.timed_drain(
+        "nuvom-burst", directory, env, "--threads", str(concurrency), "--pool", pool
+    )
+    row.drain_secs = report["drain_secs"]
+    row.verified = _check_nuvom(POOL_BACKEND, directory, n)
+    return row
+
+
+def bench_huey_pool(bench: Bench, worker_type: str, label: str, concurrency: int) -> PoolRow:
+    from bench_tasks import make_huey
+
+    huey_task = next(t for t in POOL_TASKS if t[0] == label)[3]
+    n = _pool_n(bench, label)
+    row = PoolRow(f"huey {worker_type}", label, concurrency, n)
+    directory = bench.fresh_dir(f"pool-huey-{worker_type}-{concurrency}-{huey_task}")
+    db = str(directory / "huey.db")
+    huey, tasks = make_huey(db)
+    for _ in range(n):
+        tasks[huey_task]()
+    huey.storage.close()
+    extra = ("--db", db, "--threads", str(concurrency), "--expect", str(n))
+    row.wall_secs, report = bench.timed_drain(
+        "huey-pool-drain", directory, bench.env(), *extra, "--worker-type", worker_type
+    )
+    row.drain_secs = report["drain_secs"]
+    left, stored = huey.pending_count(), huey.result_count()
+    row.verified = "ok" if stored == n and left == 0 else f"MISMATCH: {stored} stored, {left} left"
+    huey.storage.close()
+    return row
+
+
+def run_pools(bench: Bench, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    status = Console(stderr=True)
+    load_before = _load_average()
+    systems = [("nuvom", pool) for pool in dict.fromkeys(args.pool)]
+    systems += [("huey", "thread"), ("huey", "process")]
+    rows: list[PoolRow] = []
+    for label, *_ in POOL_TASKS:
+        for concurrency in POOL_CONCURRENCY:
+            for system, kind in systems:  # interleaved, so drift hits every system alike
+                with status.status(f"{system} {kind}: {label}, {concurrency} workers"):
+                    bench_one = bench_nuvom_pool if system == "nuvom" else bench_huey_pool
+                    rows.append(bench_one(bench, kind, label, concurrency))
+
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    table = Table(
+        title="Pool drain rate (jobs/s, measured inside the worker process: start -> every "
+        "result stored; worker process wall rate in brackets)"
+    )
+    table.add_column("system / pool")
+    columns = [(label, c) for label, *_ in POOL_TASKS for c in POOL_CONCURRENCY]
+    for label, concurrency in columns:
+        n = _pool_n(bench, label)
+        table.add_column(f"{label}, {concurrency} workers (N={n})", justify="right")
+    for system, kind in systems:
+        cells = []
+        for label, concurrency in columns:
+            row = next(
+                r
+                for r in rows
+                if r.system == f"{system} {kind}"
+                and r.task == label
+                and r.concurrency == concurrency
+            )
+            wall = _rate(row.n, row.wall_secs) if row.wall_secs else None
+            mark = "" if row.verified == "ok" else f" {row.verified}"
+            cells.append(f"{_fmt(row.rate)} [{_fmt(wall)}]{mark}")
+        table.add_row(f"{system} {kind}", *cells)
+    console.print(table)
+    notes = [
+        f"nuvom: {POOL_BACKEND}, Worker(workers=C, pool=P).run(burst=True); the async pool runs "
+        "async def tasks (asyncio.sleep), the thread and process pools sync ones (time.sleep).",
+        "huey: SqliteHuey, Consumer(workers=C, worker_type=T); tasks return 1 so the drain's end "
+        "is read from its result store (polled every 1 ms).",
+        "process pools include starting their children in the drain time.",
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; 1-min load average "
+        f"{load_before} before, {_load_average()} after.",
+    ]
+    for note in notes:
+        console.print(f"• {note}", highlight=False)
+    if args.json is not None:
+        data = [asdict(r) | {"rate": r.rate} for r in rows]
+        args.json.write_text(json.dumps({"pools": data, "notes": notes}, indent=2))
+        print(f"wrote {args.json}")
 
 
 # ---------------------------------------------------------------------------
@@ -890,6 +1058,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--top", type=int, default=25, help="rows per profile listing")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument(
+        "--pool",
+        action="append",
+        choices=["thread", "process", "async"],
+        help="instead of the main tables: drain rate of these nuvom pools beside Huey's thread "
+        "and process consumers (no-op and 10 ms sleep, 4 and 32 workers); repeatable",
+    )
+    parser.add_argument(
+        "--servers",
+        action="store_true",
+        help="instead of the main tables: nuvom on PostgreSQL and Redis beside RQ and RedisHuey",
+    )
     args = parser.parse_args(argv)
     if args.n is None:
         args.n = 1000 if args.quick else 5000
@@ -967,6 +1147,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.profile:
             profile(bench, args.top)
+        elif args.pool:
+            run_pools(bench, args)
         else:
             run(bench, args)
     finally:

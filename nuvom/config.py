@@ -30,6 +30,7 @@ DEFAULT_PROMETHEUS_PORT = 9150  # TCP port of the Prometheus exporter plugin
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 TimeoutPolicy = Literal["fail", "retry", "ignore"]
+WorkerPool = Literal["thread", "process", "async"]
 
 
 class Settings(BaseSettings):
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     serialization_backend: Literal["msgpack", "json"] = "msgpack"
 
     max_workers: int = Field(default=4, ge=1, le=1024)
+    worker_pool: WorkerPool = "thread"
     batch_size: int = Field(default=32, ge=1, le=10_000)
     job_timeout_secs: float = Field(default=DEFAULT_JOB_TIMEOUT_SECS, gt=0)
     timeout_policy: TimeoutPolicy = "fail"
@@ -81,7 +83,9 @@ class Settings(BaseSettings):
     # Also load the ``nuvom.plugins`` entry points of installed packages.
     plugins_autoload: bool = True
 
-    @field_validator("log_level", "timeout_policy", "serialization_backend", mode="before")
+    @field_validator(
+        "log_level", "timeout_policy", "serialization_backend", "worker_pool", mode="before"
+    )
     @classmethod
     def _case_insensitive(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -94,6 +94,29 @@ class JobRecord:
         return data
 
 
+@dataclass(slots=True)
+class WorkerInfo:
+    """A running worker as the backend records it, for ``nuvom workers``."""
+
+    id: str
+    host: str
+    pid: int
+    pool: str
+    concurrency: int
+    inflight: int  # jobs it holds (running or prefetched) at its last heartbeat
+    heartbeat_at: float
+    started_at: float
+    lease_secs: float  # its heartbeat is stale, and the worker lost, after this long
+
+    def is_lost(self, now: float) -> bool:
+        return now > self.heartbeat_at + self.lease_secs
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = "lost" if self.is_lost(now) else "live"
+        return data
+
+
 class JobPayloadCodec:
     """Turns the stored part of a ``Job`` into bytes and back.
 

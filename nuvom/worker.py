@@ -1,13 +1,13 @@
-"""The worker: claims jobs in batches, runs them on a thread pool, stores outcomes in group commits.
+"""The worker: claims jobs in batches, runs them on a pool, stores outcomes in group commits.
 
-One dispatcher (the thread that calls ``run``) owns claiming and settling; pool
-threads only run jobs. A watchdog renews leases and enforces timeouts.
+One dispatcher (the thread that calls ``run``) owns claiming and settling; the
+pool (threads, child processes or an event loop: ``execution/``) only runs jobs.
+A watchdog renews leases, beats the worker's heartbeat and enforces timeouts.
 ``Worker(...).run(burst=True)`` drains the queue and returns: for tests and batches.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue as queue_module
@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 
 from nuvom.errors import ConfigError, NuvomError
 from nuvom.events import JobEvent
+from nuvom.execution.pools import ExecutionPool, Running, ThreadPool
 from nuvom.execution.runner import JobRunner
 from nuvom.job import Job, JobStatus
-from nuvom.records import Outcome
+from nuvom.records import Outcome, WorkerInfo
 
 if TYPE_CHECKING:
     from nuvom.queue_backends.base import BaseJobQueue
@@ -37,9 +38,8 @@ log = logging.getLogger("nuvom.worker")
 MIN_IDLE_POLL_SECS = 0.001  # first pause after an empty claim
 MAX_IDLE_POLL_SECS = 1.0  # longest pause between claims when idle (push wake-ups come sooner)
 BACKEND_RETRY_SECS = 0.5  # pause before retrying a claim or settle the backend refused
-ASYNC_CANCEL_GRACE_SECS = 1.0  # extra time a cancelled coroutine gets before the watchdog steps in
 WAKER_WAIT_SECS = 0.25  # the waker re-checks for shutdown this often
-POOLS = ("thread",)
+POOLS = ("thread", "process", "async")
 
 
 @dataclass
@@ -63,16 +63,6 @@ class WorkerStats:
             self.failed += 1
 
 
-@dataclass
-class _Running:
-    job: Job
-    started_at: float | None = None  # clock time the attempt began; None while waiting for a thread
-    deadline: float | None = None  # monotonic time past which the timeout policy applies
-    thread: threading.Thread | None = None
-    abandoned: bool = False  # its timeout was reported; a late result is dropped
-    warned: bool = False
-
-
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
 
@@ -83,7 +73,7 @@ class Worker:
     def __init__(
         self,
         workers: int | None = None,
-        pool: str = "thread",
+        pool: str | None = None,
         *,
         batch_size: int | None = None,
         prefetch: int | None = None,
@@ -96,19 +86,20 @@ class Worker:
         results: BaseResultBackend | None = None,
         registry: TaskRegistry | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child_mb: float | None = None,
     ) -> None:
         from nuvom.discovery.loader import TaskLoader
         from nuvom.runtime import current
 
-        if pool not in POOLS:
-            raise ConfigError(
-                f"unknown worker pool {pool!r} (this release has: {', '.join(POOLS)})"
-            )
         self.runtime = runtime or current()
         settings = self.runtime.settings
+        pool = pool or settings.worker_pool
+        if pool not in POOLS:
+            raise ConfigError(f"unknown worker pool {pool!r} (choose one of: {', '.join(POOLS)})")
         self.concurrency = workers or settings.max_workers
         if self.concurrency < 1:
-            raise ConfigError("a worker needs at least 1 thread")
+            raise ConfigError("a worker needs at least 1 thread, process or concurrent job")
         self.pool = pool
         self.batch_size = batch_size or settings.batch_size
         # Jobs claimed beyond the running ones, waiting for a thread (their leases are renewed).
@@ -133,16 +124,14 @@ class Worker:
         self.stats = WorkerStats()
 
         self._lock = threading.Lock()
-        self._inflight: dict[str, _Running] = {}
-        self._work: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
+        self._inflight: dict[str, Running] = {}
         self._outcomes: queue_module.SimpleQueue[Outcome] = queue_module.SimpleQueue()
         self._unsettled: list[Outcome] = []
         self._wake = threading.Event()
         self._watch = threading.Event()
         self._stopping = threading.Event()
         self._forced = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._retired: set[int] = set()
+        self.executor = _make_pool(self, pool, max_tasks_per_child, max_memory_per_child_mb)
 
     # -- public ------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -165,15 +154,16 @@ class Worker:
         plugins = start_worker_plugins(self)  # before "started:": their endpoints are up by then
         restore = self._install_signal_handlers()
         log.info(
-            "worker %s started: %d threads, queue %s, results %s",
-            self.worker_id, self.concurrency, self.queue.name, self.results.name,
+            "worker %s started: %d %s, queue %s, results %s",
+            self.worker_id, self.concurrency, self.executor.unit, self.queue.name,
+            self.results.name,
         )  # fmt: skip
         helpers = [self._start_thread(self._watchdog_loop, "nuvom-watchdog")]
         if self.queue.pushes_wakeups and not burst:
             helpers.append(self._start_thread(self._waker_loop, "nuvom-waker"))
-        for _ in range(self.concurrency):
-            self._add_pool_thread()
+        self._register()
         try:
+            self.executor.start()
             self._dispatch(burst)
         finally:
             self._shutdown()
@@ -181,6 +171,7 @@ class Worker:
             self._watch.set()
             for helper in helpers:
                 helper.join(timeout=2)
+            self._unregister()
             restore()
             plugins.stop()
             self.stats.finished_at = time.time()
@@ -238,9 +229,9 @@ class Worker:
             return 0
         with self._lock:
             for job in jobs:
-                self._inflight[job.id] = _Running(job)
+                self._inflight[job.id] = Running(job)
         for job in jobs:
-            self._work.put(job)
+            self.executor.submit(job)
         return len(jobs)
 
     def _settle(self) -> int:
@@ -275,56 +266,79 @@ class Worker:
                     log.exception("on_outcome callback failed")
         return len(batch)
 
-    # -- pool threads ------------------------------------------------------
+    # -- helpers -------------------------------------------------------------
+    def _register(self) -> None:
+        """Record this worker in the backend (``nuvom workers``); a failure only logs."""
+        now = self.clock.time()
+        info = WorkerInfo(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            pool=self.pool,
+            concurrency=self.concurrency,
+            inflight=0,
+            heartbeat_at=now,
+            started_at=now,
+            lease_secs=self.lease_secs,
+        )
+        try:
+            self.queue.register_worker(info)
+        except NuvomError as exc:
+            log.warning("cannot record this worker in the backend: %s", exc)
+
+    def _unregister(self) -> None:
+        try:
+            self.queue.unregister_worker(self.worker_id)
+        except NuvomError as exc:
+            log.warning("cannot remove this worker from the backend: %s", exc)
+
     def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         return thread
 
-    def _add_pool_thread(self) -> None:
-        thread = self._start_thread(self._pool_loop, f"nuvom-pool-{len(self._threads)}")
-        self._threads.append(thread)
+    # -- called by the pool ----------------------------------------------------
+    def _begin(self, job: Job, executor: object, timeout_secs: float | None) -> Running | None:
+        """``job`` starts now on ``executor``; None when it must not (gone, or shutting down).
 
-    def _pool_loop(self) -> None:
-        me = threading.get_ident()
-        while True:
-            job = self._work.get()
-            if job is None:
-                return
-            if self._stopping.is_set():
-                continue  # not started: released at shutdown
-            # Import the task first, so its own timeout_secs sets the deadline.
-            with contextlib.suppress(Exception):  # a missing task is reported by the runner
-                self.runner.loader.get(job.func_name)
-            with self._lock:
-                running = self._inflight.get(job.id)
-                if running is None:
-                    continue
-                running.started_at = self.clock.time()
-                running.thread = threading.current_thread()
-                timeout = self.runner.options_for(job).timeout_secs
-                task = self.registry.find(job.func_name)
-                if task is not None and task.is_async:
-                    # The runner cancels a coroutine at its timeout; the watchdog is
-                    # only the backstop for one that blocks its event loop.
-                    timeout += ASYNC_CANCEL_GRACE_SECS
-                running.deadline = time.monotonic() + timeout
+        ``timeout_secs`` None leaves the deadline unset until ``_set_deadline``
+        (a child process reports the task's timeout once it has loaded it).
+        """
+        with self._lock:
+            running = self._inflight.get(job.id)
+            if running is None or self._stopping.is_set():
+                return None
+            running.started_at = self.clock.time()
+            running.executor = executor
+            if timeout_secs is not None:
+                running.deadline = time.monotonic() + timeout_secs
+        if timeout_secs is not None:
             self._watch.set()
-            if self.events.active:
-                self.events.emit(JobEvent("started", job, self.clock.time(), self.worker_id))
-            outcome = self.runner.run(job)
-            with self._lock:
-                abandoned = running.abandoned
-                retired = me in self._retired
-            if not abandoned:
-                self._outcomes.put(outcome)
-                self._wake.set()
-            else:
-                log.warning(
-                    "job %s finished after its timeout was reported; result dropped", job.id
-                )
-            if retired:
-                return  # a replacement thread took this one's place when it overran
+        if self.events.active:
+            self.events.emit(JobEvent("started", job, self.clock.time(), self.worker_id))
+        return running
+
+    def _unbegin(self, running: Running) -> None:
+        """The pool could not start ``running`` after all; it waits again (and is released at shutdown)."""
+        with self._lock:
+            running.started_at = running.deadline = running.executor = None
+
+    def _set_deadline(self, running: Running, timeout_secs: float) -> None:
+        with self._lock:
+            running.deadline = time.monotonic() + timeout_secs
+        self._watch.set()
+
+    def _report(self, running: Running, outcome: Outcome) -> None:
+        """A job ended on the pool; its outcome is settled unless its timeout was reported."""
+        with self._lock:
+            abandoned = running.abandoned
+        if abandoned:
+            log.warning(
+                "job %s finished after its timeout was reported; result dropped", running.job.id
+            )
+            return
+        self._outcomes.put(outcome)
+        self._wake.set()
 
     # -- watchdog: leases and timeouts --------------------------------------
     def _watchdog_loop(self) -> None:
@@ -344,6 +358,10 @@ class Worker:
         with self._lock:
             held = list(self._inflight)
         try:
+            self.queue.heartbeat_worker(self.worker_id, inflight=len(held), at=self.clock.time())
+        except NuvomError as exc:
+            log.warning("worker heartbeat failed: %s", exc)
+        try:
             kept = self.queue.heartbeat(held, worker_id=self.worker_id, lease_secs=self.lease_secs)
         except NuvomError as exc:
             log.warning("lease heartbeat failed: %s", exc)
@@ -355,7 +373,7 @@ class Worker:
     def _enforce_timeouts(self, now: float) -> float | None:
         """Report jobs past their deadline; return the next deadline to wake for."""
         next_deadline: float | None = None
-        expired: list[_Running] = []
+        expired: list[Running] = []
         with self._lock:
             for running in self._inflight.values():
                 if running.deadline is None or running.abandoned:
@@ -368,9 +386,9 @@ class Worker:
             self._time_out(running)
         return next_deadline
 
-    def _time_out(self, running: _Running) -> None:
+    def _time_out(self, running: Running) -> None:
         job = running.job
-        opts = self.runner.options_for(job)
+        opts = running.opts or self.runner.options_for(job)
         if opts.timeout_policy == "ignore":
             if not running.warned:
                 running.warned = True
@@ -380,20 +398,19 @@ class Worker:
                     opts.timeout_secs,
                 )
             return
-        # A thread cannot be stopped: report the timeout now, let the thread
-        # finish in the background, and give the pool a fresh thread.
-        outcome = self.runner.timed_out(job, running.started_at or self.clock.time())
+        # Report the timeout now; the pool stops what runs the job (a child
+        # process, a coroutine) or, for a thread, cuts it loose and replaces it.
+        outcome = self.runner.timed_out(job, running.started_at or self.clock.time(), opts)
         with self._lock:
             running.abandoned = True
-            if running.thread is not None and running.thread.ident is not None:
-                self._retired.add(running.thread.ident)
         log.warning(
-            "job %s passed its %gs timeout; its thread cannot be stopped and is replaced",
+            "job %s passed its %gs timeout; %s",
             job.id,
             opts.timeout_secs,
+            self.executor.timeout_action,
         )
         self._outcomes.put(outcome)
-        self._add_pool_thread()
+        self.executor.abandon(running)
         self._wake.set()
 
     def _waker_loop(self) -> None:
@@ -435,8 +452,7 @@ class Worker:
                     len(unfinished),
                     exc,
                 )
-        for _ in self._threads:
-            self._work.put(None)
+        self.executor.stop(force=self._forced.is_set())
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -465,3 +481,21 @@ class Worker:
                 signal.signal(signum, handler)  # type: ignore[arg-type]
 
         return restore
+
+
+def _make_pool(
+    worker: Worker, pool: str, max_tasks: int | None, max_memory_mb: float | None
+) -> ExecutionPool:
+    if pool != "process" and (max_tasks is not None or max_memory_mb is not None):
+        raise ConfigError(
+            "--max-tasks-per-child and --max-memory-per-child apply to the process pool only"
+        )
+    if pool == "process":
+        from nuvom.execution.process_pool import ProcessPool
+
+        return ProcessPool(worker, max_tasks_per_child=max_tasks, max_memory_mb=max_memory_mb)
+    if pool == "async":
+        from nuvom.execution.async_pool import AsyncPool
+
+        return AsyncPool(worker)
+    return ThreadPool(worker)

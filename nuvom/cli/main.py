@@ -50,7 +50,10 @@ def runworker(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", "-w", min=1, help="threads running jobs [default: NUVOM_MAX_WORKERS]"
+            "--workers",
+            "-w",
+            min=1,
+            help="threads, processes or concurrent async jobs [default: NUVOM_MAX_WORKERS]",
         ),
     ] = None,
     batch_size: Annotated[
@@ -66,7 +69,23 @@ def runworker(
     burst: Annotated[
         bool, typer.Option("--burst", help="exit once nothing is due and nothing runs")
     ] = False,
-    pool: Annotated[str, typer.Option("--pool", help="execution pool")] = "thread",
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            "--pool",
+            help="thread, process (hard timeouts) or async [default: NUVOM_WORKER_POOL, thread]",
+        ),
+    ] = None,
+    max_tasks_per_child: Annotated[
+        int | None,
+        typer.Option("--max-tasks-per-child", min=1, help="process pool: recycle after N jobs"),
+    ] = None,
+    max_memory_per_child: Annotated[
+        float | None,
+        typer.Option(
+            "--max-memory-per-child", min=1, help="process pool: recycle above this RSS, in MB"
+        ),
+    ] = None,
     grace_secs: Annotated[
         float | None,
         typer.Option("--grace-secs", min=0, help="time in-flight jobs get on shutdown"),
@@ -92,6 +111,8 @@ def runworker(
         queues=queues,
         burst=burst,
         pool=pool,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
         grace_secs=grace_secs,
         hostname=hostname,
     )
@@ -157,6 +178,14 @@ def prune(
     from nuvom.cli.jobs_cmd import prune_jobs
 
     prune_jobs(older_than, status)
+
+
+@app.command()
+def workers(fmt: FormatOption = OutputFormat.table) -> None:
+    """Workers the backend has heard from: live, or lost once their heartbeat is stale."""
+    from nuvom.cli.workers_cmd import show_workers
+
+    show_workers(fmt)
 
 
 @app.command()

@@ -11,8 +11,10 @@ def run_worker(
     batch_size: int | None,
     queues: str | None,
     burst: bool,
-    pool: str,
+    pool: str | None,
     grace_secs: float | None,
+    max_tasks_per_child: int | None = None,
+    max_memory_per_child: float | None = None,
     hostname: str | None = None,
     dev: bool = False,
 ) -> int:
@@ -27,12 +29,14 @@ def run_worker(
         batch_size=batch_size,
         queues=names,
         grace_secs=grace_secs,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child_mb=max_memory_per_child,
         # Several workers on one queue tell each other apart by host; the pid and
         # random tail keep ids unique when two share a host name.
         worker_id=f"{hostname}:{os.getpid()}:{os.urandom(2).hex()}" if hostname else None,
     )
     err_console.print(
-        f"[bold]nuvom worker[/] {worker.worker_id}  pool={worker.pool} threads={worker.concurrency} "
+        f"[bold]nuvom worker[/] {worker.worker_id}  pool={worker.pool} {worker.executor.unit.split()[-1]}={worker.concurrency} "
         f"queue={worker.queue!r} queues={','.join(names) if names else 'all'}"
         + ("  (burst)" if burst else "  (CTRL+C to stop)"),
         highlight=False,

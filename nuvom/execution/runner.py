@@ -65,8 +65,8 @@ class JobRunner:
         task = self.loader.registry.find(job.func_name)
         return RunOptions.resolve(job, task, self.settings)
 
-    def run(self, job: Job) -> Outcome:
-        started = self.clock.time()
+    def prepare(self, job: Job, started: float) -> tuple[Any, RunOptions] | Outcome:
+        """Find the task and its options, or the outcome that ends the job before it runs."""
         try:
             task = self.loader.get(job.func_name)
         except TaskNotFound as exc:
@@ -80,21 +80,49 @@ class JobRunner:
         lost = policies.too_many_lost_attempts(job, opts)
         if lost is not None:
             return self._failed(job, lost, started)
+        return task, opts
 
+    def run(self, job: Job) -> Outcome:
+        started = self.clock.time()
+        prepared = self.prepare(job, started)
+        if isinstance(prepared, Outcome):
+            return prepared
+        task, opts = prepared
         _run_hook("before_job", task.before_job, job)
         try:
             result = self._call(task, job, opts)
         except JobTimeout:
-            _run_hook("on_error", task.on_error, job, JobTimeout(job.id, opts.timeout_secs))
-            return policies.timed_out(
-                job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id
-            )
+            return self.finish_timed_out(task, job, opts, started)
         except Exception as exc:
-            _run_hook("on_error", task.on_error, job, exc)
-            error = ErrorInfo.from_exception(exc, _traceback_text(exc))
-            return policies.retry_or_fail(
-                job, opts, error, started=started, now=self.clock.time(), worker_id=self.worker_id
-            )
+            return self.finish_failed(task, job, opts, exc, started)
+        return self.finish(task, job, opts, result, started)
+
+    async def run_async(self, job: Job) -> Outcome:
+        """``run`` for an ``async def`` task, awaited on the caller's event loop.
+
+        The timeout cancels the coroutine (its ``finally`` blocks run); a sync
+        task given here is an error of the caller.
+        """
+        started = self.clock.time()
+        prepared = self.prepare(job, started)
+        if isinstance(prepared, Outcome):
+            return prepared
+        task, opts = prepared
+        _run_hook("before_job", task.before_job, job)
+        try:
+            coroutine = task.func(*job.args, **job.kwargs)
+            if opts.timeout_policy == "ignore":
+                result = await coroutine
+            else:
+                result = await asyncio.wait_for(coroutine, timeout=opts.timeout_secs)
+        except asyncio.TimeoutError:
+            return self.finish_timed_out(task, job, opts, started)
+        except Exception as exc:
+            return self.finish_failed(task, job, opts, exc, started)
+        return self.finish(task, job, opts, result, started)
+
+    def finish(self, task: Any, job: Job, opts: RunOptions, result: Any, started: float) -> Outcome:
+        """The outcome of a call that returned ``result``: encoded, then ``after_job``."""
         blob = None
         if opts.store_result:
             try:
@@ -115,6 +143,21 @@ class JobRunner:
             store_result=opts.store_result,
         )
 
+    def finish_failed(
+        self, task: Any, job: Job, opts: RunOptions, exc: Exception, started: float
+    ) -> Outcome:
+        _run_hook("on_error", task.on_error, job, exc)
+        error = ErrorInfo.from_exception(exc, _traceback_text(exc))
+        return policies.retry_or_fail(
+            job, opts, error, started=started, now=self.clock.time(), worker_id=self.worker_id
+        )
+
+    def finish_timed_out(self, task: Any, job: Job, opts: RunOptions, started: float) -> Outcome:
+        _run_hook("on_error", task.on_error, job, JobTimeout(job.id, opts.timeout_secs))
+        return policies.timed_out(
+            job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id
+        )
+
     def _call(self, task: Any, job: Job, opts: RunOptions) -> Any:
         if not task.is_async:
             return task.func(*job.args, **job.kwargs)
@@ -132,9 +175,9 @@ class JobRunner:
             job, error, started=started, now=self.clock.time(), worker_id=self.worker_id
         )
 
-    def timed_out(self, job: Job, started: float) -> Outcome:
-        """The outcome for a sync job the watchdog found past its timeout."""
-        opts = self.options_for(job)
+    def timed_out(self, job: Job, started: float, opts: RunOptions | None = None) -> Outcome:
+        """The outcome for a job the watchdog found past its timeout."""
+        opts = opts or self.options_for(job)
         return policies.timed_out(
             job, opts, started=started, now=self.clock.time(), worker_id=self.worker_id
         )

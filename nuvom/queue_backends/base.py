@@ -15,7 +15,7 @@ from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.job import Job, JobStatus
 
 if TYPE_CHECKING:
-    from nuvom.records import Outcome
+    from nuvom.records import Outcome, WorkerInfo
     from nuvom.result_backends.base import BaseResultBackend
 
 
@@ -123,6 +123,27 @@ class BaseJobQueue(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files. Idempotent."""
+
+    # -- worker registry (optional) ----------------------------------------
+    # Workers record themselves so ``nuvom workers`` can list them. A backend
+    # that keeps no registry leaves these as they are: workers run the same,
+    # and the listing says the backend does not record workers.
+
+    #: True when the backend records workers (``list_workers`` means something).
+    records_workers: ClassVar[bool] = False
+
+    def register_worker(self, info: WorkerInfo) -> None:  # noqa: B027 - optional hook
+        """Record a worker that started (replacing any record with its id)."""
+
+    def heartbeat_worker(self, worker_id: str, *, inflight: int, at: float) -> None:  # noqa: B027
+        """Note that ``worker_id`` is alive at ``at`` holding ``inflight`` jobs."""
+
+    def unregister_worker(self, worker_id: str) -> None:  # noqa: B027 - optional hook
+        """Forget a worker that stopped cleanly. Idempotent."""
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Recorded workers, oldest first, live and lost (``WorkerInfo.is_lost``)."""
+        return []
 
     # -- working with the result backend -------------------------------
     # Defaults write in two steps. A backend that shares a transaction with

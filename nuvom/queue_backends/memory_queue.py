@@ -11,6 +11,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.job import Job
@@ -18,10 +19,14 @@ from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.records import JobPayloadCodec
 from nuvom.serialization import Codec
 
+if TYPE_CHECKING:
+    from nuvom.records import WorkerInfo
+
 
 class MemoryJobQueue(BaseJobQueue):
     name = "memory"
     pushes_wakeups = True
+    records_workers = True
 
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK, codec: Codec | None = None) -> None:
         super().__init__(clock=clock)
@@ -35,6 +40,7 @@ class MemoryJobQueue(BaseJobQueue):
         self._ready: list[tuple[int, float, int, str]] = []  # (-priority, due, seq, id)
         self._scheduled: list[tuple[float, int, str]] = []  # (due, seq, id)
         self._wakeups = 0
+        self._workers: dict[str, WorkerInfo] = {}
 
     def _push(self, job: Job, seq: int | None = None) -> None:
         seq = next(self._seq) if seq is None else seq
@@ -189,3 +195,22 @@ class MemoryJobQueue(BaseJobQueue):
             seen = self._wakeups
             self._cond.wait_for(lambda: self._wakeups != seen, timeout=timeout)
             return self._wakeups != seen
+
+    # -- worker registry: this process's workers ----------------------------
+    def register_worker(self, info: WorkerInfo) -> None:
+        with self._cond:
+            self._workers[info.id] = replace(info)
+
+    def heartbeat_worker(self, worker_id: str, *, inflight: int, at: float) -> None:
+        with self._cond:
+            info = self._workers.get(worker_id)
+            if info is not None:
+                info.inflight, info.heartbeat_at = inflight, at
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._cond:
+            self._workers.pop(worker_id, None)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self._cond:
+            return sorted((replace(w) for w in self._workers.values()), key=lambda w: w.started_at)

@@ -25,7 +25,7 @@ from nuvom.records import ErrorInfo, JobPayloadCodec
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
-    from nuvom.records import Outcome
+    from nuvom.records import Outcome, WorkerInfo
     from nuvom.result_backends.base import BaseResultBackend
     from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
 
@@ -33,6 +33,7 @@ log = logging.getLogger("nuvom.sqlite")
 
 LISTENER_TTL_SECS = 120.0  # a listener not refreshed for this long is presumed gone
 LISTENER_CACHE_SECS = 1.0  # producers re-read the listener ports at most this often
+LOST_WORKER_TTL_SECS = 24 * 3600.0  # a lost worker stays listed this long, then is forgotten
 _SQL_VARIABLE_CHUNK = 500  # ids per statement, well under SQLite's bound-parameter limit
 
 
@@ -46,6 +47,7 @@ class SQLiteJobQueue(BaseJobQueue):
     name = "sqlite"
     shared_across_processes = True
     pushes_wakeups = True
+    records_workers = True
 
     def __init__(
         self,
@@ -355,6 +357,31 @@ class SQLiteJobQueue(BaseJobQueue):
         totals["waiting"] = totals["pending"] + totals["scheduled"]
         totals["quarantined"] = int(self.store.read(sql.DEAD_COUNT)[0][0])
         return totals
+
+    # -- worker registry ---------------------------------------------------
+    def register_worker(self, info: WorkerInfo) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                sql.REGISTER_WORKER,
+                (
+                    info.id, info.host, info.pid, info.pool, info.concurrency, info.inflight,
+                    info.heartbeat_at, info.started_at, info.lease_secs,
+                ),
+            )  # fmt: skip
+            conn.execute(sql.FORGET_LOST_WORKERS, (self.clock.time() - LOST_WORKER_TTL_SECS,))
+
+    def heartbeat_worker(self, worker_id: str, *, inflight: int, at: float) -> None:
+        with self.store.write() as conn:
+            conn.execute(sql.HEARTBEAT_WORKER, (inflight, at, worker_id))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(sql.UNREGISTER_WORKER, (worker_id,))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        from nuvom.records import WorkerInfo
+
+        return [WorkerInfo(*row) for row in self.store.read(sql.LIST_WORKERS)]
 
     def close(self) -> None:
         with self._listener_lock:

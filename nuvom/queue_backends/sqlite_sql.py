@@ -73,6 +73,20 @@ SCHEMA = (
         port INTEGER NOT NULL,
         seen_at REAL NOT NULL
     )""",
+    # Running workers, for `nuvom workers`; one whose heartbeat_at is older than
+    # its lease_secs is lost. Added without a version bump: IF NOT EXISTS
+    # creates it in files written before it existed.
+    """CREATE TABLE IF NOT EXISTS nuvom_workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        concurrency INTEGER NOT NULL,
+        inflight INTEGER NOT NULL DEFAULT 0,
+        heartbeat_at REAL NOT NULL,
+        started_at REAL NOT NULL,
+        lease_secs REAL NOT NULL
+    )""",
 )
 
 GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
@@ -152,6 +166,20 @@ TOUCH_LISTENER = "UPDATE nuvom_listeners SET seen_at = ? WHERE worker_id = ?"
 UNREGISTER_LISTENER = "DELETE FROM nuvom_listeners WHERE worker_id = ?"
 LIVE_LISTENER_PORTS = "SELECT port FROM nuvom_listeners WHERE seen_at > ?"
 FORGET_STALE_LISTENERS = "DELETE FROM nuvom_listeners WHERE seen_at <= ?"
+
+REGISTER_WORKER = """
+INSERT OR REPLACE INTO nuvom_workers
+    (id, host, pid, pool, concurrency, inflight, heartbeat_at, started_at, lease_secs)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+HEARTBEAT_WORKER = "UPDATE nuvom_workers SET inflight = ?, heartbeat_at = ? WHERE id = ?"
+UNREGISTER_WORKER = "DELETE FROM nuvom_workers WHERE id = ?"
+FORGET_LOST_WORKERS = "DELETE FROM nuvom_workers WHERE heartbeat_at < ?"
+LIST_WORKERS = """
+SELECT id, host, pid, pool, concurrency, inflight, heartbeat_at, started_at, lease_secs
+FROM nuvom_workers ORDER BY started_at, id
+"""
+
 
 # -- results ---------------------------------------------------------------
 RECORD_ENQUEUED = """
