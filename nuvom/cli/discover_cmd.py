@@ -100,8 +100,9 @@ def discover_tasks(
             _, manifest, diff = refresh_manifest(
                 path if path is not None else Path("."),
                 manifest_path,
-                include=include or None,
-                exclude=exclude or None,
+                # What the flags say, not the last run's: workers' rescans reuse these.
+                include=include,
+                exclude=exclude,
                 progress=progress,
                 previous=previous,
             )

@@ -112,3 +112,15 @@ def test_bad_input_is_one_clear_line(project: Project) -> None:
     bad_setting = project.nuvom("list", "tasks", NUVOM_LOG_LEVEL="LOUD")
     assert bad_setting.returncode == 2
     assert_one_line_error(bad_setting, "NUVOM_LOG_LEVEL")
+
+
+@pytest.mark.slow
+def test_patterns_apply_to_the_run_that_gives_them(project: Project) -> None:
+    project.write("app/jobs.py", "from nuvom import task\n@task\ndef jobs(): ...\n")
+    project.write("tools/tool.py", "from nuvom import task\n@task\ndef tool(): ...\n")
+    narrow = project.nuvom("discover", "tasks", "--include", "app/", "--format", "json")
+    assert json.loads(narrow.stdout)["added"] == ["jobs"]
+    manifest = json.loads((project.root / ".nuvom" / "manifest.json").read_text())
+    assert manifest["include"] == ["app/"]  # what a worker's rescan will reuse
+    wide = project.nuvom("discover", "tasks", "--format", "json")
+    assert json.loads(wide.stdout)["added"] == ["tool"]

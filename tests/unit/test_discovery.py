@@ -348,3 +348,12 @@ def test_progress_is_reported_for_every_file(tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     discover(tmp_path, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_rescan_without_patterns_keeps_the_previous_runs(tmp_path: Path) -> None:
+    write(tmp_path, "app/jobs.py", "from nuvom import task\n@task\ndef jobs(): ...\n")
+    write(tmp_path, "tools/t.py", "from nuvom import task\n@task\ndef tool(): ...\n")
+    narrow = discover(tmp_path, include=["app/"])
+    again = discover(tmp_path, previous=narrow)  # what a worker's rescan does
+    assert (names(again), again.include) == ({"jobs"}, ["app/"])
+    assert names(discover(tmp_path, previous=narrow, include=[])) == {"jobs", "tool"}
