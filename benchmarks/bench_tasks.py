@@ -50,10 +50,16 @@ def bench_now() -> float:
 
 
 def make_huey(path: str) -> tuple[Any, dict[str, Any]]:
-    """A ``SqliteHuey`` on ``path`` with default settings, and its three benchmark tasks."""
-    from huey import SqliteHuey
+    """A Huey on ``path`` with default settings, and its benchmark tasks.
 
-    huey = SqliteHuey("nuvom-bench", filename=path)
+    A path ending in ``.db`` is a ``SqliteHuey`` file; any other is a ``FileHuey`` folder.
+    """
+    from huey import FileHuey, SqliteHuey
+
+    if path.endswith(".db"):
+        huey = SqliteHuey("nuvom-bench", filename=path)
+    else:
+        huey = FileHuey("nuvom-bench", path=path)
 
     @huey.task(name="bench_noop")
     def noop() -> None:

@@ -63,8 +63,19 @@ NUVOM_BACKENDS: dict[str, dict[str, str]] = {
         "result_backend": "sqlite",
         "sqlite_synchronous": "full",
     },
+    "nuvom file normal": {
+        "queue_backend": "file",
+        "result_backend": "file",
+        "file_synchronous": "normal",
+    },
+    "nuvom file": {"queue_backend": "file", "result_backend": "file"},
 }
 HUEY = "huey SqliteHuey"
+FILE_BACKEND = "nuvom file"  # measured beside Huey's FileHuey, the like-for-like file store
+FILE_BACKENDS = ("nuvom file normal", FILE_BACKEND)
+FILE_HUEY = "huey FileHuey"
+HUEYS = (HUEY, FILE_HUEY)
+TARGET_FILE_DRAIN_RATIO = 2.0  # nuvom's file queue drains at least 2x FileHuey
 TASKS = ("noop", "add")
 
 TARGET_MAP_RATE = 100_000.0
@@ -373,6 +384,7 @@ def _configure(backend: str, directory: Path | None) -> Any:
     settings: dict[str, Any] = dict(NUVOM_BACKENDS[backend])
     if directory is not None:
         settings["sqlite_db_path"] = directory / "nuvom.db"
+        settings["file_queue_dir"] = directory / "queue"
     runtime = nuvom.configure(**settings)
     runtime.queue  # noqa: B018 - open the store and create the schema before timing
     runtime.results  # noqa: B018
@@ -382,6 +394,7 @@ def _configure(backend: str, directory: Path | None) -> Any:
 def _nuvom_env(backend: str, directory: Path) -> dict[str, str]:
     settings = dict(NUVOM_BACKENDS[backend])
     settings["sqlite_db_path"] = str(directory / "nuvom.db")
+    settings["file_queue_dir"] = str(directory / "queue")
     return settings
 
 
@@ -442,13 +455,14 @@ def bench_nuvom(bench: Bench, backend: str, task: str) -> Throughput:
     return row
 
 
-def bench_huey(bench: Bench, task: str) -> Throughput:
+def bench_huey(bench: Bench, task: str, kind: str = HUEY) -> Throughput:
     from bench_tasks import make_huey
 
     n = bench.n
-    row = Throughput(HUEY, task, n)
+    row = Throughput(kind, task, n)
     directory = bench.fresh_dir(f"huey-{task}")
-    db = str(directory / "huey.db")
+    # make_huey opens a SqliteHuey for a *.db path and a FileHuey for a folder.
+    db = str(directory / ("huey.db" if kind == HUEY else "filehuey"))
     huey, tasks = make_huey(db)
     huey.pending_count()  # open the connection and create tables before timing
     row.delay_rate = _time_calls(tasks[task], _args_for(task, n))
@@ -625,11 +639,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _ratio_target(
-    rows: list[Throughput], backend: str, name: str, attr: str, at_least: float
+    rows: list[Throughput],
+    backend: str,
+    name: str,
+    attr: str,
+    at_least: float,
+    against: str = HUEY,
 ) -> Target:
     parts, passed = [], True
     for task in TASKS:
-        mine, huey = _find(rows, backend, task), _find(rows, HUEY, task)
+        mine, huey = _find(rows, backend, task), _find(rows, against, task)
         ratio = _ratio(getattr(mine, attr, None), getattr(huey, attr, None))
         if ratio is None:
             return Target(name, backend, "n/a", None)
@@ -642,7 +661,22 @@ def targets(
     rows: list[Throughput], latencies: list[Latency], help_secs: float | None, n: int
 ) -> list[Target]:
     found: list[Target] = []
-    sqlite_backends = [b for b in NUVOM_BACKENDS if b != "nuvom memory"]
+    sqlite_backends = [b for b in NUVOM_BACKENDS if b != "nuvom memory" and b not in FILE_BACKENDS]
+    for backend in FILE_BACKENDS:
+        for attr, where in (
+            ("drain_wall_rate", "process wall"),
+            ("drain_inproc_rate", "in-process"),
+        ):
+            found.append(
+                _ratio_target(
+                    rows,
+                    backend,
+                    f"drain ≥ 2x FileHuey ({where})",
+                    attr,
+                    TARGET_FILE_DRAIN_RATIO,
+                    against=FILE_HUEY,
+                )
+            )
     for backend in sqlite_backends:
         found.append(
             _ratio_target(rows, backend, ".delay() ≥ SqliteHuey enqueue", "delay_rate", 1.0)
@@ -732,8 +766,8 @@ def render(
             header, justify="left" if header in ("backend", "task", "check") else "right"
         )
     for row in rows:
-        huey = _find(rows, HUEY, row.task)
-        is_huey = row.backend == HUEY
+        huey = _find(rows, FILE_HUEY if row.backend in FILE_BACKENDS else HUEY, row.task)
+        is_huey = row.backend in HUEYS
         table.add_row(
             row.backend,
             row.task,
@@ -1096,12 +1130,12 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     load_before = _load_average()
     runs: dict[tuple[str, str], list[Throughput]] = {}
     for rep in range(1, args.repeat + 1):  # round-robin, so drift hits every backend alike
-        for backend in [*NUVOM_BACKENDS, HUEY]:
+        for backend in [*NUVOM_BACKENDS, *HUEYS]:
             for task in TASKS:
                 with console.status(f"run {rep}/{args.repeat} {backend}: {task} x{bench.n}"):
                     row = (
-                        bench_huey(bench, task)
-                        if backend == HUEY
+                        bench_huey(bench, task, backend)
+                        if backend in HUEYS
                         else bench_nuvom(bench, backend, task)
                     )
                 runs.setdefault((backend, task), []).append(row)
@@ -1109,7 +1143,8 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
 
     latencies: list[Latency] = []
     if not args.skip_latency:
-        for backend in NUVOM_BACKENDS:
+        # The file queue polls (no push channel): its latency is its poll back-off.
+        for backend in (b for b in NUVOM_BACKENDS if b not in FILE_BACKENDS):
             with console.status(f"{backend}: latency x{bench.samples}"):
                 latencies.append(latency_nuvom(bench, backend))
         with console.status(f"{HUEY}: latency x{bench.samples}"):

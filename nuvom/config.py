@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_secs: float = Field(default=DEFAULT_SQLITE_BUSY_TIMEOUT_SECS, gt=0)
 
     file_queue_dir: Path = Path(".nuvom/queue")
+    file_synchronous: Literal["full", "normal"] = "full"
     postgres_dsn: str | None = None
     postgres_schema: str = Field(default="nuvom", min_length=1, max_length=63)
     redis_url: str | None = None
@@ -93,7 +94,9 @@ class Settings(BaseSettings):
             return value.upper() if value.upper() in get_args(LogLevel) else value.lower()
         return value
 
-    @field_validator("sqlite_synchronous", "queue_backend", "result_backend", mode="before")
+    @field_validator(
+        "sqlite_synchronous", "file_synchronous", "queue_backend", "result_backend", mode="before"
+    )
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

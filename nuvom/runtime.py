@@ -68,6 +68,30 @@ def _sqlite_results(runtime: Runtime) -> BaseResultBackend:
     return SQLiteResultBackend(store=store, codec=runtime.codec, clock=runtime.clock)
 
 
+def _file_queue(runtime: Runtime) -> BaseJobQueue:
+    from nuvom.queue_backends.file_queue import FileJobQueue
+
+    directory = runtime.settings.file_queue_dir
+    return FileJobQueue(
+        directory,
+        codec=runtime.codec,
+        clock=runtime.clock,
+        synchronous=runtime.settings.file_synchronous,
+    )
+
+
+def _file_results(runtime: Runtime) -> BaseResultBackend:
+    from nuvom.result_backends.file_backend import FileResultBackend, results_dir_beside
+
+    directory = results_dir_beside(runtime.settings.file_queue_dir)
+    return FileResultBackend(
+        directory,
+        codec=runtime.codec,
+        clock=runtime.clock,
+        synchronous=runtime.settings.file_synchronous,
+    )
+
+
 def _postgres_store(runtime: Runtime) -> Any:
     """One pool per DSN and schema, shared by the queue and results so steps share a commit."""
     from nuvom.queue_backends.postgres_store import PostgresStore
@@ -137,12 +161,14 @@ def _redis_results(runtime: Runtime) -> BaseResultBackend:
 QUEUE_BACKENDS: dict[str, QueueFactory] = {
     "memory": _memory_queue,
     "sqlite": _sqlite_queue,
+    "file": _file_queue,
     "postgres": _postgres_queue,
     "redis": _redis_queue,
 }
 RESULT_BACKENDS: dict[str, ResultFactory] = {
     "memory": _memory_results,
     "sqlite": _sqlite_results,
+    "file": _file_results,
     "postgres": _postgres_results,
     "redis": _redis_results,
 }

@@ -330,9 +330,10 @@ class Worker:
 
     def _report(self, running: Running, outcome: Outcome) -> None:
         """A job ended on the pool; its outcome is settled unless its timeout was reported."""
-        with self._lock:
-            abandoned = running.abandoned
-        if abandoned:
+        with self._lock:  # one outcome per attempt: this or the watchdog's, whichever is first
+            late = running.reported
+            running.reported = True
+        if late:
             log.warning(
                 "job %s finished after its timeout was reported; result dropped", running.job.id
             )
@@ -376,7 +377,7 @@ class Worker:
         expired: list[Running] = []
         with self._lock:
             for running in self._inflight.values():
-                if running.deadline is None or running.abandoned:
+                if running.deadline is None or running.reported:
                     continue
                 if running.deadline > now:
                     next_deadline = min(next_deadline or running.deadline, running.deadline)
@@ -402,7 +403,9 @@ class Worker:
         # process, a coroutine) or, for a thread, cuts it loose and replaces it.
         outcome = self.runner.timed_out(job, running.started_at or self.clock.time(), opts)
         with self._lock:
-            running.abandoned = True
+            if running.reported:
+                return  # it finished just as its time ran out
+            running.reported = running.abandoned = True
         log.warning(
             "job %s passed its %gs timeout; %s",
             job.id,

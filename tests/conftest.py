@@ -6,6 +6,7 @@ dropped with ``nuvom.runtime.reset()``; nothing is reloaded.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,9 @@ import nuvom.runtime
 from nuvom.clock import FakeClock
 from nuvom.registry import TaskRegistry
 from nuvom.runtime import Runtime
+
+# Linux tests run what Windows and macOS run: any process the suite starts is spawned.
+multiprocessing.set_start_method("spawn", force=True)
 
 WAIT_DEADLINE_SECS = 10.0  # longest a poll-with-deadline helper waits before failing the test
 

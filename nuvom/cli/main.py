@@ -28,6 +28,8 @@ testworker_app = typer.Typer(help="Run a job synchronously, without a queue.", n
 app.add_typer(inspect_app, name="inspect")
 app.add_typer(history_app, name="history")
 app.add_typer(testworker_app, name="runtestworker")
+queue_app = typer.Typer(help="What the queues hold.", no_args_is_help=True)
+app.add_typer(queue_app, name="queue")
 
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="table for people, json for scripts")
@@ -163,6 +165,14 @@ def cancel(job_id: JobId) -> None:
     from nuvom.cli.jobs_cmd import cancel_one
 
     cancel_one(job_id)
+
+
+@queue_app.command("stats")
+def queue_stats(fmt: FormatOption = OutputFormat.table) -> None:
+    """Pending, scheduled, running (with lease owners), failed and quarantined jobs per queue."""
+    from nuvom.cli.queue_cmd import show_queue_stats
+
+    show_queue_stats(fmt)
 
 
 @app.command()

@@ -33,7 +33,8 @@ class Running:
     deadline: float | None = None  # monotonic time past which the timeout policy applies
     executor: Any = None  # what runs it: a thread, a child process, an asyncio task
     opts: RunOptions | None = None  # resolved where the task was loaded (a child process)
-    abandoned: bool = False  # its timeout was reported; a late result is dropped
+    reported: bool = False  # its outcome went to the dispatcher; another one is dropped
+    abandoned: bool = False  # the watchdog reported its timeout; the pool cut it loose
     warned: bool = False
 
 
@@ -133,7 +134,5 @@ class ThreadPool(ExecutionPool):
             if running is None:
                 continue
             worker._report(running, runner.run(job))
-            with self._lock:
-                retired = me in self._retired
-            if retired:
+            if me in self._retired:  # a set lookup needs no lock; additions happen under it
                 return  # a replacement thread took this one's place when it overran

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from nuvom.clock import SYSTEM_CLOCK, Clock
@@ -17,6 +18,34 @@ from nuvom.job import Job, JobStatus
 if TYPE_CHECKING:
     from nuvom.records import Outcome, WorkerInfo
     from nuvom.result_backends.base import BaseResultBackend
+
+
+ALL_QUEUES = "*"  # the queue name of a stats row that covers every queue
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """What one queue holds now, for ``nuvom queue stats``.
+
+    ``expired`` jobs are claimed but their lease ran out: they are claimed again
+    on the next poll. ``lease_owners`` counts running jobs per worker id.
+    """
+
+    queue: str
+    pending: int = 0
+    scheduled: int = 0
+    running: int = 0
+    expired: int = 0
+    quarantined: int = 0
+    lease_owners: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def totals(rows: Sequence[QueueStats]) -> dict[str, int]:
+        """The flat counts ``BaseJobQueue.stats`` returns, summed over ``rows``."""
+        keys = ("pending", "scheduled", "running", "expired", "quarantined")
+        totals = {key: sum(getattr(row, key) for row in rows) for key in keys}
+        totals["waiting"] = totals["pending"] + totals["scheduled"]
+        return totals
 
 
 class BaseJobQueue(ABC):
@@ -120,6 +149,24 @@ class BaseJobQueue(ABC):
     def stats(self) -> dict[str, int]:
         """Counts for ``nuvom queue stats``; backends add what they know."""
         return {"waiting": self.qsize()}
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Counts per queue (``nuvom queue stats``). Read-only; a snapshot, not a transaction.
+
+        The default is one row for all queues (``queue == "*"``) built from ``stats()``;
+        built-in backends override it with one row per queue and the lease owners.
+        """
+        counts = self.stats()
+        return [
+            QueueStats(
+                ALL_QUEUES,
+                pending=counts.get("pending", counts.get("waiting", 0)),
+                scheduled=counts.get("scheduled", 0),
+                running=counts.get("running", 0),
+                expired=counts.get("expired", 0),
+                quarantined=counts.get("quarantined", 0),
+            )
+        ]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files. Idempotent."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.job import Job
-from nuvom.queue_backends.base import BaseJobQueue
+from nuvom.queue_backends.base import BaseJobQueue, QueueStats
 from nuvom.records import JobPayloadCodec
 from nuvom.serialization import Codec
 
@@ -189,6 +189,26 @@ class MemoryJobQueue(BaseJobQueue):
                 "scheduled": scheduled,
                 "running": len(self._claimed),
             }
+
+    def queue_stats(self) -> list[QueueStats]:
+        with self._cond:
+            now = self.clock.time()
+            rows: dict[str, QueueStats] = {}
+            for _, job in self._waiting.values():
+                row = rows.setdefault(job.queue, QueueStats(job.queue))
+                if (job.due_at or 0) > now:
+                    row.scheduled += 1
+                else:
+                    row.pending += 1
+            for job in self._claimed.values():
+                row = rows.setdefault(job.queue, QueueStats(job.queue))
+                if (job.lease_until or 0) <= now:
+                    row.expired += 1
+                else:
+                    row.running += 1
+                    owner = job.lease_owner or "?"
+                    row.lease_owners[owner] = row.lease_owners.get(owner, 0) + 1
+            return [rows[name] for name in sorted(rows)]
 
     def wait_for_jobs(self, timeout: float) -> bool:
         with self._cond:

@@ -18,7 +18,7 @@ from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.errors import CorruptJob
 from nuvom.job import Job, JobStatus
 from nuvom.queue_backends import sqlite_sql as sql
-from nuvom.queue_backends.base import BaseJobQueue
+from nuvom.queue_backends.base import BaseJobQueue, QueueStats
 from nuvom.queue_backends.sqlite_store import SQLiteStore
 from nuvom.queue_backends.wakeup import WakeupSender, WakeupSocket
 from nuvom.records import ErrorInfo, JobPayloadCodec
@@ -357,6 +357,22 @@ class SQLiteJobQueue(BaseJobQueue):
         totals["waiting"] = totals["pending"] + totals["scheduled"]
         totals["quarantined"] = int(self.store.read(sql.DEAD_COUNT)[0][0])
         return totals
+
+    def queue_stats(self) -> list[QueueStats]:
+        now = self.clock.time()
+        rows: dict[str, QueueStats] = {}
+        for queue, pending, scheduled, running, expired in self.store.read(
+            sql.STATS,
+            {"now": now},  # type: ignore[arg-type]
+        ):
+            rows[queue] = QueueStats(
+                queue, pending or 0, scheduled or 0, running or 0, expired or 0
+            )
+        for queue, owner, count in self.store.read(sql.LEASE_OWNERS, (now,)):
+            rows.setdefault(queue, QueueStats(queue)).lease_owners[owner] = count
+        for queue, count in self.store.read(sql.DEAD_BY_QUEUE):
+            rows.setdefault(queue, QueueStats(queue)).quarantined = count
+        return [rows[name] for name in sorted(rows)]
 
     # -- worker registry ---------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:

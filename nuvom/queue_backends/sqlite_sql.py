@@ -153,6 +153,14 @@ SELECT queue,
 FROM nuvom_queue GROUP BY queue ORDER BY queue
 """
 DEAD_COUNT = "SELECT count(*) FROM nuvom_dead"
+DEAD_BY_QUEUE = "SELECT coalesce(queue, 'default'), count(*) FROM nuvom_dead GROUP BY 1"
+LEASE_OWNERS = """
+SELECT queue, lease_owner, count(*) FROM nuvom_queue
+WHERE lease_owner IS NOT NULL AND available_at > ? GROUP BY queue, lease_owner
+"""
+FAILED_BY_QUEUE = """
+SELECT coalesce(queue, 'default'), count(*) FROM nuvom_jobs WHERE status = 'FAILED' GROUP BY 1
+"""
 QUARANTINE = """
 INSERT OR REPLACE INTO nuvom_dead (id, queue, payload, reason, quarantined_at)
 VALUES (?, ?, ?, ?, ?)

@@ -145,6 +145,16 @@ class MemoryResultBackend(BaseResultBackend):
             matching = [r for r in newest_first if status is None or r.status is status]
             return [replace(r) for r in matching[offset : offset + limit]]
 
+    def failed_by_queue(self) -> dict[str, int]:
+        """FAILED jobs per queue name, for ``nuvom queue stats``."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for record in self._records.values():
+                if record.status is JobStatus.FAILED:
+                    queue = record.queue or "default"
+                    counts[queue] = counts.get(queue, 0) + 1
+            return counts
+
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         final = set(statuses or (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED))
         with self._lock:

@@ -267,6 +267,10 @@ class SQLiteResultBackend(BaseResultBackend):
         rows = self.store.read(sql.STATUS_COUNTS, (self.clock.time(),))
         return {status: count for status, count in rows}
 
+    def failed_by_queue(self) -> dict[str, int]:
+        """FAILED jobs per queue name, for ``nuvom queue stats``."""
+        return {queue: count for queue, count in self.store.read(sql.FAILED_BY_QUEUE)}
+
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         chosen = [s.value for s in (statuses or _FINAL)]
         with self.store.write() as conn:

@@ -15,10 +15,12 @@ import pytest
 from nuvom.clock import FakeClock
 from nuvom.job import Job
 from nuvom.queue_backends.base import BaseJobQueue
+from nuvom.queue_backends.file_queue import FileJobQueue
 from nuvom.queue_backends.memory_queue import MemoryJobQueue
 from nuvom.queue_backends.sqlite_queue import SQLiteJobQueue
 from nuvom.queue_backends.sqlite_store import SQLiteStore
 from nuvom.result_backends.base import BaseResultBackend
+from nuvom.result_backends.file_backend import FileResultBackend
 from nuvom.result_backends.memory_backend import MemoryResultBackend
 from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
 
@@ -62,8 +64,15 @@ def _sqlite_shared(tmp_path: Path, clock: FakeClock) -> Backends:
     )
 
 
+def _file(tmp_path: Path, clock: FakeClock) -> Backends:
+    queue = FileJobQueue(tmp_path / "queue", clock=clock)
+    results = FileResultBackend(tmp_path / "results", clock=clock)
+    return Backends("file", queue, results, clock, closers=[queue.close, results.close])
+
+
 BUILDERS: dict[str, Callable[[Path, FakeClock], Backends]] = {
     "memory": _memory,
+    "file": _file,
     "sqlite": _sqlite_separate,
     "sqlite-shared": _sqlite_shared,
     "postgres": server_builders.postgres_shared,

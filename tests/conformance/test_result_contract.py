@@ -12,18 +12,21 @@ from nuvom.job import Job, JobStatus
 from nuvom.queue_backends.memory_queue import MemoryJobQueue
 from nuvom.records import ErrorInfo, Outcome
 from nuvom.result_backends.base import BaseResultBackend
+from nuvom.result_backends.file_backend import FileResultBackend
 from nuvom.result_backends.memory_backend import MemoryResultBackend
 from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
 
 LEASE_SECS = 10.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "file"])
 def results(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseResultBackend]:
     clock = FakeClock()
     backend: BaseResultBackend
     if request.param == "memory":
         backend = MemoryResultBackend(clock=clock)
+    elif request.param == "file":
+        backend = FileResultBackend(tmp_path / "results", clock=clock)
     else:
         backend = SQLiteResultBackend(tmp_path / "results.db", clock=clock)
     yield backend

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nuvom.errors import CorruptJob, SerializationError
 from nuvom.job import Job
 from nuvom.records import JobPayloadCodec
-from nuvom.serialization import Codec
+from nuvom.serialization import MAX_NESTING_DEPTH, Codec
 
 CODECS = ["msgpack", "json"]
 # The autouse isolation fixtures do not need resetting between examples.
@@ -201,6 +201,51 @@ def test_pickle_payloads_are_refused(codec_name):
 
     with pytest.raises(SerializationError, match="0x80"):
         Codec(codec_name).loads(payload)
+
+
+class _Trap:
+    """Unpickling this makes a folder: proof that the payload ran as code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_crafted_pickle_payload_is_never_executed(tmp_path):
+    marker = tmp_path / "pickle-ran"
+    payload = pickle.dumps(_Trap(str(marker)))
+    codec, payloads = Codec(), JobPayloadCodec(Codec())
+
+    # Bare, and behind each codec's format byte, as a value and as a job payload.
+    for blob in (payload, b"\x01" + payload, b"\x02" + payload):
+        with pytest.raises(SerializationError):
+            codec.loads(blob)
+        with pytest.raises(CorruptJob):
+            payloads.decode(blob, job_id="j", queue="default")
+
+    assert not marker.exists(), "a pickle payload was executed"
+    pickle.loads(payload)  # the trap is real: unpickling it does run code
+    assert marker.exists()
+
+
+@PROPERTY
+@given(depth=st.integers(MAX_NESTING_DEPTH + 1, 5000), wrap=st.sampled_from([b"\x91", b"\x81\x00"]))
+def test_deeply_nested_msgpack_bytes_are_refused(depth, wrap):
+    """Hand-made msgpack: ``depth`` one-element arrays (or maps) around a nil."""
+    with pytest.raises(SerializationError):  # nuvom's depth check, or msgpack's own past 1024
+        Codec().loads(b"\x01" + wrap * depth + b"\xc0")
+
+
+@PROPERTY
+@given(claimed=st.integers(2**20, 2**32 - 1), kind=st.sampled_from([b"\xdd", b"\xdf", b"\xc6"]))
+def test_msgpack_claiming_huge_sizes_is_refused_without_allocating(claimed, kind):
+    """A 9-byte header that claims a 4 GiB array, map or bin must not be believed."""
+    with pytest.raises(SerializationError):
+        Codec().loads(b"\x01" + kind + claimed.to_bytes(4, "big") + b"\x00" * 4)
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x01", b"\x01\xc1", b"\x02{", b"\x02[1,", b"\x09abc"])
