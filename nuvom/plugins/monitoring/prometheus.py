@@ -7,13 +7,16 @@ Enable it in ``.nuvom_plugins.toml``:
 
 from __future__ import annotations
 
+import bisect
 import errno
 import html
+import itertools
 import logging
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nuvom.errors import PluginError
 from nuvom.plugins.contracts import API_VERSION, Extras, MetricsProvider, Plugin
@@ -26,6 +29,7 @@ log = logging.getLogger("nuvom.plugins.prometheus")
 
 INSTALL_HINT = "the Prometheus exporter needs prometheus_client: pip install 'nuvom[prometheus]'"
 SERVER_STOP_SECS = 5.0  # how long stop() waits for the HTTP thread to end
+SERVER_POLL_SECS = 0.1  # the HTTP loop notices shutdown this often (bounds the worker's exit delay)
 # Job durations, in seconds: from a millisecond job to a long batch step.
 DURATION_BUCKETS_SECS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 OUTCOME_STATUSES = {"succeeded", "failed", "retried"}
@@ -70,6 +74,73 @@ class _GaugeCollector:
         except Exception as exc:  # the backend may be briefly unreachable; the rest still scrapes
             log.warning("reading queue sizes for Prometheus failed: %s", exc)
         yield from (workers, inflight, sizes)
+
+
+class _JobStats:
+    """Job counters and durations, kept as plain numbers and turned into metrics when scraped.
+
+    An event costs one lock and a few dict updates, where prometheus_client's own
+    Counter and Histogram would take several locks per job on the worker's hot path.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = DURATION_BUCKETS_SECS) -> None:
+        self.buckets = buckets
+        self._lock = threading.Lock()
+        self._jobs: dict[tuple[str, str], int] = {}
+        self._retries: dict[str, int] = {}
+        # per task: a count per bucket (not cumulative), then +Inf's, and the sum of durations
+        self._durations: dict[str, tuple[list[int], list[float]]] = {}
+
+    def record(self, task: str, status: str, duration: float | None) -> None:
+        with self._lock:
+            key = (task, status)
+            self._jobs[key] = self._jobs.get(key, 0) + 1
+            if status == "retried":
+                self._retries[task] = self._retries.get(task, 0) + 1
+            if duration is not None:
+                counts, total = self._durations.get(task) or self._durations.setdefault(
+                    task, ([0] * (len(self.buckets) + 1), [0.0])
+                )
+                counts[bisect.bisect_left(self.buckets, duration)] += 1
+                total[0] += duration
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client import utils
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        go_float = cast(Callable[[float], str], utils.floatToGoString)  # as Prometheus writes le
+
+        with self._lock:
+            jobs = dict(self._jobs)
+            retries = dict(self._retries)
+            durations = {t: (list(c), s[0]) for t, (c, s) in self._durations.items()}
+        counts = CounterMetricFamily(
+            "nuvom_jobs", METRICS_HELP["nuvom_jobs_total"], labels=["task", "status"]
+        )
+        for (task, status), value in sorted(jobs.items()):
+            counts.add_metric([task, status], value)
+        retried = CounterMetricFamily(
+            "nuvom_job_retries", METRICS_HELP["nuvom_job_retries_total"], labels=["task"]
+        )
+        for task, value in sorted(retries.items()):
+            retried.add_metric([task], value)
+        histogram = HistogramMetricFamily(
+            "nuvom_job_duration_seconds",
+            METRICS_HELP["nuvom_job_duration_seconds"],
+            labels=["task"],
+        )
+        bounds = [go_float(b) for b in self.buckets] + ["+Inf"]
+        for task, (per_bucket, total) in sorted(durations.items()):
+            cumulative = list(itertools.accumulate(per_bucket))
+            histogram.add_metric([task], list(zip(bounds, cumulative, strict=True)), total)
+        yield from (counts, retried, histogram)
+
+
+class _Server(ThreadingHTTPServer):
+    # On Windows SO_REUSEADDR lets a second server take a port in use; the clear
+    # "port in use" error needs exclusive binding there.
+    allow_reuse_address = sys.platform != "win32"
+    daemon_threads = True
 
 
 def _page(url_host: str, port: int) -> bytes:
@@ -121,14 +192,12 @@ class PrometheusPlugin(Plugin):
 
     def __init__(self) -> None:
         self.registry: Any = None
-        self.server: ThreadingHTTPServer | None = None
+        self.server: _Server | None = None
         self.host: str | None = None
         self.port: int | None = None
         self._thread: threading.Thread | None = None
-        self._collector: _GaugeCollector | None = None
-        self._jobs: Any = None
-        self._durations: Any = None
-        self._retries: Any = None
+        self._gauges: _GaugeCollector | None = None
+        self._stats: _JobStats | None = None
 
     @property
     def url(self) -> str | None:
@@ -137,25 +206,15 @@ class PrometheusPlugin(Plugin):
     def start(self, settings: Settings, extras: Extras | None = None) -> None:
         client = _client()
         self.registry = client.CollectorRegistry(auto_describe=True)
-        self._jobs = client.Counter(
-            "nuvom_jobs", METRICS_HELP["nuvom_jobs_total"], ["task", "status"],
-            registry=self.registry,
-        )  # fmt: skip
-        self._durations = client.Histogram(
-            "nuvom_job_duration_seconds", METRICS_HELP["nuvom_job_duration_seconds"], ["task"],
-            buckets=DURATION_BUCKETS_SECS, registry=self.registry,
-        )  # fmt: skip
-        self._retries = client.Counter(
-            "nuvom_job_retries", METRICS_HELP["nuvom_job_retries_total"], ["task"],
-            registry=self.registry,
-        )  # fmt: skip
-        self._collector = _GaugeCollector(extras.metrics if extras else MetricsProvider())
-        self.registry.register(self._collector)
+        self._stats = _JobStats()
+        self._gauges = _GaugeCollector(extras.metrics if extras else MetricsProvider())
+        self.registry.register(self._stats)
+        self.registry.register(self._gauges)
         self._serve(settings.prometheus_host, settings.prometheus_port)
 
     def _serve(self, host: str, port: int) -> None:
         try:
-            server = ThreadingHTTPServer((host, port), _handler(self.registry, b""))
+            server = _Server((host, port), _handler(self.registry, b""))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE or getattr(exc, "winerror", None) == 10048:
                 raise PluginError(
@@ -165,30 +224,28 @@ class PrometheusPlugin(Plugin):
             raise PluginError(
                 f"the Prometheus exporter cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
-        server.daemon_threads = True
         self.server = server
         self.host, self.port = host, int(server.server_address[1])
         server.RequestHandlerClass = _handler(self.registry, _page(self.host, self.port))
         self._thread = threading.Thread(
-            target=server.serve_forever, name="nuvom-prometheus", daemon=True
+            target=server.serve_forever,
+            args=(SERVER_POLL_SECS,),
+            name="nuvom-prometheus",
+            daemon=True,
         )
         self._thread.start()
         log.info("Prometheus metrics on %s/metrics", self.url)
 
     def update_runtime(self, extras: Extras) -> None:
-        if self._collector is not None:
-            self._collector.metrics = extras.metrics
+        if self._gauges is not None:
+            self._gauges.metrics = extras.metrics
 
     def on_event(self, event: JobEvent) -> None:
-        if event.name not in OUTCOME_STATUSES or self._jobs is None:
-            return
-        task = event.job.func_name
-        self._jobs.labels(task, event.name).inc()
-        if event.name == "retried":
-            self._retries.labels(task).inc()
-        duration = event.duration_secs
-        if duration is not None:
-            self._durations.labels(task).observe(max(0.0, duration))
+        stats = self._stats
+        if stats is not None and event.name in OUTCOME_STATUSES:
+            duration = event.duration_secs
+            seconds = None if duration is None else max(0.0, duration)
+            stats.record(event.job.func_name, event.name, seconds)
 
     def stop(self) -> None:
         server, self.server = self.server, None
