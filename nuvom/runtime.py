@@ -10,16 +10,20 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nuvom.clock import SYSTEM_CLOCK, Clock
-from nuvom.config import Settings, load_settings
 from nuvom.errors import ConfigError
 from nuvom.events import EventBus
 from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.registry import TaskRegistry
 from nuvom.result_backends.base import BaseResultBackend
 from nuvom.serialization import Codec
+
+if TYPE_CHECKING:
+    # pydantic-settings is imported when settings are first read, not with the
+    # registry: a process-pool child registers tasks without reading settings.
+    from nuvom.config import Settings
 
 log = logging.getLogger("nuvom")
 
@@ -263,6 +267,8 @@ def current() -> Runtime:
     if runtime is None:
         with _current_lock:
             if _current is None:
+                from nuvom.config import load_settings
+
                 _current = Runtime(load_settings(), registry=_carried_registry)
                 _carried_registry = _current.registry
             runtime = _current
@@ -303,6 +309,8 @@ def configure(
             settings[name] = value
     queue = queue_backend if isinstance(queue_backend, BaseJobQueue) else None
     results = result_backend if isinstance(result_backend, BaseResultBackend) else None
+    from nuvom.config import load_settings
+
     loaded = load_settings(**settings)
     with _current_lock:
         previous = _current

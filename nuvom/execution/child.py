@@ -13,14 +13,16 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from nuvom.config import Settings
     from nuvom.records import Outcome
 
 log = logging.getLogger("nuvom.worker")
@@ -35,6 +37,21 @@ READY = "ready"  # [READY, pid]
 START = "start"  # [START, job_id, options dict, is_async]
 DONE = "done"  # [DONE, job_id, status, result_blob, error, started_at, finished_at, retry_at,
 #                 store_result, rss_bytes]
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """What a child runs jobs with, as its parent validated it.
+
+    Not ``Settings``: importing pydantic-settings would double a child's start-up time.
+    """
+
+    log_level: str
+    serialization_backend: str
+    max_payload_bytes: int
+    job_timeout_secs: float
+    timeout_policy: str
+    retry_delay_secs: float
 
 
 def current_rss_bytes() -> int | None:
@@ -114,13 +131,12 @@ def child_main(conn: Connection, config: dict[str, Any]) -> None:
     from dataclasses import asdict
 
     from nuvom.clock import SYSTEM_CLOCK
-    from nuvom.config import load_settings
     from nuvom.discovery.loader import TaskLoader
     from nuvom.execution.runner import JobRunner
     from nuvom.records import JobPayloadCodec, Outcome
     from nuvom.runtime import current_registry
 
-    settings = load_settings(**config["settings"])
+    settings = ChildSettings(**config["settings"])
     _log_to_stderr(settings.log_level)
     codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
     payloads = JobPayloadCodec(codec)
@@ -130,7 +146,9 @@ def child_main(conn: Connection, config: dict[str, Any]) -> None:
             importlib.import_module(module)
         except Exception:
             log.exception("child %d cannot import task module %s", os.getpid(), module)
-    runner = JobRunner(TaskLoader(registry), settings, codec, SYSTEM_CLOCK, config["worker_id"])
+    loader = TaskLoader(registry, manifest_path=config["manifest_path"])
+    # The runner reads only the fields ChildSettings has.
+    runner = JobRunner(loader, cast("Settings", settings), codec, SYSTEM_CLOCK, config["worker_id"])
     measure_rss = bool(config.get("measure_rss"))
     conn.send_bytes(WIRE.dumps([READY, os.getpid()]))
     while True:

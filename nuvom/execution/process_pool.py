@@ -41,7 +41,7 @@ CHILD_EXIT_GRACE_SECS = 2.0  # a child told to stop, or terminated, gets this lo
 RESPAWN_BACKOFF_SECS = 1.0  # pause before replacing a child that died while starting up
 STOP_JOIN_SECS = 15.0  # longest stop() waits for the manager to see every child gone
 BYTES_PER_MB = 1024 * 1024
-# Settings a child needs to run jobs the way this worker would; it builds no backend.
+# Settings a child needs to run jobs the way this worker would (child.ChildSettings).
 CHILD_SETTINGS = (
     "log_level",
     "serialization_backend",
@@ -126,6 +126,7 @@ class ProcessPool(ExecutionPool):
             "worker_id": self.worker.worker_id,
             "settings": {name: getattr(settings, name) for name in CHILD_SETTINGS},
             "modules": sorted(modules),
+            "manifest_path": str(settings.manifest_path),
             "measure_rss": self.max_memory_bytes is not None,
         }
         for _ in range(self.worker.concurrency):
@@ -383,7 +384,9 @@ class ProcessPool(ExecutionPool):
         self._stopping = True
         self._pending.clear()
         for child in list(self._children):
-            self._retire(child, terminate=child.running is not None)
+            # A child still starting up would read "stop" only once it has
+            # imported everything: terminating it loses nothing and is quicker.
+            self._retire(child, terminate=child.running is not None or not child.ready)
 
     def _enforce_exits(self, now: float) -> None:
         for child in list(self._exiting):
