@@ -18,7 +18,7 @@ def show_status(fmt: OutputFormat) -> int:
     from nuvom.plugins.loader import PluginManager
     from nuvom.runtime import current
 
-    manager = PluginManager(current().settings)
+    manager = PluginManager(current().settings, announce=False)
     records = manager.load()
     rows = [record.describe() for record in records]
     if fmt is OutputFormat.json:

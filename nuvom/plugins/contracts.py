@@ -66,8 +66,9 @@ class Plugin(ABC):
     api_version: ClassVar[str] = API_VERSION
     name: ClassVar[str] = ""
     provides: ClassVar[Sequence[str]] = ()
+    # Other plugins' names, or importable modules, this one needs; if one is missing it fails to load.
     requires: ClassVar[Sequence[str]] = ()
-    version: ClassVar[str | None] = None
+    version: ClassVar[str | None] = None  # shown by `plugin status`; an entry point's dist wins
 
     @abstractmethod
     def start(self, settings: Settings, extras: Extras | None = None) -> None:

@@ -225,9 +225,14 @@ def _missing_requirement(plugin: Plugin, loaded_names: set[str]) -> str | None:
 class PluginManager:
     """The plugins of one runtime: loaded once, started and stopped as workers come and go."""
 
-    def __init__(self, settings: Settings, events: EventBus | None = None) -> None:
+    def __init__(
+        self, settings: Settings, events: EventBus | None = None, *, announce: bool = True
+    ) -> None:
         self.settings = settings
         self.events = events
+        self.announce = (
+            announce  # log each plugin loaded (off for `plugin status`, a report itself)
+        )
         self.records: list[LoadedPlugin] = []
         self.file_error: str | None = None
         self._loaded = False
@@ -265,7 +270,7 @@ class PluginManager:
                 if record.plugin is None:
                     continue
                 record.error = _missing_requirement(record.plugin, names)
-                if record.error is None:
+                if record.error is None and self.announce:
                     version = f" {record.version}" if record.version else ""
                     log.info(
                         "plugin %s%s loaded from %s (provides %s)",

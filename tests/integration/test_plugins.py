@@ -67,6 +67,7 @@ def test_an_entry_point_plugin_backend_serves_producer_and_worker(project: Proje
     assert "plugin jsonfiles 0.3.1 loaded from entry point 'jsonfiles' of nuvom-jsonfiles" in stderr
     status = project.nuvom("plugin", "status", "--format", "json", **env)
     assert status.returncode == 0, status.stderr
+    assert status.stderr == "", "the report is the table or JSON, not log lines"
     (shown,) = json.loads(status.stdout)["plugins"]
     assert shown["source"] == "entry point 'jsonfiles' of nuvom-jsonfiles 0.3.1"
     assert (shown["version"], shown["state"], shown["provides"]) == (

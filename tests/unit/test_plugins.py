@@ -89,6 +89,16 @@ class ExplodingBackend(MemoryResults):
         raise RuntimeError("cannot reach the store")
 
 
+class NeedsRecorder(Recorder):
+    name = "needsrecorder"
+    requires = ["recorder"]
+
+
+class NeedsGhost(Recorder):
+    name = "needsghost"
+    requires = ["ghost_plugin_nobody_wrote"]
+
+
 class NoStop(Plugin):
     name = "nostop"
 
@@ -371,6 +381,24 @@ def test_autoload_off_ignores_entry_points(plugin_module, tmp_path, monkeypatch)
 
     assert [r.name for r in on] == ["memresults"]
     assert off == []
+
+
+def test_requires_names_other_plugins_or_modules(plugin_module, write_toml):
+    write_toml(f"""
+        [plugins]
+        lifecycle = [
+            "{plugin_module}:NeedsRecorder",
+            "{plugin_module}:Recorder",
+            "{plugin_module}:NeedsGhost",
+        ]
+    """)
+    manager = PluginManager(nuvom.configure().settings)
+    manager.load()
+
+    assert record_named(manager, "needsrecorder")["state"] == "loaded"
+    ghost = record_named(manager, "needsghost")
+    assert ghost["state"] == "failed"
+    assert "requires 'ghost_plugin_nobody_wrote'" in str(ghost["error"])
 
 
 def test_a_plugin_without_stop_cannot_be_created(plugin_module):
