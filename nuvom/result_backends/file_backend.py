@@ -3,8 +3,13 @@
 Lives beside the file queue (``.nuvom/queue`` → ``.nuvom/results``)::
 
     jobs/<ID>.rec     the job's record: status, call, result, error, attempts
+    running/*.run     one marker per claimed batch: which attempts started, where, when
     corrupt/          records that could not be decoded, with a .reason file
     tmp/              writes in progress (temp → fsync → os.replace)
+
+A claim writes one marker for its whole batch instead of rewriting each job's
+record; a reader merges markers newer than a record (RUNNING, and LOST for an
+attempt that never reported), and the outcome folds them into the record.
 
 A record is written by whoever holds the job (the producer before the job is
 queued, then its worker), so one process writes it at a time; readers in any
@@ -18,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,8 @@ log = logging.getLogger("nuvom.file")
 
 FORMAT_VERSION = 1  # bump when the record layout changes
 RECORD_SUFFIX = ".rec"
-RUNNING_CACHE_MAX = 10_000  # records kept between mark_running and the outcome, per process
+MARKER_SUFFIX = ".run"
+MARKER_GC_EVERY = 64  # claims between two sweeps for markers left by dead workers
 # JobRecord fields kept as they are; status, result and history are encoded apart.
 _PLAIN_FIELDS = (
     "func_name", "args", "kwargs", "queue", "priority", "has_result", "error_type",
@@ -44,6 +51,25 @@ _ATTEMPT_FIELDS = (
     "number", "status", "started_at", "finished_at", "worker_id", "error_type",
     "error_message", "traceback",
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """An attempt that started, as its batch's running marker records it."""
+
+    written_ns: int
+    job_id: str
+    started_at: float
+    worker_id: str
+    func_name: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    created_at: float
+
+    def row(self) -> list[Any]:
+        return [self.job_id, self.started_at, self.worker_id, self.func_name, self.queue,
+                self.args, self.kwargs, self.created_at]  # fmt: skip
 
 
 def results_dir_beside(queue_dir: Path) -> Path:
@@ -66,8 +92,9 @@ class FileResultBackend(BaseResultBackend):
         self.root = Path(directory)
         self.jobs_dir = self.root / "jobs"
         self.corrupt_dir = self.root / "corrupt"
+        self.running_dir = self.root / "running"
         try:
-            for path in (self.jobs_dir, self.corrupt_dir, self.root / "tmp"):
+            for path in (self.jobs_dir, self.running_dir, self.corrupt_dir, self.root / "tmp"):
                 path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BackendUnavailable(
@@ -77,8 +104,10 @@ class FileResultBackend(BaseResultBackend):
         self.clock = clock
         self._writer = fs.TempWriter(self.root / "tmp", sync=fs.synchronous_flag(synchronous))
         self._lock = threading.RLock()
-        # Records this process marked running, so storing the outcome skips a read.
-        self._running: dict[str, tuple[JobRecord, bytes | None]] = {}
+        self._markers: dict[str, list[_Start]] = {}  # parsed markers by file name (immutable)
+        self._open: dict[str, set[str]] = {}  # this process's markers -> jobs not yet settled
+        self._marker_of: dict[str, set[str]] = {}  # job id -> this process's markers naming it
+        self._claims = 0
 
     def __repr__(self) -> str:
         return f"FileResultBackend({str(self.root)!r})"
@@ -166,11 +195,107 @@ class FileResultBackend(BaseResultBackend):
     def close(self) -> None:
         self._writer.close()
 
-    def _get_or_new(self, job_id: str) -> tuple[JobRecord, bytes | None]:
-        found = self._read(job_id)
+    def _get_or_new(self, job_id: str) -> tuple[JobRecord, bytes | None, int]:
+        found = self._load(self._path(job_id))
         if found is None:
-            return JobRecord(id=job_id, status=JobStatus.PENDING), None
+            return JobRecord(id=job_id, status=JobStatus.PENDING), None, -1
         return found
+
+    # -- running markers ------------------------------------------------------
+    def _write_marker(self, written_ns: int, starts: Sequence[_Start]) -> str:
+        name = f"{written_ns:020d}-{os.getpid()}-{os.urandom(4).hex()}{MARKER_SUFFIX}"
+        body = [written_ns, [start.row() for start in starts]]
+        data = fs.frame(self.codec.dumps(body), FORMAT_VERSION)
+        # Not fsynced: after a power cut the job's file is still queued and runs again.
+        fs.write_atomically(self._writer, self.running_dir / name, data, durable=False)
+        self._markers[name] = list(starts)
+        return name
+
+    def _read_marker(self, name: str) -> list[_Start]:
+        path = self.running_dir / name
+        try:
+            data = fs.retry_in_use("read a marker", path.read_bytes)
+            assert isinstance(data, bytes)
+            written_ns, rows = self.codec.loads(fs.unframe(data, FORMAT_VERSION))
+            return [_Start(int(written_ns), *row) for row in rows]
+        except FileNotFoundError:
+            return []
+        except (fs.DecodeFailure, SerializationError, TypeError, ValueError) as exc:
+            self._quarantine(path, f"running marker cannot be decoded: {exc}")
+            return []
+
+    def _starts(self) -> dict[str, list[_Start]]:
+        """Every recorded start, by job id, oldest first."""
+        try:
+            names = {n for n in os.listdir(self.running_dir) if n.endswith(MARKER_SUFFIX)}
+        except FileNotFoundError:
+            names = set()
+        with self._lock:
+            for gone in set(self._markers) - names:
+                del self._markers[gone]
+            missing = names - set(self._markers)
+        for name in missing:
+            parsed = self._read_marker(name)
+            with self._lock:
+                self._markers[name] = parsed
+        by_job: dict[str, list[_Start]] = {}
+        with self._lock:
+            for starts in self._markers.values():
+                for start in starts:
+                    by_job.setdefault(start.job_id, []).append(start)
+        for starts in by_job.values():
+            starts.sort(key=lambda start: start.written_ns)
+        return by_job
+
+    @staticmethod
+    def _merge(record: JobRecord, written_ns: int, starts: Sequence[_Start]) -> int:
+        """Fold the starts newer than the record into it; return the newest write's stamp."""
+        newer = [start for start in starts if start.written_ns > written_ns]
+        if not newer:
+            return written_ns
+        for earlier in record.history:
+            if earlier.status == JobStatus.RUNNING.value:
+                earlier.status = "LOST"
+        for index, start in enumerate(newer):
+            status = JobStatus.RUNNING.value if index == len(newer) - 1 else "LOST"
+            number = len(record.history) + 1
+            record.history.append(
+                AttemptRecord(number, status, start.started_at, None, start.worker_id)
+            )
+        last = newer[-1]
+        if record.func_name is None:
+            record.func_name, record.queue = last.func_name, last.queue
+            record.args, record.kwargs = list(last.args), dict(last.kwargs)
+            record.created_at = last.created_at
+        record.status, record.started_at = JobStatus.RUNNING, last.started_at
+        record.attempts, record.worker_id = len(record.history), last.worker_id
+        record.updated_at = max(record.updated_at or 0.0, last.started_at)
+        return last.written_ns
+
+    def _settled(self, job_id: str) -> None:
+        """``job_id``'s record now holds all its starts: drop markers whose jobs all are."""
+        for name in self._marker_of.pop(job_id, set()):
+            still = self._open.get(name)
+            if still is not None:
+                still.discard(job_id)
+                if not still:
+                    del self._open[name]
+                    self._markers.pop(name, None)
+                    fs.unlink(self.running_dir / name)
+
+    def _sweep_dead_markers(self, starts: dict[str, list[_Start]]) -> None:
+        """Remove markers of other (likely dead) processes whose every start is now recorded."""
+        with self._lock:
+            foreign = [(n, s) for n, s in self._markers.items() if n not in self._open and s]
+        for name, marker_starts in foreign:
+            settled = True
+            for start in marker_starts:
+                loaded = self._load(self._path(start.job_id))
+                if loaded is None or loaded[2] <= start.written_ns:
+                    settled = False
+                    break
+            if settled:
+                fs.unlink(self.running_dir / name)
 
     def _result_value(self, record: JobRecord, blob: bytes | None) -> Any:
         if not record.has_result or blob is None:
@@ -192,7 +317,7 @@ class FileResultBackend(BaseResultBackend):
     def set_result(self, job_id: str, result: Any) -> None:
         blob = self.codec.dumps(result)
         with self._lock:
-            record, _ = self._get_or_new(job_id)
+            record, _, _ = self._get_or_new(job_id)
             record.status, record.has_result = JobStatus.SUCCESS, True
             record.error_type = record.error_message = record.traceback = None
             record.finished_at = self.clock.time()
@@ -207,7 +332,7 @@ class FileResultBackend(BaseResultBackend):
     def set_error(self, job_id: str, error: ErrorInfo | BaseException | str) -> None:
         info = self.describe_error(error)
         with self._lock:
-            record, blob = self._get_or_new(job_id)
+            record, blob, _ = self._get_or_new(job_id)
             record.status = JobStatus.FAILED
             record.error_type, record.error_message = info.type, info.message
             record.traceback = info.traceback
@@ -229,7 +354,7 @@ class FileResultBackend(BaseResultBackend):
         with self._lock:
             batch = []
             for job in jobs:
-                record, blob = self._get_or_new(job.id)
+                record, blob, _ = self._get_or_new(job.id)
                 record.func_name, record.queue, record.priority = (
                     job.func_name,
                     job.queue,
@@ -245,58 +370,63 @@ class FileResultBackend(BaseResultBackend):
             self._write_many(batch)
 
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
+        if not jobs:
+            return
+        written_ns = time.time_ns()
+        starts = [
+            _Start(written_ns, job.id, started_at, worker_id, job.func_name, job.queue,
+                   list(job.args), dict(job.kwargs), job.created_at)
+            for job in jobs
+        ]  # fmt: skip
         with self._lock:
-            batch = []
+            name = self._write_marker(written_ns, starts)
+            self._open[name] = {job.id for job in jobs}
             for job in jobs:
-                record, blob = self._get_or_new(job.id)
-                if record.func_name is None:
-                    record.func_name, record.queue = job.func_name, job.queue
-                    record.args, record.kwargs = list(job.args), dict(job.kwargs)
-                    record.created_at = job.created_at
-                for earlier in record.history:
-                    if earlier.status == JobStatus.RUNNING.value:
-                        earlier.status = "LOST"
-                attempt = AttemptRecord(
-                    len(record.history) + 1, JobStatus.RUNNING.value, started_at, None, worker_id
-                )
-                record.history.append(attempt)
-                record.status, record.started_at = JobStatus.RUNNING, started_at
-                record.attempts, record.worker_id = len(record.history), worker_id
-                batch.append((record, blob))
-                if len(self._running) >= RUNNING_CACHE_MAX:
-                    self._running.clear()
-                self._running[job.id] = (record, blob)
-            # Not fsynced: after a power cut the job's file is still queued and
-            # runs again, which rewrites this state anyway.
-            self._write_many(batch, durable=False)
+                self._marker_of.setdefault(job.id, set()).add(name)
+            self._claims += 1
+            sweep = self._claims % MARKER_GC_EVERY == 0
+        if sweep:
+            self._sweep_dead_markers(self._starts())
 
     def mark_released(self, job_ids: Sequence[str]) -> None:
+        """The attempts never ran: take them out of their markers (the records are unchanged)."""
+        released = set(job_ids)
         with self._lock:
-            for job_id in job_ids:
-                self._running.pop(job_id, None)
-                found = self._read(job_id)
-                if found is None:
-                    continue
-                record, blob = found
-                if record.history and record.history[-1].status == JobStatus.RUNNING.value:
-                    record.history.pop()
-                record.attempts = len(record.history)
-                record.status = JobStatus.PENDING
-                self._write(record, blob, durable=False)
+            names = {n for j in released for n in self._marker_of.pop(j, set())}
+            for name in names:
+                still = self._open.pop(name, set()) - released
+                kept = [s for s in self._markers.get(name, []) if s.job_id not in released]
+                if kept:  # same stamp, new name: the remaining starts are unchanged
+                    new_name = self._write_marker(kept[0].written_ns, kept)
+                    self._open[new_name] = still
+                    for job_id in still:
+                        self._marker_of.setdefault(job_id, set()).add(new_name)
+                for job_id in still:
+                    self._marker_of.get(job_id, set()).discard(name)
+                self._markers.pop(name, None)
+                fs.unlink(self.running_dir / name)
 
     def mark_cancelled(self, job_id: str, *, at: float) -> None:
         with self._lock:
-            record, blob = self._get_or_new(job_id)
+            record, blob, _ = self._get_or_new(job_id)
             record.status, record.finished_at = JobStatus.CANCELLED, at
             self._write(record, blob)
 
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        starts = self._starts()
         with self._lock:
-            self._write_many([self._apply_outcome(outcome) for outcome in outcomes])
+            batch = [self._apply_outcome(o, starts.get(o.job.id, ())) for o in outcomes]
+            self._write_many(batch)
+            for outcome in outcomes:
+                self._settled(outcome.job.id)
 
-    def _apply_outcome(self, outcome: Outcome) -> tuple[JobRecord, bytes | None]:
-        cached = self._running.pop(outcome.job.id, None)
-        record, blob = cached if cached is not None else self._get_or_new(outcome.job.id)
+    def _apply_outcome(
+        self, outcome: Outcome, starts: Sequence[_Start]
+    ) -> tuple[JobRecord, bytes | None]:
+        record, blob, written_ns = self._get_or_new(outcome.job.id)
+        self._merge(record, written_ns, starts)
         if record.func_name is None:
             job = outcome.job
             record.func_name, record.queue, record.priority = job.func_name, job.queue, job.priority
@@ -324,17 +454,32 @@ class FileResultBackend(BaseResultBackend):
         return record, blob
 
     def get_full(self, job_id: str) -> JobRecord | None:
-        found = self._read(job_id)
-        if found is None:
+        starts = self._starts().get(job_id, [])
+        found = self._load(self._path(job_id))
+        if found is None and not starts:
             return None
-        return self._visible(*found)
+        record, blob, written_ns = found or (
+            JobRecord(id=job_id, status=JobStatus.PENDING),
+            None,
+            -1,
+        )
+        self._merge(record, written_ns, starts)
+        return self._visible(record, blob)
 
     def _all(self) -> Iterator[tuple[JobRecord, bytes | None, int]]:
+        """Every job with a record or a start, markers merged."""
+        starts = self._starts()
+        seen: set[str] = set()
         for name in os.listdir(self.jobs_dir):
             if name.endswith(RECORD_SUFFIX):
                 loaded = self._load(self.jobs_dir / name)
                 if loaded is not None:
-                    yield loaded
+                    record, blob, written_ns = loaded
+                    seen.add(record.id)
+                    yield record, blob, self._merge(record, written_ns, starts.get(record.id, ()))
+        for job_id in starts.keys() - seen:
+            record = JobRecord(id=job_id, status=JobStatus.PENDING)
+            yield record, None, self._merge(record, -1, starts[job_id])
 
     def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 20, offset: int = 0
