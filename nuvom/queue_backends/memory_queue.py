@@ -180,15 +180,7 @@ class MemoryJobQueue(BaseJobQueue):
             return self._waiting.pop(job_id, None) is not None
 
     def stats(self) -> dict[str, int]:
-        with self._cond:
-            now = self.clock.time()
-            scheduled = sum(1 for _, j in self._waiting.values() if (j.due_at or 0) > now)
-            return {
-                "waiting": len(self._waiting),
-                "pending": len(self._waiting) - scheduled,
-                "scheduled": scheduled,
-                "running": len(self._claimed),
-            }
+        return QueueStats.totals(self.queue_stats())
 
     def queue_stats(self) -> list[QueueStats]:
         with self._cond:
