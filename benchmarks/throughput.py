@@ -1184,6 +1184,12 @@ def main(argv: list[str] | None = None) -> int:
             profile(bench, args.top)
         elif args.pool:
             run_pools(bench, args)
+        elif args.servers:
+            from bench_servers import run_servers
+
+            report = run_servers(args.n, args.samples, args.gap_ms)
+            if args.json is not None:
+                args.json.write_text(json.dumps(report, indent=2))
         else:
             run(bench, args)
     finally:

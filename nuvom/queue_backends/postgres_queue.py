@@ -338,7 +338,7 @@ class PostgresJobQueue(BaseJobQueue):
     def requeue_expired(self) -> int:
         with self.store.transaction() as cur:
             cur.execute(sql.REQUEUE_EXPIRED, (self.clock.time(),))
-            return cur.rowcount
+            return len(cur.fetchall())
 
     def qsize(self, queue: str | None = None) -> int:
         if queue is None:
@@ -348,12 +348,12 @@ class PostgresJobQueue(BaseJobQueue):
     def clear(self) -> int:
         with self.store.transaction() as cur:
             cur.execute(sql.CLEAR)
-            return cur.rowcount
+            return len(cur.fetchall())
 
     def cancel(self, job_id: str) -> bool:
         with self.store.transaction() as cur:
             cur.execute(sql.CANCEL, (job_id,))
-            return cur.rowcount > 0
+            return cur.fetchone() is not None
 
     def cancel_job(self, job_id: str, results: BaseResultBackend) -> bool:
         shared = self._shared(results)
@@ -362,7 +362,7 @@ class PostgresJobQueue(BaseJobQueue):
         now = self.clock.time()
         with self.store.transaction() as cur:
             cur.execute(sql.CANCEL, (job_id,))
-            if cur.rowcount == 0:
+            if cur.fetchone() is None:
                 return False
             cur.execute(sql.MARK_CANCELLED, (job_id, now, now))
         return True

@@ -133,14 +133,15 @@ HEARTBEAT = """
 UPDATE nuvom_queue SET available_at = %s
 WHERE id = ANY(%s) AND lease_owner = %s RETURNING id
 """
+# Counts come back as RETURNING rows: rowcount is not known inside a pipeline.
 REQUEUE_EXPIRED = """
 UPDATE nuvom_queue SET lease_owner = NULL
-WHERE lease_owner IS NOT NULL AND available_at <= %s
+WHERE lease_owner IS NOT NULL AND available_at <= %s RETURNING id
 """
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = %s"
-CLEAR = "DELETE FROM nuvom_queue"
-CANCEL = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL"
+CLEAR = "DELETE FROM nuvom_queue RETURNING id"
+CANCEL = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL RETURNING id"
 STATS = """
 SELECT
     count(*) FILTER (WHERE lease_owner IS NULL AND available_at <= %(now)s),

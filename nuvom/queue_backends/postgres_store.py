@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ CONNECT_TIMEOUT_SECS = 5  # a TCP connect to the server gives up after this long
 POOL_TIMEOUT_SECS = 10.0  # a caller waits this long for a pooled connection before failing
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 16  # connections one process opens at most
+# A connection that worked this recently is lent without a test query first; an
+# older one is tested, so the first use after a server restart does not fail.
+FRESH_CONNECTION_SECS = 1.0
 INSTALL_HINT = 'the PostgreSQL backend needs psycopg 3: pip install "nuvom[postgres]"'
 
 
@@ -70,6 +74,7 @@ class PostgresStore:
         self._search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
         self._lock = threading.Lock()
         self._closed = False
+        self._used_at: dict[int, float] = {}  # id(connection) -> monotonic time of last success
         self.pool: ConnectionPool[Any] = ConnectionPool(
             dsn,
             min_size=POOL_MIN_SIZE,
@@ -77,7 +82,7 @@ class PostgresStore:
             timeout=POOL_TIMEOUT_SECS,
             kwargs={"connect_timeout": CONNECT_TIMEOUT_SECS},
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=self._check,
             open=False,
             name=f"nuvom-{schema}",
         )
@@ -109,12 +114,28 @@ class PostgresStore:
     # -- transactions ----------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
-        """A cursor inside one transaction: commits on success, rolls back on error."""
+        """A cursor inside one transaction: commits on success, rolls back on error.
+
+        Statements are pipelined: they go out together and the server answers
+        once, when a result is read or at commit, so a short transaction costs
+        one or two round trips instead of one per statement.
+        """
         try:
-            with self.pool.connection() as conn, conn.cursor() as cur:
-                yield cur
+            with self.pool.connection() as conn:
+                with conn.pipeline(), conn.cursor() as cur:
+                    yield cur
+                self._used_at[id(conn)] = time.monotonic()
         except (self._psycopg.Error, *_pool_errors()) as exc:
             raise self.explain(exc) from None
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """Before lending a connection: skip the test query if it worked a moment ago."""
+        used = self._used_at.get(id(conn))
+        if used is not None and time.monotonic() - used < FRESH_CONNECTION_SECS:
+            return
+        from psycopg_pool import ConnectionPool
+
+        ConnectionPool.check_connection(conn)
 
     def read(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         with self.transaction() as cur:

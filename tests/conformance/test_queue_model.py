@@ -231,3 +231,51 @@ TestFileQueueModel = FileMachine.TestCase
 TestFileQueueModel.settings = MACHINE_SETTINGS
 TestSQLiteQueueModel = SQLiteMachine.TestCase
 TestSQLiteQueueModel.settings = MACHINE_SETTINGS
+
+
+# -- the server backends (issue 7): each example gets its own schema / key prefix ---------
+SERVER_MACHINE_SETTINGS = settings(MACHINE_SETTINGS, max_examples=25)  # a round trip per step
+
+
+class PostgresMachine(QueueMachine):
+    def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
+        from nuvom.queue_backends.postgres_queue import PostgresJobQueue
+
+        from .server_builders import hold_server_lock, require_postgres, unique_name
+
+        self.release = hold_server_lock()
+        dsn = require_postgres()
+        self.schema = unique_name("nuvom_test")
+        return PostgresJobQueue(dsn, schema=self.schema, clock=clock)
+
+    def teardown(self) -> None:
+        from .server_builders import drop_postgres_schema
+
+        super().teardown()
+        drop_postgres_schema(self.schema)
+        self.release()
+
+
+class RedisMachine(QueueMachine):
+    def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
+        from nuvom.queue_backends.redis_queue import RedisJobQueue
+
+        from .server_builders import hold_server_lock, require_redis, unique_name
+
+        self.release = hold_server_lock()
+        url = require_redis()
+        self.prefix = unique_name("nuvom-test")
+        return RedisJobQueue(url, prefix=self.prefix, clock=clock)
+
+    def teardown(self) -> None:
+        from .server_builders import drop_redis_prefix
+
+        super().teardown()
+        drop_redis_prefix(self.prefix)
+        self.release()
+
+
+TestPostgresQueueModel = PostgresMachine.TestCase
+TestPostgresQueueModel.settings = SERVER_MACHINE_SETTINGS
+TestRedisQueueModel = RedisMachine.TestCase
+TestRedisQueueModel.settings = SERVER_MACHINE_SETTINGS

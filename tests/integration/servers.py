@@ -7,10 +7,13 @@ absence is a failure. Every test gets its own schema or key prefix.
 
 from __future__ import annotations
 
-import functools
 import os
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +24,7 @@ REDIS_URL = os.environ.get("NUVOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PROBE_TIMEOUT_SECS = 2  # how long a probe waits for a server before calling it absent
 
 
-@functools.cache
+# Probed on every call, never cached: a server restarted by an outage test is back afterwards.
 def _postgres_problem() -> str | None:
     try:
         import psycopg
@@ -35,7 +38,6 @@ def _postgres_problem() -> str | None:
     return None
 
 
-@functools.cache
 def _redis_problem() -> str | None:
     try:
         import redis
@@ -68,6 +70,26 @@ def require_redis() -> str:
     """The test Redis URL, or skip/fail when Redis is absent."""
     _require(_redis_problem())
     return REDIS_URL
+
+
+# Tests using a server hold this lock shared; a test that restarts a server holds it
+# exclusively, so nothing else (in this run or another on the machine) sees the outage.
+SERVER_LOCK_PATH = Path(tempfile.gettempdir()) / "nuvom-test-servers.lock"
+
+
+@contextmanager
+def server_lock(*, exclusive: bool) -> Iterator[None]:
+    if sys.platform == "win32":  # no server restarts on Windows, so nothing to guard
+        yield
+        return
+    import fcntl
+
+    with open(SERVER_LOCK_PATH, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def unique_name(prefix: str) -> str:
@@ -133,6 +155,27 @@ SERVER_KINDS = ["postgres", "redis"]
 @pytest.fixture(params=SERVER_KINDS)
 def server_backend(request: pytest.FixtureRequest) -> Iterator[ServerBackend]:
     """PostgreSQL, then Redis: a schema or key prefix of this test's own, dropped afterwards."""
-    backend = ServerBackend(request.param)
-    yield backend
-    backend.drop()
+    with server_lock(exclusive=False):
+        backend = ServerBackend(request.param)
+        yield backend
+        backend.drop()
+
+
+def require_command(name: str) -> str:
+    """The path of a server tool (pg_ctlcluster, redis-server), or skip/fail when absent."""
+    import shutil
+
+    path = shutil.which(name)
+    _require(None if path else f"{name} is not installed, so the server cannot be restarted")
+    return path or name
+
+
+def postgres_cluster_version() -> str:
+    """The one cluster version under /etc/postgresql (what ``$(ls /etc/postgresql)`` gives)."""
+    versions = (
+        sorted(p.name for p in Path("/etc/postgresql").iterdir())
+        if Path("/etc/postgresql").is_dir()
+        else []
+    )
+    _require(None if versions else "no PostgreSQL cluster under /etc/postgresql")
+    return versions[-1]
