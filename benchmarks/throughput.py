@@ -49,6 +49,8 @@ THREADS = 4  # worker threads in the one worker process
 SUBPROCESS_TIMEOUT_SECS = 300.0
 READY_TIMEOUT_SECS = 60.0  # a latency worker must run its warm-up job within this
 IDLE_BEFORE_SAMPLES_SECS = 1.2  # let the worker go idle (and producers refresh wake-up ports)
+HUEY_STALL_SECS = 2.0  # --pool: a Huey drain with no new result for this long is over
+HUEY_STOP_SECS = 5.0  # --pool: time a Huey worker gets to exit before it is killed
 
 # name -> nuvom.configure() settings; the SQLite path is added per run.
 NUVOM_BACKENDS: dict[str, dict[str, str]] = {
@@ -186,12 +188,24 @@ def _run_huey_pool_drain(db: str, workers: int, worker_type: str, expect: int) -
     started = time.perf_counter()
     consumer.start()
     deadline = started + SUBPROCESS_TIMEOUT_SECS
-    while huey.result_count() < expect and time.perf_counter() < deadline:
+    stored, last_progress = 0, started
+    while stored < expect and time.perf_counter() < deadline:
+        count = huey.result_count()
+        now = time.perf_counter()
+        if count != stored:
+            stored, last_progress = count, now
+        # Tasks whose result could not be stored (SQLite "database is locked"
+        # under many processes) never arrive: stop once nothing moves.
+        elif now - last_progress > HUEY_STALL_SECS and huey.pending_count() == 0:
+            break
         time.sleep(0.001)
-    finished = time.perf_counter()
-    stored = huey.result_count()
-    consumer.stop(graceful=True)
-    return {"drain_secs": finished - started, "processed": stored, "succeeded": stored}
+    consumer.stop(graceful=False)
+    for _, process in consumer.worker_threads:  # Huey leaves process workers behind otherwise
+        process.join(HUEY_STOP_SECS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return {"drain_secs": last_progress - started, "processed": stored, "succeeded": stored}
 
 
 def _run_huey_serve(db: str, threads: int) -> dict[str, Any]:
