@@ -177,6 +177,7 @@ class FileJobQueue(BaseJobQueue):
             ) from exc
         self.payloads = JobPayloadCodec(codec or Codec())
         self._writer = fs.TempWriter(self.tmp_dir, sync=fs.synchronous_flag(synchronous))
+        fs.sweep_stale_temps(self.tmp_dir)
         self._made_dirs: set[Path] = set()
         # Where this process last put each job it holds, so ack/heartbeat skip a listing.
         self._held: dict[str, _Held] = {}

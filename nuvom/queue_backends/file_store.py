@@ -24,6 +24,7 @@ from nuvom.errors import BackendUnavailable
 
 RENAME_RETRY_SECS = 1.0  # how long a rename waits out Windows' "file in use" errors
 RENAME_FIRST_PAUSE_SECS = 0.001  # first pause between those retries; doubles each time
+STALE_TEMP_SECS = 3600.0  # a temp file this old was left by a writer that crashed
 PARALLEL_FSYNC_MIN = 4  # batches this large are fsynced by several threads at once
 FSYNC_THREADS = 8  # threads fsyncing one batch
 MAX_FIELD_CHARS = 96  # longest encoded id/queue/owner kept readable in a file name
@@ -133,6 +134,27 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sweep_stale_temps(directory: Path, older_than_secs: float = STALE_TEMP_SECS) -> int:
+    """Remove temp files a crashed writer left behind; return how many.
+
+    Age is file modification time (wall clock): a live write is never that old.
+    """
+    cutoff = time.time() - older_than_secs
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            stale = entry.name.endswith(".tmp") and entry.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            continue
+        if stale:
+            removed += unlink(entry.path)
+    return removed
 
 
 class TempWriter:

@@ -103,6 +103,7 @@ class FileResultBackend(BaseResultBackend):
         self.codec = codec or Codec()
         self.clock = clock
         self._writer = fs.TempWriter(self.root / "tmp", sync=fs.synchronous_flag(synchronous))
+        fs.sweep_stale_temps(self.root / "tmp")
         self._lock = threading.RLock()
         self._markers: dict[str, list[_Start]] = {}  # parsed markers by file name (immutable)
         self._open: dict[str, set[str]] = {}  # this process's markers -> jobs not yet settled

@@ -197,3 +197,18 @@ def test_queue_stats_counts_each_state_per_queue(queue: FileJobQueue, clock: Fak
     assert rows["a"].lease_owners == {"w1": 1}
     assert (rows["b"].pending, rows["b"].running, rows["b"].expired) == (0, 0, 1)
     assert queue.stats()["waiting"] == 2
+
+
+def test_temp_files_left_by_a_crashed_writer_are_swept_at_start(tmp_path: Path, clock):
+    FileJobQueue(tmp_path / "queue", clock=clock)
+    stale = tmp_path / "queue" / "tmp" / "123-dead-1-0.tmp"
+    fresh = tmp_path / "queue" / "tmp" / "456-live-1-0.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a job")
+    two_hours_ago = stale.stat().st_mtime - 2 * 3600
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    FileJobQueue(tmp_path / "queue", clock=clock)
+
+    assert not stale.exists()
+    assert fresh.exists(), "a write in progress in another process is left alone"

@@ -178,10 +178,15 @@ def test_a_sigkilled_file_worker_job_runs_again_after_its_lease(project: Project
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_a_poison_pill_ends_failed_while_other_jobs_keep_flowing(project: Project) -> None:
-    project.env.update(FILE_ENV, POISON_TEST_FOLDER=str(project.root))
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_a_poison_pill_ends_failed_while_other_jobs_keep_flowing(
+    project: Project, kind: str
+) -> None:
+    project.env.update(POISON_TEST_FOLDER=str(project.root))
+    if kind == "file":
+        project.env.update(FILE_ENV)
     project.write("tasks.py", POISON_TASKS)
-    runtime = project.configure(queue_backend="file", result_backend="file")
+    runtime = project.configure(queue_backend=kind, result_backend=kind)
     from nuvom.queue import enqueue
 
     pill = enqueue(Job("poison"))
