@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from nuvom.errors import BackendError, BackendUnavailable
@@ -113,7 +113,7 @@ class PostgresStore:
 
     # -- transactions ----------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+    def transaction(self, *, pipelined: bool = True) -> Iterator[psycopg.Cursor[Any]]:
         """A cursor inside one transaction: commits on success, rolls back on error.
 
         Statements are pipelined: they go out together and the server answers
@@ -122,7 +122,7 @@ class PostgresStore:
         """
         try:
             with self.pool.connection() as conn:
-                with conn.pipeline(), conn.cursor() as cur:
+                with conn.pipeline() if pipelined else nullcontext(), conn.cursor() as cur:
                     yield cur
                 self._used_at[id(conn)] = time.monotonic()
         except (self._psycopg.Error, *_pool_errors()) as exc:
@@ -157,7 +157,9 @@ class PostgresStore:
         """Create the schema or bring it up to date; return (version before, version after)."""
         from psycopg import sql
 
-        with self.transaction() as cur:
+        # Not pipelined: reading the version after several unread statements (the lock
+        # among them) can return an earlier statement's result in pipeline mode.
+        with self.transaction(pipelined=False) as cur:
             # One migrator at a time, even across hosts racing on first use.
             cur.execute(q.MIGRATION_LOCK, (f"nuvom-migrate:{self.schema}",))
             cur.execute(sql.SQL(q.CREATE_SCHEMA).format(schema=sql.Identifier(self.schema)))

@@ -19,10 +19,17 @@ from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
 LEASE_SECS = 10.0
 
 
-@pytest.fixture(params=["memory", "sqlite", "file"])
+@pytest.fixture(params=["memory", "sqlite", "file", "postgres", "redis"])
 def results(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseResultBackend]:
     clock = FakeClock()
     backend: BaseResultBackend
+    if request.param in ("postgres", "redis"):  # a schema / key prefix of this test's own
+        from .conftest import BUILDERS
+
+        built = BUILDERS[request.param](tmp_path, clock)
+        yield built.results
+        built.close()
+        return
     if request.param == "memory":
         backend = MemoryResultBackend(clock=clock)
     elif request.param == "file":
