@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.job import Job, JobStatus
+from nuvom.records import ErrorInfo
 
 if TYPE_CHECKING:
     from nuvom.records import Outcome, WorkerInfo
@@ -210,11 +211,31 @@ class BaseJobQueue(ABC):
         results: BaseResultBackend,
         queues: Sequence[str] | None = None,
     ) -> list[Job]:
-        """``pop_batch`` and mark the claimed jobs RUNNING in ``results``."""
-        jobs = self.pop_batch(n, worker_id=worker_id, lease_secs=lease_secs, queues=queues)
+        """``pop_batch``, mark the claimed jobs RUNNING in ``results``, and record
+        each job quarantined on the way as FAILED ``CorruptJob`` (else whoever
+        waits on it would wait for ever)."""
+        jobs, quarantined = self.pop_batch_reporting_corrupt(
+            n, worker_id=worker_id, lease_secs=lease_secs, queues=queues
+        )
         if jobs:
             results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
+        for job_id, reason in quarantined:
+            results.set_error(job_id, ErrorInfo("CorruptJob", reason))
         return jobs
+
+    def pop_batch_reporting_corrupt(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Job], list[tuple[str, str]]]:
+        """``pop_batch``, plus ``(job id, reason)`` for each record it quarantined.
+
+        The default reports none; backends that quarantine override it.
+        """
+        return self.pop_batch(n, worker_id=worker_id, lease_secs=lease_secs, queues=queues), []
 
     def settle(self, outcomes: Sequence[Outcome], results: BaseResultBackend) -> None:
         """Store outcomes, then ack finished jobs and nack retries.

@@ -44,7 +44,7 @@ from nuvom.errors import BackendError, BackendUnavailable, CorruptJob
 from nuvom.job import Job, JobStatus
 from nuvom.queue_backends import file_store as fs
 from nuvom.queue_backends.base import BaseJobQueue, QueueStats
-from nuvom.records import ErrorInfo, JobPayloadCodec
+from nuvom.records import JobPayloadCodec
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
@@ -427,23 +427,16 @@ class FileJobQueue(BaseJobQueue):
             claimed.append(job)
         return claimed
 
-    def claim(
+    def pop_batch_reporting_corrupt(
         self,
         n: int,
         *,
         worker_id: str,
         lease_secs: float,
-        results: BaseResultBackend,
         queues: Sequence[str] | None = None,
-    ) -> list[Job]:
+    ) -> tuple[list[Job], list[tuple[str, str]]]:
         quarantined: list[tuple[str, str]] = []
-        jobs = self._claim(n, worker_id, lease_secs, queues, quarantined)
-        if jobs:
-            results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
-        # A quarantined job ends FAILED, or whoever waits on it waits for ever.
-        for job_id, reason in quarantined:
-            results.set_error(job_id, ErrorInfo("CorruptJob", reason))
-        return jobs
+        return self._claim(n, worker_id, lease_secs, queues, quarantined), quarantined
 
     def _move_back(self, held: _Held, *, attempts: int, due_us: int | None = None) -> bool:
         entry = held.entry

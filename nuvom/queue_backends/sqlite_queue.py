@@ -21,7 +21,7 @@ from nuvom.queue_backends import sqlite_sql as sql
 from nuvom.queue_backends.base import BaseJobQueue, QueueStats
 from nuvom.queue_backends.sqlite_store import SQLiteStore
 from nuvom.queue_backends.wakeup import WakeupSender, WakeupSocket
-from nuvom.records import ErrorInfo, JobPayloadCodec
+from nuvom.records import JobPayloadCodec
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
@@ -220,6 +220,19 @@ class SQLiteJobQueue(BaseJobQueue):
         with self.store.write() as conn:
             return [job for job, _ in self._claim_rows(conn, n, worker_id, lease_secs, queues)]
 
+    def pop_batch_reporting_corrupt(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Job], list[tuple[str, str]]]:
+        quarantined: list[tuple[str, str]] = []
+        with self.store.write() as conn:
+            rows = self._claim_rows(conn, n, worker_id, lease_secs, queues, quarantined)
+        return [job for job, _ in rows], quarantined
+
     def claim(
         self,
         n: int,
@@ -231,17 +244,9 @@ class SQLiteJobQueue(BaseJobQueue):
     ) -> list[Job]:
         shared = self._shared(results)
         if shared is None:
-            # Two steps, as in the base class, but a quarantined job must also
-            # end FAILED in the other result backend, or its waiters wait for ever.
-            quarantined: list[tuple[str, str]] = []
-            with self.store.write() as conn:
-                rows = self._claim_rows(conn, n, worker_id, lease_secs, queues, quarantined)
-            jobs = [job for job, _ in rows]
-            if jobs:
-                results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
-            for job_id, reason in quarantined:
-                results.set_error(job_id, ErrorInfo("CorruptJob", reason))
-            return jobs
+            return super().claim(
+                n, worker_id=worker_id, lease_secs=lease_secs, results=results, queues=queues
+            )
         with self.store.write() as conn:
             claimed = self._claim_rows(conn, n, worker_id, lease_secs, queues)
             if claimed:
