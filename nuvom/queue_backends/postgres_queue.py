@@ -39,7 +39,7 @@ ClaimedRow = tuple[Job, bytes]
 
 def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, int]:
     """RETURNING gives rows in no set order; restore priority, due time, FIFO."""
-    seq, _, _, priority, due_at, _, _ = row
+    seq, _, _, priority, due_at = row[:5]
     return (-priority, due_at, seq)
 
 
@@ -101,6 +101,9 @@ class PostgresJobQueue(BaseJobQueue):
         if not jobs:
             return
         rows = self._queue_rows(jobs, self.clock.time())
+        if len(rows) == 1:
+            self.store.execute_alone(sql.ENQUEUE_ONE, (*rows[0], self.store.channel))
+            return
         with self.store.transaction() as cur:
             cur.executemany(sql.ENQUEUE, rows)
             cur.execute(sql.NOTIFY, (self.store.channel,))
@@ -114,6 +117,10 @@ class PostgresJobQueue(BaseJobQueue):
             return
         now = self.clock.time()
         rows = self._queue_rows(jobs, now)
+        if len(rows) == 1:
+            (record,) = shared.enqueued_rows(jobs, [rows[0][7]], now)  # type: ignore[list-item]
+            self.store.execute_alone(sql.SUBMIT_ONE, (*rows[0], *record, self.store.channel))
+            return
         with self.store.transaction() as cur:
             cur.executemany(sql.ENQUEUE, rows)
             shared.write_enqueued(cur, jobs, [row[7] for row in rows], now)  # type: ignore[misc]
@@ -266,11 +273,67 @@ class PostgresJobQueue(BaseJobQueue):
             for job_id, reason in quarantined:
                 results.set_error(job_id, ErrorInfo("CorruptJob", reason))
             return jobs
-        with self.store.transaction() as cur:
-            claimed = self._claim_rows(cur, n, worker_id, lease_secs, queues)
-            if claimed:
-                shared.write_running(cur, claimed, worker_id, self.clock.time())
-        return [job for job, _ in claimed]
+        return self._claim_and_start(shared, n, worker_id, lease_secs, queues)
+
+    def _claim_and_start(
+        self,
+        shared: PostgresResultBackend,
+        n: int,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None,
+    ) -> list[Job]:
+        """Claim and mark running in one statement: one round trip on the idle path.
+
+        A job without a record yet gets its full RUNNING record, and a corrupt
+        payload is quarantined, in a second transaction (both are rare).
+        """
+        now = self.clock.time()
+        params: dict[str, object] = {
+            "now": now,
+            "n": n,
+            "worker": worker_id,
+            "until": now + lease_secs,
+            "started": now,
+        }
+        statement = sql.CLAIM_AND_START_ANY_QUEUE
+        if queues:
+            statement, params["queues"] = sql.CLAIM_AND_START_FROM_QUEUES, list(queues)
+        rows = sorted(self.store.execute_alone(statement, params), key=_claim_order)
+        claimed: list[Job] = []
+        unrecorded: list[ClaimedRow] = []
+        corrupt: list[tuple[str, str, bytes, str]] = []
+        for _, job_id, queue, priority, due_at, attempts, payload, recorded in rows:
+            payload = bytes(payload)
+            try:
+                job = self.payloads.decode(
+                    payload,
+                    job_id=job_id,
+                    queue=queue,
+                    priority=priority,
+                    attempts=attempts,
+                    due_at=due_at,
+                )
+            except CorruptJob as exc:
+                corrupt.append((job_id, queue, payload, str(exc)))
+                continue
+            job.status, job.lease_owner, job.lease_until = (
+                JobStatus.RUNNING,
+                worker_id,
+                now + lease_secs,
+            )
+            claimed.append(job)
+            if not recorded:
+                unrecorded.append((job, payload))
+        if unrecorded or corrupt:
+            with self.store.transaction() as cur:
+                if unrecorded:
+                    shared.write_running(cur, unrecorded, worker_id, now)
+                for job_id, queue, payload, reason in corrupt:
+                    cur.execute(sql.UNCOUNT_ATTEMPT, {"id": job_id})
+                    cur.execute(sql.UNCOUNT_START, {"id": job_id})
+                    self._quarantine(cur, job_id, queue, payload, reason, now)
+        return claimed
 
     def settle(self, outcomes: Sequence[Outcome], results: BaseResultBackend) -> None:
         shared = self._shared(results)

@@ -114,6 +114,47 @@ RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
 CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
 CLAIM_FROM_QUEUES = _CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
 
+# Claim and mark running in ONE statement (one round trip, run outside an explicit
+# transaction): lease the rows, set their job records RUNNING, mark earlier RUNNING
+# attempts LOST and start a new attempt. The last column says whether the job had
+# a record to update; the caller writes a full RUNNING record for those that had none.
+# Its commit does not wait for the WAL flush (synchronous_commit off for this one
+# transaction): a claim lost in a server crash leaves the job claimable again, the
+# same as an expired lease, and any later synchronous commit (the job's settle)
+# flushes it first, so nothing is lost and no outcome can outlive its claim.
+_CLAIM_AND_START = """
+WITH picked AS (
+    SELECT seq FROM nuvom_queue WHERE available_at <= %(now)s {queue_filter}
+    ORDER BY priority DESC, due_at, seq LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE nuvom_queue q
+    SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
+    FROM picked WHERE q.seq = picked.seq
+    RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
+), running AS (
+    UPDATE nuvom_jobs j
+    SET status = 'RUNNING', started_at = %(started)s, worker_id = %(worker)s,
+        attempts = j.attempts + 1, finished_at = NULL, updated_at = %(started)s
+    FROM claimed c WHERE j.id = c.id
+    RETURNING j.id
+), lost AS (
+    UPDATE nuvom_attempts a SET status = 'LOST'
+    FROM running r WHERE a.job_id = r.id AND a.status = 'RUNNING'
+), started AS (
+    INSERT INTO nuvom_attempts (job_id, number, status, started_at, worker_id)
+    SELECT r.id,
+        coalesce((SELECT max(number) FROM nuvom_attempts a WHERE a.job_id = r.id), 0) + 1,
+        'RUNNING', %(started)s, %(worker)s
+    FROM running r
+)
+SELECT c.seq, c.id, c.queue, c.priority, c.due_at, c.attempts, c.payload, r.id IS NOT NULL
+FROM claimed c LEFT JOIN running r ON r.id = c.id,
+    (SELECT set_config('synchronous_commit', 'off', true)) AS lazy_commit
+"""
+CLAIM_AND_START_ANY_QUEUE = _CLAIM_AND_START.format(queue_filter="")
+CLAIM_AND_START_FROM_QUEUES = _CLAIM_AND_START.format(queue_filter="AND queue = ANY(%(queues)s)")
+
 ACK = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner = %s"
 ACK_ANY = "DELETE FROM nuvom_queue WHERE id = %s"
 NACK = """
@@ -173,6 +214,11 @@ ON CONFLICT (id) DO UPDATE SET
     status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
     due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
 """
+# One job enqueued (and recorded) with its NOTIFY as ONE statement outside an
+# explicit transaction: one round trip for a single .delay(). Parameters: ENQUEUE's,
+# then RECORD_ENQUEUED's (only in the second), then the channel.
+ENQUEUE_ONE = f"WITH queued AS ({ENQUEUE}) {NOTIFY}"
+SUBMIT_ONE = f"WITH queued AS ({ENQUEUE}), recorded AS ({RECORD_ENQUEUED}) {NOTIFY}"
 MARK_RUNNING = """
 INSERT INTO nuvom_jobs
     (id, func_name, queue, priority, status, payload, created_at, started_at, worker_id,
@@ -213,6 +259,7 @@ DELETE FROM nuvom_attempts
 WHERE job_id = %(id)s AND status = 'RUNNING'
   AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = %(id)s)
 """
+UNCOUNT_START = "UPDATE nuvom_jobs SET attempts = greatest(attempts - 1, 0) WHERE id = %(id)s"
 MARK_RELEASED = """
 UPDATE nuvom_jobs SET status = 'PENDING', attempts = greatest(attempts - 1, 0), updated_at = %s
 WHERE id = %s AND status = 'RUNNING'

@@ -95,6 +95,10 @@ class PostgresStore:
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(self._search_path)
+        # nuvom's statements are short and index-driven; re-planning them on every
+        # call (PostgreSQL's default for the first executions and whenever a custom
+        # plan looks cheaper) costs more than running them: about 0.4 ms per claim.
+        conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.commit()
 
     def explain(self, exc: BaseException) -> BackendError:
@@ -136,6 +140,26 @@ class PostgresStore:
         from psycopg_pool import ConnectionPool
 
         ConnectionPool.check_connection(conn)
+
+    def execute_alone(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement as its own transaction and return its rows: one round trip.
+
+        No BEGIN/COMMIT of ours: in autocommit mode the server wraps the single
+        statement in an implicit transaction, so it is still all or nothing.
+        """
+        try:
+            with self.pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    rows: list[tuple[Any, ...]] = conn.execute(
+                        query, params, prepare=True
+                    ).fetchall()
+                finally:
+                    conn.autocommit = False
+                self._used_at[id(conn)] = time.monotonic()
+        except (self._psycopg.Error, *_pool_errors()) as exc:
+            raise self.explain(exc) from None
+        return rows
 
     def read(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         with self.transaction() as cur:

@@ -70,6 +70,16 @@ def translated(url: str) -> Iterator[None]:
         raise BackendError(f"Redis error on {_redact(url)}: {exc}", backend="redis") from None
 
 
+def in_transaction(pipe: Any, script: Any, args: Sequence[object]) -> None:
+    """Queue ``script`` on a MULTI pipeline as EVAL of its source.
+
+    Not EVALSHA: redis-py then asks ``SCRIPT EXISTS`` before every EXEC (a round
+    trip of its own), and a NOSCRIPT inside EXEC would apply only part of the
+    transaction. Redis caches the compiled script, so EVAL costs only the bytes.
+    """
+    pipe.eval(script.script, 0, *args)
+
+
 def _redact(url: str) -> str:
     head, sep, tail = url.rpartition("@")
     if not sep:
@@ -110,6 +120,7 @@ class RedisJobQueue(BaseJobQueue):
             for name in ("ENQUEUE", "CLAIM", "SETTLE", "RELEASE", "HEARTBEAT", "REQUEUE_EXPIRED",
                          "CANCEL", "CLEAR", "STATS", "WAITING")
         }  # fmt: skip
+        self._claim_and_start: Any = None  # registered on first use with a shared result backend
         self._waker: Any = None
         self._wake_lock = threading.Lock()
         self._wake_last = "$"
@@ -166,7 +177,7 @@ class RedisJobQueue(BaseJobQueue):
         with translated(self.url):
             pipe = self.client.pipeline(transaction=True)
             shared.write_in(pipe, items)
-            self._scripts["ENQUEUE"](args=args, client=pipe)
+            in_transaction(pipe, self._scripts["ENQUEUE"], args)
             pipe.execute()
 
     # -- wake-ups --------------------------------------------------------
@@ -231,12 +242,23 @@ class RedisJobQueue(BaseJobQueue):
         lease_secs: float,
         queues: Sequence[str] | None,
         quarantined: list[tuple[str, str]] | None,
+        shared: RedisResultBackend | None = None,
+        unrecorded: list[Job] | None = None,
     ) -> list[Job]:
+        """Claim up to ``n`` jobs; with ``shared``, also mark them running in the same script.
+
+        Jobs that had no result record to mark are appended to ``unrecorded``.
+        """
         now = self.clock.time()
         until = now + lease_secs
-        flat = self._run("CLAIM", repr(now), repr(until), worker_id, n, *(queues or ()))
+        width = 6
+        if shared is None:
+            flat = self._run("CLAIM", repr(now), repr(until), worker_id, n, *(queues or ()))
+        else:
+            width = 7
+            flat = self._run_claim_and_start(shared, now, until, worker_id, n, queues)
         jobs: list[Job] = []
-        for i in range(0, len(flat), 6):
+        for i in range(0, len(flat), width):
             job_id, queue, priority, due, attempts, payload = flat[i : i + 6]
             job_id, queue = _text(job_id), _text(queue)
             try:
@@ -256,7 +278,27 @@ class RedisJobQueue(BaseJobQueue):
                 continue
             job.status, job.lease_owner, job.lease_until = JobStatus.RUNNING, worker_id, until
             jobs.append(job)
+            if width == 7 and unrecorded is not None and int(flat[i + 6]) == 0:
+                unrecorded.append(job)
         return jobs
+
+    def _run_claim_and_start(
+        self,
+        shared: RedisResultBackend,
+        now: float,
+        until: float,
+        worker_id: str,
+        n: int,
+        queues: Sequence[str] | None,
+    ) -> Any:
+        if self._claim_and_start is None:
+            from nuvom.result_backends.redis_backend import SAVE_SCRIPT
+
+            self._claim_and_start = self.client.register_script(lua.claim_and_start(SAVE_SCRIPT))
+        args = [self.prefix, repr(now), repr(until), worker_id, n,
+                shared.prefix, shared.ttl_secs or 0, shared.history_cap, *(queues or ())]  # fmt: skip
+        with translated(self.url):
+            return self._claim_and_start(args=args)
 
     def claim(
         self,
@@ -268,9 +310,17 @@ class RedisJobQueue(BaseJobQueue):
         queues: Sequence[str] | None = None,
     ) -> list[Job]:
         quarantined: list[tuple[str, str]] = []
-        jobs = self._claim(n, worker_id, lease_secs, queues, quarantined)
-        if jobs:
-            results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
+        shared = self._shared(results)
+        if shared is not None:
+            # Claim and mark running in one script: one round trip on the idle path.
+            unrecorded: list[Job] = []
+            jobs = self._claim(n, worker_id, lease_secs, queues, quarantined, shared, unrecorded)
+            if unrecorded:
+                results.mark_running(unrecorded, worker_id=worker_id, started_at=self.clock.time())
+        else:
+            jobs = self._claim(n, worker_id, lease_secs, queues, quarantined)
+            if jobs:
+                results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
         for job_id, reason in quarantined:
             results.set_error(job_id, ErrorInfo("CorruptJob", reason))
         return jobs
@@ -296,7 +346,7 @@ class RedisJobQueue(BaseJobQueue):
         with translated(self.url):
             pipe = self.client.pipeline(transaction=True)
             shared.write_in(pipe, items)
-            self._scripts["SETTLE"](args=args, client=pipe)
+            in_transaction(pipe, self._scripts["SETTLE"], args)
             pipe.execute()
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:

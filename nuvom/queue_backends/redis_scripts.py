@@ -209,6 +209,52 @@ return out
 """
 )
 
+_CLAIM_QUEUES_FROM_6 = "if #ARGV > 5 then\n  for i = 6, #ARGV do"
+_CLAIM_QUEUES_FROM_9 = "if #ARGV > 8 then\n  for i = 9, #ARGV do"
+_CLAIM_RETURN = "\nreturn out\n"
+# After the claim: mark each job with a result record RUNNING through the result
+# backend's save script (as ``save_records``); report which ones had no record.
+_START_CLAIMED = r"""
+local RP, started = ARGV[6], ARGV[2]
+local save = {RP, ARGV[7], ARGV[8]}
+local flagged = {}
+for k = 1, #out, 6 do
+  local id = out[k]
+  local recorded = redis.call('EXISTS', RP .. ':r:' .. id) == 1
+  if recorded then
+    for _, v in ipairs({id, started, 'start', consumer, started, '', '', '', 4,
+                        'status', 'RUNNING', 'started_at', started, 'worker_id', consumer,
+                        'finished_at', '\0'}) do
+      save[#save + 1] = v
+    end
+  end
+  for j = 0, 5 do flagged[#flagged + 1] = out[k + j] end
+  flagged[#flagged + 1] = recorded and 1 or 0
+end
+if #save > 3 then save_records(save) end
+return flagged
+"""
+
+
+def claim_and_start(save_script: str) -> str:
+    """CLAIM followed by mark-running, as one script: one round trip per claim.
+
+    ``save_script`` is the Redis result backend's save script; it runs as a
+    local function over its own argument list. ARGV: P, now, lease_until,
+    consumer, n, result prefix, result ttl, history cap, queue names...
+    Returns CLAIM's rows, each with a seventh field: 1 if the job had a result
+    record (now RUNNING), 0 if the caller still has to write one.
+    """
+    body = CLAIM[len(_COMMON) :]
+    for part in (_CLAIM_QUEUES_FROM_6, _CLAIM_RETURN):
+        if body.count(part) != 1:
+            raise AssertionError(f"CLAIM script changed shape near {part!r}")
+    body = body.replace(_CLAIM_QUEUES_FROM_6, _CLAIM_QUEUES_FROM_9)
+    body = body.replace(_CLAIM_RETURN, "\n" + _START_CLAIMED)
+    save = f"local function save_records(ARGV)\n{save_script}\nend\n"
+    return _COMMON + save + body
+
+
 # ARGV: P, now, then per job: op ('ack' | 'nack'), id, owner ('' = any), retry_at
 SETTLE = (
     _COMMON

@@ -81,7 +81,7 @@ class PostgresResultBackend(BaseResultBackend):
         return f"{rows[0][1]}: {rows[0][2]}"
 
     # -- richer methods ---------------------------------------------------
-    def _enqueued_rows(
+    def enqueued_rows(
         self, jobs: Sequence[Job], payloads: Sequence[bytes], now: float
     ) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = []
@@ -105,7 +105,7 @@ class PostgresResultBackend(BaseResultBackend):
     def write_enqueued(
         self, cur: psycopg.Cursor[Any], jobs: Sequence[Job], payloads: Sequence[bytes], now: float
     ) -> None:
-        cur.executemany(sql.RECORD_ENQUEUED, self._enqueued_rows(jobs, payloads, now))
+        cur.executemany(sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, payloads, now))
 
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         claimed = [(job, self.payloads.encode(job)) for job in jobs]

@@ -13,7 +13,13 @@ from typing import Any
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.errors import BackendError, SerializationError
 from nuvom.job import Job, JobStatus
-from nuvom.queue_backends.redis_queue import DEFAULT_PREFIX, _text, connect, translated
+from nuvom.queue_backends.redis_queue import (
+    DEFAULT_PREFIX,
+    _text,
+    connect,
+    in_transaction,
+    translated,
+)
 from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, Outcome
 from nuvom.result_backends.base import BaseResultBackend
 from nuvom.serialization import Codec
@@ -97,6 +103,8 @@ end
 return 1
 """
 
+SAVE_SCRIPT = _SAVE  # the queue's claim script embeds it, to mark jobs running as it claims
+
 # ARGV: P, older_than, statuses...  Returns how many jobs were deleted.
 _PRUNE = r"""
 local P, older = ARGV[1], ARGV[2]
@@ -172,7 +180,7 @@ class RedisResultBackend(BaseResultBackend):
     def write_in(self, pipe: Any, items: Sequence[Item]) -> None:
         """Queue the writes on a transaction pipeline the caller executes (the queue's)."""
         if items:
-            self._save(args=self._save_args(items), client=pipe)
+            in_transaction(pipe, self._save, self._save_args(items))
 
     # -- the four seed methods --------------------------------------------
     def set_result(self, job_id: str, result: Any) -> None:
