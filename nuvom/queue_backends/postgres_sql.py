@@ -128,9 +128,10 @@ WITH picked AS (
     ORDER BY priority DESC, due_at, seq LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
+    -- = ANY(ARRAY(...)): always the primary-key index, never a scan of the whole queue.
     UPDATE nuvom_queue q
     SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
-    FROM picked WHERE q.seq = picked.seq
+    WHERE q.seq = ANY(ARRAY(SELECT seq FROM picked))
     RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
 ), running AS (
     UPDATE nuvom_jobs j
