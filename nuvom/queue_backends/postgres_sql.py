@@ -108,7 +108,7 @@ WITH picked AS (
 )
 UPDATE nuvom_queue q
 SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
-FROM picked WHERE q.seq = picked.seq
+WHERE q.seq = ANY(ARRAY(SELECT seq FROM picked))
 RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
 """
 CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
