@@ -19,7 +19,7 @@ from nuvom.job import Job, JobStatus
 from nuvom.queue_backends import postgres_sql as sql
 from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.queue_backends.postgres_store import DEFAULT_SCHEMA, PostgresStore
-from nuvom.records import ErrorInfo, JobPayloadCodec
+from nuvom.records import JobPayloadCodec
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
@@ -264,16 +264,23 @@ class PostgresJobQueue(BaseJobQueue):
     ) -> list[Job]:
         shared = self._shared(results)
         if shared is None:
-            quarantined: list[tuple[str, str]] = []
-            with self.store.transaction() as cur:
-                rows = self._claim_rows(cur, n, worker_id, lease_secs, queues, quarantined)
-            jobs = [job for job, _ in rows]
-            if jobs:
-                results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
-            for job_id, reason in quarantined:
-                results.set_error(job_id, ErrorInfo("CorruptJob", reason))
-            return jobs
+            return super().claim(
+                n, worker_id=worker_id, lease_secs=lease_secs, results=results, queues=queues
+            )
         return self._claim_and_start(shared, n, worker_id, lease_secs, queues)
+
+    def pop_batch_reporting_corrupt(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Job], list[tuple[str, str]]]:
+        quarantined: list[tuple[str, str]] = []
+        with self.store.transaction() as cur:
+            rows = self._claim_rows(cur, n, worker_id, lease_secs, queues, quarantined)
+        return [job for job, _ in rows], quarantined
 
     def _claim_and_start(
         self,

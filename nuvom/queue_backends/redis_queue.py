@@ -309,21 +309,31 @@ class RedisJobQueue(BaseJobQueue):
         results: BaseResultBackend,
         queues: Sequence[str] | None = None,
     ) -> list[Job]:
-        quarantined: list[tuple[str, str]] = []
         shared = self._shared(results)
-        if shared is not None:
-            # Claim and mark running in one script: one round trip on the idle path.
-            unrecorded: list[Job] = []
-            jobs = self._claim(n, worker_id, lease_secs, queues, quarantined, shared, unrecorded)
-            if unrecorded:
-                results.mark_running(unrecorded, worker_id=worker_id, started_at=self.clock.time())
-        else:
-            jobs = self._claim(n, worker_id, lease_secs, queues, quarantined)
-            if jobs:
-                results.mark_running(jobs, worker_id=worker_id, started_at=self.clock.time())
+        if shared is None:
+            return super().claim(
+                n, worker_id=worker_id, lease_secs=lease_secs, results=results, queues=queues
+            )
+        # Claim and mark running in one script: one round trip on the idle path.
+        quarantined: list[tuple[str, str]] = []
+        unrecorded: list[Job] = []
+        jobs = self._claim(n, worker_id, lease_secs, queues, quarantined, shared, unrecorded)
+        if unrecorded:
+            results.mark_running(unrecorded, worker_id=worker_id, started_at=self.clock.time())
         for job_id, reason in quarantined:
             results.set_error(job_id, ErrorInfo("CorruptJob", reason))
         return jobs
+
+    def pop_batch_reporting_corrupt(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Job], list[tuple[str, str]]]:
+        quarantined: list[tuple[str, str]] = []
+        return self._claim(n, worker_id, lease_secs, queues, quarantined), quarantined
 
     def settle(self, outcomes: Sequence[Outcome], results: BaseResultBackend) -> None:
         """Results first, then every ack and nack in one script (one MULTI on a shared Redis)."""
