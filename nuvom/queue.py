@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from nuvom.backends.contract import BaseJobQueue
 from nuvom.errors import TaskDefinitionError
 from nuvom.job import Job, JobStatus
-from nuvom.queue_backends.base import BaseJobQueue
 
 
 def get_queue_backend() -> BaseJobQueue:

@@ -1,13 +1,14 @@
 """Plain records that pass between the worker and the backends.
 
 ``Outcome`` is what one attempt produced; ``JobRecord`` is what a result
-backend knows about a job. Also the job payload codec every queue backend uses.
+backend knows about a job, with the changes each step makes to it written
+once; ``JobPayloadCodec`` turns the stored part of a job into bytes and back.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from nuvom.errors import CorruptJob, SerializationError
 from nuvom.job import Job, JobStatus
@@ -93,6 +94,62 @@ class JobRecord:
         data["duration_secs"] = self.duration_secs
         return data
 
+    # -- what each step changes (for backends that keep whole records) -------
+    def note_enqueued(self, job: Job, now: float) -> None:
+        """The job was (re-)enqueued: its call, and PENDING or SCHEDULED by its due time."""
+        self.note_call(job.func_name, job.queue, job.args, job.kwargs, job.created_at)
+        self.priority, self.due_at, self.max_retries = job.priority, job.due_at, job.max_retries
+        scheduled = job.due_at is not None and job.due_at > now
+        self.status = JobStatus.SCHEDULED if scheduled else JobStatus.PENDING
+        self.finished_at = None
+
+    def note_call(
+        self,
+        func_name: str,
+        queue: str,
+        args: Any,
+        kwargs: dict[str, Any],
+        created_at: float | None,
+    ) -> None:
+        self.func_name, self.queue, self.created_at = func_name, queue, created_at
+        self.args, self.kwargs = list(args), dict(kwargs)
+
+    def note_started(self, worker_id: str, started_at: float) -> None:
+        """A new attempt runs now; one still RUNNING never reported back and is LOST."""
+        for earlier in self.history:
+            if earlier.status == JobStatus.RUNNING.value:
+                earlier.status = LOST
+        number = len(self.history) + 1
+        self.history.append(
+            AttemptRecord(number, JobStatus.RUNNING.value, started_at, None, worker_id)
+        )
+        self.status, self.started_at = JobStatus.RUNNING, started_at
+        self.attempts, self.worker_id = number, worker_id
+        self.finished_at = None
+
+    def note_outcome(self, outcome: Outcome) -> None:
+        """The current attempt ended; the caller keeps the result (a value or its bytes)."""
+        error = outcome.error
+        self.status = outcome.status
+        self.error_type = error.type if error else None
+        self.error_message = error.message if error else None
+        self.traceback = error.traceback if error else None
+        if outcome.status is JobStatus.SUCCESS and outcome.store_result:
+            self.has_result = True
+        if outcome.status is JobStatus.RETRYING:
+            self.due_at = outcome.retry_at
+        else:
+            self.finished_at = outcome.finished_at
+        if self.history:
+            attempt = self.history[-1]
+            attempt.status, attempt.finished_at = outcome.status.value, outcome.finished_at
+            if error:
+                attempt.error_type, attempt.error_message = error.type, error.message
+                attempt.traceback = error.traceback
+
+
+LOST = "LOST"  # the status of an attempt whose worker never reported back
+
 
 @dataclass(slots=True)
 class WorkerInfo:
@@ -115,6 +172,17 @@ class WorkerInfo:
         data = asdict(self)
         data["status"] = "lost" if self.is_lost(now) else "live"
         return data
+
+
+class StoredJob(NamedTuple):
+    """A job as a queue keeps it: its own columns, and the payload with the call."""
+
+    id: str
+    queue: str
+    priority: int
+    due_at: float | None
+    attempts: int
+    payload: bytes
 
 
 class JobPayloadCodec:
@@ -178,3 +246,14 @@ class JobPayloadCodec:
         except (SerializationError, TypeError, ValueError) as exc:
             raise CorruptJob(f"job {job_id} cannot be decoded: {exc}", job_id=job_id) from None
         return job
+
+    def decode_stored(self, row: StoredJob) -> Job:
+        """``decode`` of a queue row; raises ``CorruptJob``."""
+        return self.decode(
+            row.payload,
+            job_id=row.id,
+            queue=row.queue,
+            priority=row.priority,
+            attempts=row.attempts,
+            due_at=row.due_at,
+        )

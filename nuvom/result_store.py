@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nuvom.backends.contract import BaseResultBackend
 from nuvom.errors import JobCancelled, JobFailed, ResultTimeout
 from nuvom.job import JobStatus
 from nuvom.records import JobRecord
-from nuvom.result_backends.base import BaseResultBackend
 
 MAX_POLL_SECS = 0.5  # longest pause between two looks while waiting for a result
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from nuvom.backends import names
+from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
 from nuvom.clock import SYSTEM_CLOCK, Clock
-from nuvom.errors import ConfigError
 from nuvom.events import EventBus
-from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.registry import TaskRegistry
-from nuvom.result_backends.base import BaseResultBackend
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
@@ -27,169 +25,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nuvom")
 
-QueueFactory = Callable[["Runtime"], BaseJobQueue]
-ResultFactory = Callable[["Runtime"], BaseResultBackend]
-
-
-def _sqlite_store(runtime: Runtime, path: Path) -> Any:
-    from nuvom.queue_backends.sqlite_store import SQLiteStore
-
-    key = path.resolve()
-    store = runtime.stores.get(key)
-    if store is None:
-        settings = runtime.settings
-        store = runtime.stores[key] = SQLiteStore(
-            path,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_secs=settings.sqlite_busy_timeout_secs,
-        )
-    return store
-
-
-def _memory_queue(runtime: Runtime) -> BaseJobQueue:
-    from nuvom.queue_backends.memory_queue import MemoryJobQueue
-
-    return MemoryJobQueue(clock=runtime.clock, codec=runtime.codec)
-
-
-def _sqlite_queue(runtime: Runtime) -> BaseJobQueue:
-    from nuvom.queue_backends.sqlite_queue import SQLiteJobQueue
-
-    store = _sqlite_store(runtime, runtime.settings.effective_sqlite_queue_path)
-    return SQLiteJobQueue(store=store, codec=runtime.codec, clock=runtime.clock)
-
-
-def _memory_results(runtime: Runtime) -> BaseResultBackend:
-    from nuvom.result_backends.memory_backend import MemoryResultBackend
-
-    return MemoryResultBackend(clock=runtime.clock)
-
-
-def _sqlite_results(runtime: Runtime) -> BaseResultBackend:
-    from nuvom.result_backends.sqlite_backend import SQLiteResultBackend
-
-    store = _sqlite_store(runtime, runtime.settings.sqlite_db_path)
-    return SQLiteResultBackend(store=store, codec=runtime.codec, clock=runtime.clock)
-
-
-def _file_queue(runtime: Runtime) -> BaseJobQueue:
-    from nuvom.queue_backends.file_queue import FileJobQueue
-
-    directory = runtime.settings.file_queue_dir
-    return FileJobQueue(
-        directory,
-        codec=runtime.codec,
-        clock=runtime.clock,
-        synchronous=runtime.settings.file_synchronous,
-    )
-
-
-def _file_results(runtime: Runtime) -> BaseResultBackend:
-    from nuvom.result_backends.file_backend import FileResultBackend, results_dir_beside
-
-    directory = results_dir_beside(runtime.settings.file_queue_dir)
-    return FileResultBackend(
-        directory,
-        codec=runtime.codec,
-        clock=runtime.clock,
-        synchronous=runtime.settings.file_synchronous,
-    )
-
-
-def _postgres_store(runtime: Runtime) -> Any:
-    """One pool per DSN and schema, shared by the queue and results so steps share a commit."""
-    from nuvom.queue_backends.postgres_store import PostgresStore
-
-    settings = runtime.settings
-    if not settings.postgres_dsn:
-        raise ConfigError(
-            "NUVOM_POSTGRES_DSN: the postgres backend needs it "
-            "(e.g. postgresql://user@host:5432/dbname)",
-            variable="NUVOM_POSTGRES_DSN",
-        )
-    key = ("postgres", settings.postgres_dsn, settings.postgres_schema)
-    store = runtime.stores.get(key)
-    if store is None:
-        store = runtime.stores[key] = PostgresStore(
-            settings.postgres_dsn, schema=settings.postgres_schema
-        )
-    return store
-
-
-def _postgres_queue(runtime: Runtime) -> BaseJobQueue:
-    from nuvom.queue_backends.postgres_queue import PostgresJobQueue
-
-    store = _postgres_store(runtime)
-    return PostgresJobQueue(store=store, codec=runtime.codec, clock=runtime.clock)
-
-
-def _postgres_results(runtime: Runtime) -> BaseResultBackend:
-    from nuvom.result_backends.postgres_backend import PostgresResultBackend
-
-    store = _postgres_store(runtime)
-    return PostgresResultBackend(store=store, codec=runtime.codec, clock=runtime.clock)
-
-
-def _redis_url(runtime: Runtime) -> str:
-    url = runtime.settings.redis_url
-    if not url:
-        raise ConfigError(
-            "NUVOM_REDIS_URL: the redis backend needs it (e.g. redis://127.0.0.1:6379/0)",
-            variable="NUVOM_REDIS_URL",
-        )
-    return url
-
-
-def _redis_queue(runtime: Runtime) -> BaseJobQueue:
-    from nuvom.queue_backends.redis_queue import RedisJobQueue
-
-    prefix = runtime.settings.redis_prefix
-    return RedisJobQueue(
-        _redis_url(runtime), prefix=prefix, codec=runtime.codec, clock=runtime.clock
-    )
-
-
-def _redis_results(runtime: Runtime) -> BaseResultBackend:
-    from nuvom.result_backends.redis_backend import RedisResultBackend
-
-    settings = runtime.settings
-    return RedisResultBackend(
-        _redis_url(runtime),
-        prefix=settings.redis_prefix,
-        codec=runtime.codec,
-        clock=runtime.clock,
-        ttl_secs=settings.result_ttl_secs,
-    )
-
-
-QUEUE_BACKENDS: dict[str, QueueFactory] = {
-    "memory": _memory_queue,
-    "sqlite": _sqlite_queue,
-    "file": _file_queue,
-    "postgres": _postgres_queue,
-    "redis": _redis_queue,
-}
-RESULT_BACKENDS: dict[str, ResultFactory] = {
-    "memory": _memory_results,
-    "sqlite": _sqlite_results,
-    "file": _file_results,
-    "postgres": _postgres_results,
-    "redis": _redis_results,
-}
-
-
-def _unknown_backend(kind: str, name: str, known: dict[str, Any]) -> ConfigError:
-    variable = f"NUVOM_{kind.upper()}_BACKEND"
-    choices = ", ".join(sorted(known))
-    return ConfigError(
-        f"{variable}: unknown {kind} backend {name!r} (built in: {choices}; "
-        "a plugin can register more)",
-        variable=variable,
-    )
+T = TypeVar("T")
 
 
 class Runtime:
-    """Settings plus the objects built from them, each made on first use."""
+    """Settings plus the objects built from them, each made on first use.
+
+    Backends are built by the factory their name stands for (``nuvom.backends.names``);
+    what several of them share (an SQLite file, a PostgreSQL pool, the plugin manager)
+    is made once through ``shared`` and closed with the runtime.
+    """
 
     def __init__(
         self,
@@ -204,23 +49,18 @@ class Runtime:
         self.registry = registry if registry is not None else TaskRegistry()
         self.clock = clock
         self.codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
-        self.stores: dict[Any, Any] = {}  # SQLite files by path, PostgreSQL pools by DSN
         self.events = EventBus()
         self._queue = queue
         self._results = results
+        self._shared: dict[Any, Any] = {}
         self._lock = threading.RLock()
-        self.plugins: Any = None  # nuvom.plugins.loader.PluginManager, made when first needed
 
     @property
     def queue(self) -> BaseJobQueue:
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
-                    name = self.settings.queue_backend
-                    factory = QUEUE_BACKENDS.get(name)
-                    if factory is None:
-                        factory = self._plugin_backend("queue", name)
-                    self._queue = factory(self)
+                    self._queue = self._build("queue", self.settings.queue_backend)
         return self._queue
 
     @property
@@ -228,30 +68,38 @@ class Runtime:
         if self._results is None:
             with self._lock:
                 if self._results is None:
-                    name = self.settings.result_backend
-                    factory = RESULT_BACKENDS.get(name)
-                    if factory is None:
-                        factory = self._plugin_backend("result", name)
-                    self._results = factory(self)
+                    self._results = self._build("result", self.settings.result_backend)
         return self._results
 
-    def _plugin_backend(self, kind: str, name: str) -> Any:
-        """A name no built-in knows: load the plugins (they may register it), or raise ConfigError."""
-        from nuvom.plugins.loader import backend_factory
+    def _build(self, kind: str, name: str) -> Any:
+        factory = names.NAMES.factory(kind, name)
+        if factory is None:
+            # A name no engine has: the plugins may register it when they start.
+            from nuvom.plugins.loader import find_backend
 
-        return backend_factory(self, kind, name)
+            factory = find_backend(self, kind, name)
+        return factory(self)
+
+    def shared(self, key: Any, build: Callable[[], T]) -> T:
+        """The object kept under ``key`` for this runtime, built by ``build`` the first time.
+
+        Closed (``close()``) with the runtime, last made first.
+        """
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = build()
+            made: T = self._shared[key]
+            return made
 
     def close(self) -> None:
         with self._lock:
             for backend in (self._queue, self._results):
                 if backend is not None:
                     backend.close()
-            for store in self.stores.values():
-                store.close()
+            for kept in reversed(list(self._shared.values())):
+                kept.close()
             self._queue = self._results = None
-            self.stores.clear()
-            if self.plugins is not None:
-                self.plugins.stop()
+            self._shared.clear()
 
 
 _current: Runtime | None = None

@@ -28,9 +28,8 @@ from nuvom.job import Job, JobStatus
 from nuvom.records import Outcome, WorkerInfo
 
 if TYPE_CHECKING:
-    from nuvom.queue_backends.base import BaseJobQueue
+    from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
     from nuvom.registry import TaskRegistry
-    from nuvom.result_backends.base import BaseResultBackend
     from nuvom.runtime import Runtime
 
 log = logging.getLogger("nuvom.worker")
@@ -417,13 +416,11 @@ class Worker:
         self._wake.set()
 
     def _waker_loop(self) -> None:
-        listen = getattr(self.queue, "listen", None)
-        if listen is not None:
-            try:
-                listen(self.worker_id)
-            except NuvomError as exc:
-                log.warning("cannot listen for wake-ups (%s); polling only", exc)
-                return
+        try:
+            self.queue.listen(self.worker_id)
+        except NuvomError as exc:
+            log.warning("cannot listen for wake-ups (%s); polling only", exc)
+            return
         while not self._stopping.is_set():
             if self.queue.wait_for_jobs(WAKER_WAIT_SECS):
                 self._wake.set()

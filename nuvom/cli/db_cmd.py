@@ -15,37 +15,25 @@ from nuvom.cli.output import console, err_console
 from nuvom.errors import ConfigError
 
 if TYPE_CHECKING:
-    from nuvom.job import Job
-    from nuvom.queue_backends.base import BaseJobQueue
     from nuvom.runtime import Runtime
 
 MOVE_BATCH = 500  # jobs copied per destination transaction
-# The SQLite queue's waiting jobs in claim order (read-only; see sqlite_sql.py for the schema).
-SQLITE_WAITING_JOBS = """
-SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
-WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
-"""
-MOVABLE = ("sqlite", "postgres", "redis")
+MOVABLE = ("sqlite", "file", "postgres", "redis")  # engines another process can read
 
 
 def migrate_schema() -> None:
     """Create or upgrade nuvom's PostgreSQL schema (NUVOM_POSTGRES_DSN, NUVOM_POSTGRES_SCHEMA)."""
-    from nuvom.queue_backends.postgres_store import PostgresStore, redact
+    from nuvom.backends.postgres.store import PostgresStore, redact, require_dsn
     from nuvom.runtime import current
 
     settings = current().settings
-    if not settings.postgres_dsn:
-        raise ConfigError(
-            "NUVOM_POSTGRES_DSN: set it to the database to migrate "
-            "(e.g. postgresql://user@host:5432/dbname)",
-            variable="NUVOM_POSTGRES_DSN",
-        )
-    store = PostgresStore(settings.postgres_dsn, schema=settings.postgres_schema, migrate=False)
+    dsn = require_dsn(settings)
+    store = PostgresStore(dsn, schema=settings.postgres_schema, migrate=False)
     try:
         before, after = store.migrate()
     finally:
         store.close()
-    where = f"schema {settings.postgres_schema!r} on {redact(settings.postgres_dsn)}"
+    where = f"schema {settings.postgres_schema!r} on {redact(dsn)}"
     if before == after:
         console.print(f"{where} is up to date (version {after})", highlight=False)
     else:
@@ -64,34 +52,9 @@ def _runtime_for(name: str) -> Runtime:
     return Runtime(settings, registry=current().registry)
 
 
-def _waiting_jobs(queue: BaseJobQueue) -> list[Job]:
-    """Every waiting job of ``queue``, in claim order."""
-    from nuvom.queue_backends.sqlite_queue import SQLiteJobQueue
-
-    reader = getattr(queue, "waiting_jobs", None)
-    if reader is not None:
-        jobs: list[Job] = reader()
-        return jobs
-    if not isinstance(queue, SQLiteJobQueue):
-        raise ConfigError(f"the {queue.name!r} queue cannot list its waiting jobs")
-    waiting = []
-    for job_id, name, priority, due_at, attempts, payload in queue.store.read(SQLITE_WAITING_JOBS):
-        waiting.append(
-            queue.payloads.decode(
-                payload,
-                job_id=job_id,
-                queue=name,
-                priority=priority,
-                attempts=attempts,
-                due_at=due_at,
-            )
-        )
-    return waiting
-
-
 def move_waiting_jobs(source: Runtime, destination: Runtime) -> dict[str, Any]:
     """Move every waiting job; returns counts (moved, claimed_meanwhile)."""
-    jobs = _waiting_jobs(source.queue)
+    jobs = source.queue.waiting_jobs()
     moved = claimed = 0
     for start in range(0, len(jobs), MOVE_BATCH):
         batch = jobs[start : start + MOVE_BATCH]

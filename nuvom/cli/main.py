@@ -281,7 +281,8 @@ def db_migrate() -> None:
 @app.command("migrate-queue")
 def migrate_queue(
     source: Annotated[
-        str, typer.Option("--from", help="backend the jobs wait in now: sqlite, postgres, redis")
+        str,
+        typer.Option("--from", help="backend the jobs wait in now: sqlite, file, postgres, redis"),
     ],
     destination: Annotated[str, typer.Option("--to", help="backend to move them to")],
 ) -> None:

@@ -95,7 +95,7 @@ class _Entry:
 
 class {camel}Queue(BaseJobQueue):
     """A complete queue in one lock and one dict: replace them with your store, keeping
-    each method atomic (see nuvom.queue_backends.base for the contract)."""
+    each method atomic (nuvom.backends.contract documents each one)."""
 
     name = BACKEND_NAME
 
@@ -180,16 +180,6 @@ class {camel}Queue(BaseJobQueue):
                     entry.available_at = now + lease_secs
                     kept.append(job_id)
         return kept
-
-    def requeue_expired(self) -> int:
-        now = self.clock.time()
-        with self._lock:
-            expired = [
-                e for e in self._entries.values() if e.owner is not None and e.available_at <= now
-            ]
-            for entry in expired:
-                entry.owner = None
-            return len(expired)
 
     def qsize(self, queue: str | None = None) -> int:
         with self._lock:

@@ -7,21 +7,10 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from nuvom.backends.contract import ALL_QUEUES, QueueStats
 from nuvom.cli.output import OutputFormat, console, print_json
-from nuvom.queue_backends.base import ALL_QUEUES, QueueStats
 
 _COUNTS = ("pending", "scheduled", "running", "expired", "failed", "quarantined")
-
-
-def _failed_by_queue(results: Any) -> dict[str, int] | None:
-    """FAILED jobs per queue when the result backend can tell; else None."""
-    by_queue = getattr(results, "failed_by_queue", None)
-    if by_queue is not None:
-        return dict(by_queue())
-    counts = getattr(results, "status_counts", None)
-    if counts is not None:
-        return {ALL_QUEUES: int(counts().get("FAILED", 0))}
-    return None
 
 
 def collect_stats() -> dict[str, Any]:
@@ -31,7 +20,7 @@ def collect_stats() -> dict[str, Any]:
     runtime = current()
     queue, results = runtime.queue, runtime.results
     rows: dict[str, QueueStats] = {row.queue: row for row in queue.queue_stats()}
-    failed = _failed_by_queue(results)
+    failed = results.failed_by_queue()
     if failed is not None and ALL_QUEUES not in rows:
         for name in failed:
             if name != ALL_QUEUES:

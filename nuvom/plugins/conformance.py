@@ -15,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
 from nuvom.clock import FakeClock
 from nuvom.job import Job, JobStatus
-from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.records import ErrorInfo, Outcome
-from nuvom.result_backends.base import BaseResultBackend
 
 LEASE_SECS = 10.0  # every claim in these checks lasts this long; the FakeClock moves past it
 CLAIMERS = 4  # threads racing to claim the same jobs
@@ -112,7 +111,6 @@ def a_claimed_job_is_held_until_acked(case: QueueCase) -> None:
     expect(case.queue.qsize() == 0, "qsize counts a claimed job as waiting")
     case.queue.ack(job.id, worker_id=W1)
     case.queue.ack(job.id, worker_id=W1)  # idempotent
-    case.queue.requeue_expired()
     expect(case.pop(worker=W2) == [], "an acked job came back")
 
 
@@ -121,7 +119,6 @@ def an_expired_lease_is_claimed_again(case: QueueCase) -> None:
     case.queue.enqueue(job)
     case.pop(worker=W1)
     case.clock.advance(LEASE_SECS + 1)
-    case.queue.requeue_expired()
     again = case.pop(worker=W2)
     expect(_ids(again) == [job.id], "a job whose lease expired was not claimable again")
     expect(again[0].attempts == 2, f"attempts after a lost lease is {again[0].attempts}, not 2")
@@ -135,7 +132,6 @@ def heartbeat_keeps_the_lease(case: QueueCase) -> None:
     kept = case.queue.heartbeat([held.id, "no-such-job"], worker_id=W1, lease_secs=LEASE_SECS)
     expect(kept == [held.id], f"heartbeat returned {kept!r}, not just the held job")
     case.clock.advance(LEASE_SECS * 0.8)
-    case.queue.requeue_expired()
     reclaimed = _ids(case.pop(worker=W2))
     expect(held.id not in reclaimed, "a job whose lease was renewed was claimed by another worker")
     expect(other.id in reclaimed, "a job whose lease was not renewed was not claimable again")

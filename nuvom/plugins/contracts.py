@@ -121,9 +121,3 @@ def check_contract(plugin: object, spec: str) -> Plugin:
 def overrides(plugin: Plugin, method: str) -> bool:
     """True when the plugin's class defines ``method`` itself rather than inheriting the no-op."""
     return getattr(type(plugin), method, None) is not getattr(Plugin, method)
-
-
-def as_extras(extras: Extras | Mapping[str, Any] | None, role: str = "worker") -> Extras:
-    if isinstance(extras, Extras):
-        return extras
-    return Extras(role=role, **dict(extras or {}))

@@ -343,6 +343,10 @@ class PluginManager:
         except Exception:
             log.exception("plugin %s: update_runtime failed", record.name)
 
+    def close(self) -> None:
+        """The runtime closes: stop the plugins it started."""
+        self.stop()
+
     def stop(self) -> None:
         """Stop every started plugin, last started first. A failing stop is logged, not raised."""
         with self._lock:
@@ -369,32 +373,25 @@ class PluginManager:
 
 
 def manager_for(runtime: Runtime) -> PluginManager:
-    """The runtime's plugin manager, made on first use."""
-    with runtime._lock:
-        if runtime.plugins is None:
-            runtime.plugins = PluginManager(runtime.settings, runtime.events)
-        manager: PluginManager = runtime.plugins
-        return manager
+    """The runtime's plugin manager, made on first use (and stopped when the runtime closes)."""
+    return runtime.shared(PluginManager, lambda: PluginManager(runtime.settings, runtime.events))
 
 
-def backend_factory(runtime: Runtime, kind: str, name: str) -> Callable[[Runtime], Any]:
-    """The factory for a backend name no built-in knows: start the backend plugins and look again.
+def find_backend(runtime: Runtime, kind: str, name: str) -> Callable[[Runtime], Any]:
+    """The factory for a backend name no engine has: start the backend plugins and look again.
 
     Raises ``ConfigError`` naming the variable and, when one failed, the plugin
     that should have provided it and why.
     """
-    from nuvom import runtime as runtime_module
+    from nuvom.backends.names import NAMES
 
-    table: dict[str, Callable[[Runtime], Any]] = (
-        runtime_module.QUEUE_BACKENDS if kind == "queue" else runtime_module.RESULT_BACKENDS
-    )
     manager = manager_for(runtime)
     manager.start(Extras(role="producer", events=runtime.events), backends_only=True)
-    factory = table.get(name)
+    factory = NAMES.factory(kind, name)
     if factory is not None:
         manager.report_failures(logging.WARNING)  # they did not stop this process
         return factory
-    error = runtime_module._unknown_backend(kind, name, table)
+    error = NAMES.unknown(kind, name)
     reasons = [
         f"plugin {r.spec.spec} (from {r.spec.source}) failed: {r.error}"
         for r in manager.failures_for(f"{kind}_backend")

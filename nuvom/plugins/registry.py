@@ -1,7 +1,7 @@
 """Register plugin backends under a name, so ``NUVOM_QUEUE_BACKEND=<name>`` builds them.
 
-Names go into ``nuvom.runtime``'s ``QUEUE_BACKENDS`` / ``RESULT_BACKENDS``, the
-same tables the built-in backends are in, so workers and producers alike find them.
+Names go into ``nuvom.backends.names``, the table the built-in engines are in, so
+workers and producers alike find them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
+from nuvom.backends.names import NAMES
 from nuvom.errors import PluginError
-from nuvom.queue_backends.base import BaseJobQueue
-from nuvom.result_backends.base import BaseResultBackend
 
 if TYPE_CHECKING:
     from nuvom.runtime import Runtime
@@ -25,17 +25,7 @@ log = logging.getLogger("nuvom.plugins")
 #: Keyword arguments a backend class is given, when its ``__init__`` accepts them.
 INJECTED = ("settings", "clock", "codec", "runtime")
 
-_lock = threading.Lock()
 _capture = threading.local()
-_builtin: dict[str, frozenset[str]] = {}
-
-
-def _tables() -> dict[str, dict[str, Any]]:
-    from nuvom import runtime
-
-    for kind, table in (("queue", runtime.QUEUE_BACKENDS), ("result", runtime.RESULT_BACKENDS)):
-        _builtin.setdefault(kind, frozenset(table))
-    return {"queue": runtime.QUEUE_BACKENDS, "result": runtime.RESULT_BACKENDS}
 
 
 def _factory(kind: str, name: str, backend: Any) -> Callable[[Runtime], Any]:
@@ -103,17 +93,10 @@ def _register(kind: str, name: str, backend: Any, replace: bool) -> None:
     if not isinstance(name, str) or not name.strip():
         raise PluginError(f"a {kind} backend needs a non-empty name, got {name!r}")
     name = name.strip().lower()
-    factory = _factory(kind, name, backend)
-    with _lock:
-        table = _tables()[kind]
-        if name in _builtin[kind] and not replace:
-            raise PluginError(
-                f"{kind} backend {name!r} is built in; choose another name (or pass replace=True)"
-            )
-        existing = table.get(name)
-        if existing is not None and existing != factory and not replace:
-            log.warning("%s backend %r registered again; the newer one is used", kind, name)
-        table[name] = factory
+    try:
+        NAMES.register(kind, name, _factory(kind, name, backend), replace=replace)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from None
     captured = getattr(_capture, "names", None)
     if captured is not None:
         captured.append((kind, name))
@@ -138,9 +121,7 @@ def register_result_backend(name: str, backend: Any, *, replace: bool = False) -
 
 def unregister_backend(kind: str, name: str) -> None:
     """Forget a plugin backend (tests, ``nuvom plugin test``). Built-in names stay."""
-    with _lock:
-        if name not in _builtin.get(kind, frozenset()):
-            _tables()[kind].pop(name, None)
+    NAMES.unregister(kind, name)
 
 
 @contextmanager

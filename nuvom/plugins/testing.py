@@ -7,7 +7,6 @@ contract, start and stop it, and run the backend checks on every backend it regi
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,13 +103,11 @@ def _start_check_stop(report: PluginReport, plugin: Plugin, scratch: Path) -> No
 
 
 def _run_backend_checks(report: PluginReport, settings: Any, kind: str, name: str) -> None:
-    from nuvom import runtime as runtime_module
+    from nuvom.backends.names import NAMES
     from nuvom.runtime import Runtime
 
-    table: dict[str, Callable[[Runtime], Any]] = (
-        runtime_module.QUEUE_BACKENDS if kind == "queue" else runtime_module.RESULT_BACKENDS
-    )
-    factory = table[name]
+    factory = NAMES.factory(kind, name)
+    assert factory is not None, f"{kind} backend {name!r} was registered a moment ago"
 
     def build(clock: FakeClock) -> Any:
         return factory(Runtime(settings, clock=clock))

@@ -1,1 +1,4 @@
-"""Result backends: where outcomes, attempts and job history are kept."""
+"""The result backends' old import paths, kept for users and plugins written against them.
+
+The engines live in ``nuvom.backends``; each module here re-exports public names only.
+"""

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from nuvom.backends.file import store as file_store
 from nuvom.clock import FakeClock
 from nuvom.errors import BackendUnavailable
 from nuvom.job import Job, JobStatus
-from nuvom.queue_backends import file_store
 from nuvom.queue_backends.file_queue import FileJobQueue
 from nuvom.result_backends.file_backend import FileResultBackend
 

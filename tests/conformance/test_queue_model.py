@@ -174,14 +174,6 @@ class QueueMachine(RuleBasedStateMachine):
     def advance(self, secs: float) -> None:
         self.clock.advance(secs)
 
-    @rule()
-    def requeue_expired(self) -> None:
-        expired = self._expired()
-        # Memory and file queues already moved back those a claim saw; SQLite moves them here.
-        assert 0 <= self.queue.requeue_expired() <= len(expired)
-        for job in expired:
-            job.state, job.holder, job.orphaned = "waiting", None, False
-
     @precondition(lambda self: any(j.state != "gone" for j in self.jobs.values()))
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from nuvom.backends.postgres import sql as postgres_sql
 from nuvom.job import Job, JobStatus
 from nuvom.queue import enqueue_many
-from nuvom.queue_backends import postgres_sql
 
 from .helpers import TASKS, Project
 from .servers import ServerBackend, require_postgres, server_backend, unique_name

@@ -17,6 +17,7 @@ import pytest
 
 import nuvom
 from nuvom.job import Job
+from nuvom.plugins.loader import manager_for
 from nuvom.plugins.monitoring.prometheus import PrometheusPlugin
 from nuvom.queue import enqueue_many
 from nuvom.registry import TaskRegistry
@@ -37,9 +38,7 @@ def _enable_prometheus(folder: Path) -> None:
 
 
 def _exporter(worker: Worker) -> PrometheusPlugin | None:
-    manager = worker.runtime.plugins
-    if manager is None:
-        return None
+    manager = manager_for(worker.runtime)
     for record in list(manager.records):
         if isinstance(record.plugin, PrometheusPlugin) and record.plugin.port is not None:
             return record.plugin

@@ -12,10 +12,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nuvom.backends.file import store as file_store
+from nuvom.backends.file.queue import FORMAT_VERSION, FileJobQueue
 from nuvom.clock import FakeClock
 from nuvom.job import Job, JobStatus
-from nuvom.queue_backends import file_store
-from nuvom.queue_backends.file_queue import FORMAT_VERSION, FileJobQueue
 from nuvom.result_backends.file_backend import FileResultBackend
 
 PROPERTY = settings(

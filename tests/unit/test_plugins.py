@@ -16,10 +16,11 @@ import pytest
 
 import nuvom
 import nuvom.runtime
+from nuvom.backends.names import NAMES
 from nuvom.cli.output import OutputFormat
 from nuvom.errors import ConfigError, PluginError
 from nuvom.plugins.contracts import API_VERSION, Plugin
-from nuvom.plugins.loader import PluginManager, PluginSpec, import_plugin
+from nuvom.plugins.loader import PluginManager, PluginSpec, import_plugin, manager_for
 from nuvom.plugins.registry import register_queue_backend, register_result_backend
 from nuvom.registry import TaskRegistry
 from nuvom.result_backends.memory_backend import MemoryResultBackend
@@ -108,10 +109,10 @@ class NoStop(Plugin):
 
 
 @pytest.fixture(autouse=True)
-def clean_backend_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_backend_tables() -> Iterator[None]:
     """Plugin backends registered by a test vanish with it."""
-    monkeypatch.setattr(nuvom.runtime, "QUEUE_BACKENDS", dict(nuvom.runtime.QUEUE_BACKENDS))
-    monkeypatch.setattr(nuvom.runtime, "RESULT_BACKENDS", dict(nuvom.runtime.RESULT_BACKENDS))
+    with NAMES.kept():
+        yield
 
 
 @pytest.fixture
@@ -139,8 +140,9 @@ def calls(module: str) -> list[tuple[str, ...]]:
 
 
 def manager_of(runtime: nuvom.runtime.Runtime) -> PluginManager:
-    assert runtime.plugins is not None, "no plugin was loaded"
-    return runtime.plugins  # type: ignore[no-any-return]
+    manager = manager_for(runtime)
+    assert manager.records, "no plugin was loaded"
+    return manager
 
 
 def record_named(manager: PluginManager, name: str) -> dict[str, object]:
@@ -191,8 +193,7 @@ def test_a_second_worker_restarts_the_plugins_and_update_runtime_reaches_running
         lifecycle = ["{plugin_module}:Recorder"]
     """)
     runtime = nuvom.configure(queue_backend="memory", result_backend="memory")
-    manager = PluginManager(runtime.settings, runtime.events)
-    runtime.plugins = manager
+    manager = runtime.shared(PluginManager, lambda: PluginManager(runtime.settings, runtime.events))
     from nuvom.plugins.contracts import Extras
 
     manager.start(Extras(role="producer"))
@@ -469,7 +470,7 @@ def test_plugin_test_passes_a_good_backend_plugin_and_fails_a_bad_one(plugin_mod
     names = [step["name"] for step in good["steps"]]
     assert "result backend 'plugmem': outcomes_are_stored" in names
     assert names[-1] == "stop"
-    assert "plugmem" not in nuvom.runtime.RESULT_BACKENDS, "plugin test must clean up"
+    assert NAMES.factory("result", "plugmem") is None, "plugin test must clean up"
 
     assert run_plugin_test(f"{plugin_module}:Exploding", OutputFormat.table) == 1
     out = capsys.readouterr().out

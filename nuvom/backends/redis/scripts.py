@@ -10,7 +10,7 @@ Layout under prefix P:
   P:cursor            hash: stream -> last id handed to the group (for peeking in claim order)
   P:queues, P:jobs    sets of queue names and of every queued job id
   P:delayed           zset id -> due time (scheduled jobs and retry delays)
-  P:leases            zset id -> lease end (0 once requeued)
+  P:leases            zset id -> lease end
   P:waiting           hash: queue -> jobs waiting (due or scheduled)
   P:wake              capped stream idle workers block on (XREAD BLOCK)
 """
@@ -251,8 +251,12 @@ def claim_and_start(save_script: str) -> str:
             raise AssertionError(f"CLAIM script changed shape near {part!r}")
     body = body.replace(_CLAIM_QUEUES_FROM_6, _CLAIM_QUEUES_FROM_9)
     body = body.replace(_CLAIM_RETURN, "\n" + _START_CLAIMED)
-    save = f"local function save_records(ARGV)\n{save_script}\nend\n"
-    return _COMMON + save + body
+    return _COMMON + _saver(save_script) + body
+
+
+def _saver(save_script: str) -> str:
+    """The result backend's save script as a local function over its own argument list."""
+    return f"local function save_records(ARGV)\n{save_script}\nend\n"
 
 
 # ARGV: P, now, then per job: op ('ack' | 'nack'), id, owner ('' = any), retry_at
@@ -323,30 +327,31 @@ end
 return held
 """
 
-# ARGV: P, now.  Expired leases become waiting (lease score 0); claim takes them first.
-REQUEUE_EXPIRED = r"""
-local P = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', P .. ':leases', '(0', ARGV[2])
-for _, id in ipairs(ids) do
-  local job = P .. ':job:' .. id
-  redis.call('ZADD', P .. ':leases', 0, id)
-  redis.call('HSET', job, 'state', 'waiting', 'owner', '')
-  redis.call('HINCRBY', P .. ':waiting', redis.call('HGET', job, 'queue'), 1)
-end
-return #ids
+# ARGV: P, id.  Removes a waiting job; returns 1, or false when it is not waiting.
+_CANCEL = r"""
+local id = ARGV[2]
+local state = redis.call('HGET', P .. ':job:' .. id, 'state')
+if state ~= 'waiting' and state ~= 'delayed' then return false end
+forget(id)
+"""
+CANCEL = _COMMON + _CANCEL + "return 1\n"
+
+# With the cancel, record it CANCELLED through the result backend's save script.
+_RECORD_CANCELLED = r"""
+local now = ARGV[6]
+save_records({ARGV[3], ARGV[4], ARGV[5], id, now, '', '', '', '', '', '', 2,
+              'status', 'CANCELLED', 'finished_at', now})
+return 1
 """
 
-# ARGV: P, id.  Removes a waiting job; returns its queue, priority, payload, due or nil.
-CANCEL = (
-    _COMMON
-    + r"""
-local id = ARGV[2]
-local f = redis.call('HMGET', P .. ':job:' .. id, 'state', 'queue', 'priority', 'payload', 'due')
-if f[1] ~= 'waiting' and f[1] ~= 'delayed' then return false end
-forget(id)
-return {f[2], f[3], f[4], f[5]}
-"""
-)
+
+def cancel_and_record(save_script: str) -> str:
+    """CANCEL and, when it removed the job, its CANCELLED record, as one script.
+
+    ARGV: P, id, result prefix, result ttl, history cap, now. Returns 1, or false.
+    """
+    return _COMMON + _saver(save_script) + _CANCEL + _RECORD_CANCELLED
+
 
 # ARGV: P.  Removes every job; returns how many.
 CLEAR = r"""

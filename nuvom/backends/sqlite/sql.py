@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nuvom.backends.common import JOB_COLUMNS
+
 SCHEMA_VERSION = 1
 
 SCHEMA = (
@@ -135,10 +137,6 @@ UPDATE nuvom_queue SET lease_owner = NULL, available_at = ?, attempts = max(atte
 WHERE id = ? AND lease_owner = ?
 """
 HEARTBEAT = "UPDATE nuvom_queue SET available_at = ? WHERE id = ? AND lease_owner = ? RETURNING id"
-REQUEUE_EXPIRED = """
-UPDATE nuvom_queue SET lease_owner = NULL
-WHERE lease_owner IS NOT NULL AND available_at <= ?
-"""
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = ?"
 CLEAR = "DELETE FROM nuvom_queue"
@@ -152,7 +150,6 @@ SELECT queue,
     sum(lease_owner IS NOT NULL AND available_at <= :now)
 FROM nuvom_queue GROUP BY queue ORDER BY queue
 """
-DEAD_COUNT = "SELECT count(*) FROM nuvom_dead"
 DEAD_BY_QUEUE = "SELECT coalesce(queue, 'default'), count(*) FROM nuvom_dead GROUP BY 1"
 LEASE_OWNERS = """
 SELECT queue, lease_owner, count(*) FROM nuvom_queue
@@ -166,6 +163,11 @@ INSERT OR REPLACE INTO nuvom_dead (id, queue, payload, reason, quarantined_at)
 VALUES (?, ?, ?, ?, ?)
 """
 DELETE_QUEUED = "DELETE FROM nuvom_queue WHERE id = ?"
+# Waiting jobs in claim order, for moving them to another backend.
+WAITING_JOBS = """
+SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
+WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
+"""
 
 REGISTER_LISTENER = """
 INSERT OR REPLACE INTO nuvom_listeners (worker_id, port, seen_at) VALUES (?, ?, ?)
@@ -267,11 +269,7 @@ ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_ty
     error_message = excluded.error_message, traceback = NULL,
     finished_at = excluded.finished_at, updated_at = excluded.updated_at
 """
-_JOB_COLUMNS = """
-id, status, func_name, payload, queue, priority, result, has_result, error_type,
-error_message, traceback, attempts, max_retries, created_at, due_at, started_at, finished_at,
-updated_at, worker_id
-"""
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # A job still only in nuvom_queue, shaped like a nuvom_jobs row (the one "?" is now).
 # Its name, creation time and options are read from the payload.
 _QUEUED_STATUS = """

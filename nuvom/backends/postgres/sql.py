@@ -7,6 +7,8 @@ always bound as server-side parameters, never formatted into the text.
 
 from __future__ import annotations
 
+from nuvom.backends.common import JOB_COLUMNS
+
 # Each migration brings the schema from version N-1 to N, in one transaction.
 # Append new ones; never edit a released one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -176,23 +178,23 @@ UPDATE nuvom_queue SET available_at = %s
 WHERE id = ANY(%s) AND lease_owner = %s RETURNING id
 """
 # Counts come back as RETURNING rows: rowcount is not known inside a pipeline.
-REQUEUE_EXPIRED = """
-UPDATE nuvom_queue SET lease_owner = NULL
-WHERE lease_owner IS NOT NULL AND available_at <= %s RETURNING id
-"""
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = %s"
 CLEAR = "DELETE FROM nuvom_queue RETURNING id"
 CANCEL = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL RETURNING id"
 STATS = """
-SELECT
+SELECT queue,
     count(*) FILTER (WHERE lease_owner IS NULL AND available_at <= %(now)s),
     count(*) FILTER (WHERE lease_owner IS NULL AND available_at > %(now)s),
     count(*) FILTER (WHERE lease_owner IS NOT NULL AND available_at > %(now)s),
     count(*) FILTER (WHERE lease_owner IS NOT NULL AND available_at <= %(now)s)
-FROM nuvom_queue
+FROM nuvom_queue GROUP BY queue ORDER BY queue
 """
-DEAD_COUNT = "SELECT count(*) FROM nuvom_dead"
+LEASE_OWNERS = """
+SELECT queue, lease_owner, count(*) FROM nuvom_queue
+WHERE lease_owner IS NOT NULL AND available_at > %(now)s GROUP BY queue, lease_owner
+"""
+DEAD_BY_QUEUE = "SELECT coalesce(queue, 'default'), count(*) FROM nuvom_dead GROUP BY 1"
 QUARANTINE = """
 INSERT INTO nuvom_dead (id, queue, payload, reason, quarantined_at) VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET queue = excluded.queue, payload = excluded.payload,
@@ -277,11 +279,7 @@ ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_ty
     error_message = excluded.error_message, traceback = NULL,
     finished_at = excluded.finished_at, updated_at = excluded.updated_at
 """
-_JOB_COLUMNS = """
-id, status, func_name, payload, queue, priority, result, has_result, error_type,
-error_message, traceback, attempts, max_retries, created_at, due_at, started_at, finished_at,
-updated_at, worker_id
-"""
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 GET_JOB = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = %s"
 GET_STATUS = "SELECT status FROM nuvom_jobs WHERE id = %s"
 GET_ATTEMPTS = """
@@ -298,6 +296,9 @@ ORDER BY updated_at DESC LIMIT %s OFFSET %s
 GET_RESULT = "SELECT status, result, has_result FROM nuvom_jobs WHERE id = %s"
 GET_ERROR = "SELECT status, error_type, error_message FROM nuvom_jobs WHERE id = %s"
 STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"
+FAILED_BY_QUEUE = """
+SELECT coalesce(queue, 'default'), count(*) FROM nuvom_jobs WHERE status = 'FAILED' GROUP BY 1
+"""
 PRUNE = """
 DELETE FROM nuvom_jobs WHERE updated_at < %s AND status = ANY(%s) RETURNING id
 """

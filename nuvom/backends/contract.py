@@ -1,0 +1,503 @@
+"""The contract every storage engine keeps: where jobs wait, where their history is kept,
+and the steps that write both at once.
+
+``BaseJobQueue`` is the delivery contract (at least once, atomic claims under a lease,
+order by priority then due time then FIFO, undecodable records quarantined);
+``BaseResultBackend`` keeps outcomes and history; a ``JointWriter`` does the four steps
+that touch both (submit, claim, settle, cancel) in one atomic step each when both live
+in one store, and ``TwoStepWriter`` does them as two writes otherwise.
+``tests/conformance`` runs one suite against all five engines; ``nuvom plugin test``
+runs ``nuvom.plugins.conformance`` against a plugin's backends.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from nuvom.clock import SYSTEM_CLOCK, Clock
+from nuvom.errors import BackendError
+from nuvom.job import Job, JobStatus
+from nuvom.records import ErrorInfo, JobRecord, Outcome
+
+if TYPE_CHECKING:
+    from nuvom.records import WorkerInfo
+
+ALL_QUEUES = "*"  # the queue name of a stats row that covers every queue
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """What one queue holds now, for ``nuvom queue stats``.
+
+    ``expired`` jobs are claimed but their lease ran out: they are claimed again
+    on the next poll. ``lease_owners`` counts running jobs per worker id.
+    """
+
+    queue: str
+    pending: int = 0
+    scheduled: int = 0
+    running: int = 0
+    expired: int = 0
+    quarantined: int = 0
+    lease_owners: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def totals(rows: Sequence[QueueStats]) -> dict[str, int]:
+        """The flat counts ``BaseJobQueue.stats`` returns, summed over ``rows``."""
+        keys = ("pending", "scheduled", "running", "expired", "quarantined")
+        totals = {key: sum(getattr(row, key) for row in rows) for key in keys}
+        totals["waiting"] = totals["pending"] + totals["scheduled"]
+        return totals
+
+
+@dataclass(slots=True)
+class Claimed:
+    """What one claim took: the jobs, and ``(job id, reason)`` of each record it set aside."""
+
+    jobs: list[Job]
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+
+
+class BaseJobQueue(ABC):
+    """Where jobs wait. Subclasses implement the abstract methods; the rest has defaults.
+
+    Every method is safe to call from several threads at once. Backends marked
+    ``shared_across_processes`` also keep the contract across processes and hosts.
+    """
+
+    name: ClassVar[str] = "base"
+    #: True when producers and workers in different processes see the same jobs.
+    shared_across_processes: ClassVar[bool] = False
+    #: True when ``wait_for_jobs`` returns as soon as a job arrives (push), not by polling.
+    pushes_wakeups: ClassVar[bool] = False
+    #: True when the backend records workers (``list_workers`` means something).
+    records_workers: ClassVar[bool] = False
+
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+
+    # -- producing -------------------------------------------------------
+    @abstractmethod
+    def enqueue(self, job: Job) -> None:
+        """Store one job durably; it is claimable from ``job.due_at`` (or now when None).
+
+        Raises ``SerializationError`` for a payload that cannot be stored and
+        ``BackendUnavailable`` when the store cannot be reached; never drops silently.
+        Enqueueing an id that is already queued replaces that queued job.
+        """
+
+    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        """Store many jobs, atomically where the backend can (all or none).
+
+        The default loops over ``enqueue`` and is not atomic; built-in backends override it.
+        """
+        for job in jobs:
+            self.enqueue(job)
+
+    def check_jobs(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional hook
+        """Raise ``SerializationError`` for a job this queue could not store; write nothing.
+
+        The two-step submit calls it before recording the jobs, so a job the queue
+        refuses never leaves a record behind. Default: nothing to check.
+        """
+
+    # -- consuming -------------------------------------------------------
+    @abstractmethod
+    def pop_batch(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """Claim up to ``n`` due jobs for ``worker_id`` until now + ``lease_secs``.
+
+        Atomic: no job is held by two claimers at once. Jobs whose lease expired
+        are claimable again. Each claimed job's ``attempts`` goes up by one.
+        Returned in order: higher priority first, then earlier due time, then FIFO.
+        Undecodable records are quarantined (logged, never returned). Non-blocking.
+        """
+
+    def claim_batch(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> Claimed:
+        """``pop_batch``, plus ``(job id, reason)`` for each record it quarantined.
+
+        The default reports none; backends that quarantine override it, so the
+        result backend can record those jobs FAILED (else their waiters wait for ever).
+        """
+        return Claimed(self.pop_batch(n, worker_id=worker_id, lease_secs=lease_secs, queues=queues))
+
+    @abstractmethod
+    def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        """Remove a finished job. Idempotent; with ``worker_id`` only if that worker holds it."""
+
+    @abstractmethod
+    def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
+        """Give a claimed job back, claimable again from ``retry_at``. Attempts are kept."""
+
+    @abstractmethod
+    def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
+        """Extend the leases ``worker_id`` holds on ``job_ids``; return the ids still held."""
+
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Ack each outcome's job, or nack it at its ``retry_at`` when it will be retried.
+
+        Each acts only while the outcome's ``worker_id`` holds the job. One round
+        trip where the backend can; the default acks and nacks one by one.
+        """
+        for outcome in outcomes:
+            job_id, owner = outcome.job.id, outcome.worker_id
+            if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
+                self.nack(job_id, retry_at=outcome.retry_at, worker_id=owner)
+            else:
+                self.ack(job_id, worker_id=owner)
+
+    def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
+        """Give back claimed jobs that did not finish (shutdown): claimable now, attempt uncounted.
+
+        The default nacks each with ``retry_at`` = now (the attempt stays counted).
+        """
+        now = self.clock.time()
+        for job_id in job_ids:
+            self.nack(job_id, retry_at=now, worker_id=worker_id)
+
+    # -- inspecting and removing -------------------------------------------
+    @abstractmethod
+    def qsize(self, queue: str | None = None) -> int:
+        """Jobs waiting (due or scheduled), not counting claimed ones."""
+
+    @abstractmethod
+    def clear(self) -> int:
+        """Remove every job, claimed or not; return how many."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> bool:
+        """Remove a job that is waiting; False if it is claimed or unknown."""
+
+    def waiting_jobs(self) -> list[Job]:
+        """Every job not claimed now, in claim order (``nuvom migrate-queue`` moves them).
+
+        Undecodable records are skipped with a logged warning. Default: refuses.
+        """
+        raise BackendError(
+            f"the {self.name!r} queue cannot list its waiting jobs", backend=self.name
+        )
+
+    def stats(self) -> dict[str, int]:
+        """Flat counts for ``nuvom queue stats``; backends add what they know."""
+        return {"waiting": self.qsize()}
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Counts per queue (``nuvom queue stats``). Read-only; a snapshot, not a transaction.
+
+        The default is one row for all queues (``queue == "*"``) built from ``stats()``;
+        built-in backends override it with one row per queue and the lease owners.
+        """
+        counts = self.stats()
+        return [
+            QueueStats(
+                ALL_QUEUES,
+                pending=counts.get("pending", counts.get("waiting", 0)),
+                scheduled=counts.get("scheduled", 0),
+                running=counts.get("running", 0),
+                expired=counts.get("expired", 0),
+                quarantined=counts.get("quarantined", 0),
+            )
+        ]
+
+    # -- waking up -------------------------------------------------------
+    def listen(self, worker_id: str) -> None:  # noqa: B027 - optional hook
+        """Get ready to be woken when jobs arrive (the worker's waker thread calls it once).
+
+        Raises ``BackendError`` when the push channel cannot be opened; the worker then polls.
+        """
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds or until new jobs may be claimable.
+
+        True when woken by a push. The default only sleeps: polling backends are
+        polled by the worker with adaptive back-off.
+        """
+        time.sleep(timeout)
+        return False
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files. Idempotent."""
+
+    # -- worker registry (optional) ----------------------------------------
+    # Workers record themselves so ``nuvom workers`` can list them. A backend
+    # that keeps no registry leaves these as they are: workers run the same,
+    # and the listing says the backend does not record workers.
+
+    def register_worker(self, info: WorkerInfo) -> None:  # noqa: B027 - optional hook
+        """Record a worker that started (replacing any record with its id)."""
+
+    def heartbeat_worker(self, worker_id: str, *, inflight: int, at: float) -> None:  # noqa: B027
+        """Note that ``worker_id`` is alive at ``at`` holding ``inflight`` jobs."""
+
+    def unregister_worker(self, worker_id: str) -> None:  # noqa: B027 - optional hook
+        """Forget a worker that stopped cleanly. Idempotent."""
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Recorded workers, oldest first, live and lost (``WorkerInfo.is_lost``)."""
+        return []
+
+    # -- the steps that also write the result backend ----------------------
+    # nuvom calls these four; each goes through ``writer(self, results)``: one
+    # atomic step when the result backend shares this queue's store, else two writes.
+
+    def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
+        """Enqueue ``jobs`` and record them as PENDING/SCHEDULED (``JointWriter.submit``)."""
+        self._writer_for(results).submit(jobs)
+
+    def claim(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        results: BaseResultBackend,
+        queues: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """Claim jobs and record them RUNNING (``JointWriter.claim``)."""
+        return self._writer_for(results).claim(
+            n, worker_id=worker_id, lease_secs=lease_secs, queues=queues
+        )
+
+    def settle(self, outcomes: Sequence[Outcome], results: BaseResultBackend) -> None:
+        """Store outcomes, then ack finished jobs and nack retries (``JointWriter.settle``)."""
+        self._writer_for(results).settle(outcomes)
+
+    def cancel_job(self, job_id: str, results: BaseResultBackend) -> bool:
+        """Cancel a waiting job and record it CANCELLED; False if it is not waiting."""
+        return self._writer_for(results).cancel(job_id)
+
+    def _writer_for(self, results: BaseResultBackend) -> JointWriter:
+        # One result backend per queue in practice: keep its writer for the next call.
+        cached: tuple[BaseResultBackend, JointWriter] | None = getattr(self, "_paired", None)
+        if cached is not None and cached[0] is results:
+            return cached[1]
+        made = writer(self, results)
+        self._paired = (results, made)
+        return made
+
+
+class BaseResultBackend(ABC):
+    """Keeps what happened to each job. Methods are safe to call from several threads.
+
+    Only the four methods of nuvom's first releases are abstract, so a plugin that
+    writes just ``set_result/get_result/set_error/get_error`` works; the richer
+    methods have documented defaults that built-in backends override.
+    """
+
+    name: ClassVar[str] = "base"
+    shared_across_processes: ClassVar[bool] = False
+
+    @abstractmethod
+    def set_result(self, job_id: str, result: Any) -> None:
+        """Store a successful job's return value (``None`` included)."""
+
+    @abstractmethod
+    def get_result(self, job_id: str) -> Any:
+        """The stored return value, or ``None`` when there is none."""
+
+    @abstractmethod
+    def set_error(self, job_id: str, error: ErrorInfo | BaseException | str) -> None:
+        """Store why a job failed for good."""
+
+    @abstractmethod
+    def get_error(self, job_id: str) -> str | None:
+        """``"Type: message"`` of the failure, or ``None`` when the job did not fail."""
+
+    # -- richer methods, with defaults built on the four above ------------
+    def record_enqueued(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional hook
+        """Note jobs as PENDING or SCHEDULED. Default: nothing (history starts at the outcome)."""
+
+    def mark_running(  # noqa: B027 - optional hook
+        self, jobs: Sequence[Job], *, worker_id: str, started_at: float
+    ) -> None:
+        """Note that an attempt of each job started. Default: nothing."""
+
+    def mark_released(self, job_ids: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Note that running jobs went back to the queue unfinished (shutdown). Default: nothing."""
+
+    def mark_cancelled(self, job_id: str, *, at: float) -> None:
+        """Note a job as CANCELLED. Default: stored as its error."""
+        self.set_error(job_id, ErrorInfo("Cancelled", "job was cancelled"))
+
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Store the end of each attempt. Default: ``set_result``/``set_error`` per final one."""
+        for outcome in outcomes:
+            if outcome.status is JobStatus.SUCCESS:
+                self.set_result(outcome.job.id, outcome.result if outcome.store_result else None)
+            elif outcome.status is JobStatus.FAILED and outcome.error is not None:
+                self.set_error(outcome.job.id, outcome.error)
+
+    def get_full(self, job_id: str) -> JobRecord | None:
+        """Everything known about a job, or ``None``.
+
+        The default can only tell a failure from a non-``None`` result; a job
+        that returned ``None`` looks unfinished. Built-in backends know better.
+        """
+        error = self.get_error(job_id)
+        if error is not None:
+            kind, _, message = error.partition(": ")
+            status = JobStatus.CANCELLED if kind == "Cancelled" else JobStatus.FAILED
+            return JobRecord(id=job_id, status=status, error_type=kind, error_message=message)
+        result = self.get_result(job_id)
+        if result is None:
+            return None
+        return JobRecord(id=job_id, status=JobStatus.SUCCESS, result=result, has_result=True)
+
+    def get_status(self, job_id: str) -> JobStatus | None:
+        """A job's status alone, or ``None`` when unknown; built-ins read less than ``get_full``."""
+        record = self.get_full(job_id)
+        return None if record is None else record.status
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 20, offset: int = 0
+    ) -> list[JobRecord]:
+        """Most recently updated jobs first. Default: refuses, as four methods cannot list."""
+        raise BackendError(
+            f"the {self.name!r} result backend keeps no job history", backend=self.name
+        )
+
+    def status_counts(self) -> dict[str, int] | None:
+        """How many jobs are in each status; ``None`` when the backend keeps no history."""
+        return None
+
+    def failed_by_queue(self) -> dict[str, int] | None:
+        """FAILED jobs per queue name, for ``nuvom queue stats``; ``None`` when unknown.
+
+        The default puts them all under ``ALL_QUEUES`` from ``status_counts``.
+        """
+        counts = self.status_counts()
+        return None if counts is None else {ALL_QUEUES: int(counts.get("FAILED", 0))}
+
+    def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
+        """Delete finished jobs last updated before ``older_than``; return how many. Default: 0."""
+        return 0
+
+    def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
+        """A writer that commits each step on ``queue`` and here at once, or ``None``.
+
+        Built-in backends return one when ``queue`` lives in the same store (one
+        SQLite file, one PostgreSQL schema, one Redis, one process's memory).
+        ``None`` means the two-write default, ``TwoStepWriter``.
+        """
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files. Idempotent."""
+
+    @staticmethod
+    def describe_error(error: ErrorInfo | BaseException | str) -> ErrorInfo:
+        if isinstance(error, ErrorInfo):
+            return error
+        if isinstance(error, BaseException):
+            return ErrorInfo.from_exception(error)
+        kind, sep, message = error.partition(": ")
+        return ErrorInfo(kind, message) if sep else ErrorInfo("Error", error)
+
+
+class JointWriter(ABC):
+    """The four steps that change a queue and its result backend together.
+
+    A job's queue state and its record must tell the same story: waiting and
+    PENDING/SCHEDULED/RETRYING, claimed and RUNNING, gone and final. A joint
+    writer makes each step one atomic write (a transaction, a MULTI, a lock),
+    so no crash leaves them disagreeing; the two-step default can, between its
+    two writes, and then relies on at-least-once delivery to put it right.
+    """
+
+    @abstractmethod
+    def submit(self, jobs: Sequence[Job]) -> None:
+        """Enqueue ``jobs`` and record them PENDING (SCHEDULED when due later). All or none."""
+
+    @abstractmethod
+    def claim(
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+    ) -> list[Job]:
+        """``pop_batch`` and record each claimed job RUNNING with a new attempt (an earlier
+        attempt still RUNNING is marked LOST); record each quarantined job FAILED ``CorruptJob``."""
+
+    @abstractmethod
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Record each outcome, then ack a finished job or nack a retry at its ``retry_at``."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> bool:
+        """Remove a waiting job and record it CANCELLED; False (and nothing written) if it is
+        claimed, finished or unknown."""
+
+
+class TwoStepWriter(JointWriter):
+    """Each step as two writes, for a queue and a result backend in different stores.
+
+    The order of the two is the one whose crash in between is safe: records
+    before the queue on submit (no worker can finish a job before it is
+    recorded) and on settle (a crash re-runs the job rather than losing its
+    outcome); the claim before its record (a crash leaves the job to be
+    claimed again once its lease runs out).
+    """
+
+    def __init__(self, queue: BaseJobQueue, results: BaseResultBackend) -> None:
+        self.queue = queue
+        self.results = results
+
+    def submit(self, jobs: Sequence[Job]) -> None:
+        self.queue.check_jobs(jobs)
+        self.results.record_enqueued(jobs)
+        self.queue.enqueue_many(jobs)
+
+    def claim(
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+    ) -> list[Job]:
+        claimed = self.queue.claim_batch(
+            n, worker_id=worker_id, lease_secs=lease_secs, queues=queues
+        )
+        if claimed.jobs:
+            self.results.mark_running(
+                claimed.jobs, worker_id=worker_id, started_at=self.queue.clock.time()
+            )
+        for job_id, reason in claimed.quarantined:
+            self.results.set_error(job_id, ErrorInfo("CorruptJob", reason))
+        return claimed.jobs
+
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        self.results.save_outcomes(outcomes)
+        self.queue.ack_outcomes(outcomes)
+
+    def cancel(self, job_id: str) -> bool:
+        if not self.queue.cancel(job_id):
+            return False
+        self.results.mark_cancelled(job_id, at=self.queue.clock.time())
+        return True
+
+
+def writer(queue: BaseJobQueue, results: BaseResultBackend) -> JointWriter:
+    """The writer for this pair: the result backend's joint one if it has one, else two steps."""
+    return results.joint_writer(queue) or TwoStepWriter(queue, results)
+
+
+__all__ = [
+    "ALL_QUEUES",
+    "BaseJobQueue",
+    "BaseResultBackend",
+    "Claimed",
+    "JointWriter",
+    "QueueStats",
+    "TwoStepWriter",
+    "writer",
+]

@@ -1,0 +1,226 @@
+"""An in-process queue: fast, for tests and single-process use.
+
+At most once across crashes: jobs live in this process's memory and are gone
+when it exits. Within the process it keeps the full contract, leases included.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from nuvom.backends.common import Defaults, QuarantiningQueue
+from nuvom.backends.contract import Claimed, QueueStats
+from nuvom.job import Job
+from nuvom.records import JobPayloadCodec
+
+if TYPE_CHECKING:
+    from nuvom.clock import Clock
+    from nuvom.records import WorkerInfo
+    from nuvom.serialization import Codec
+
+
+class MemoryJobQueue(QuarantiningQueue):
+    name = "memory"
+    pushes_wakeups = True
+    records_workers = True
+
+    def __init__(self, *, clock: Clock | None = None, codec: Codec | None = None) -> None:
+        defaults = Defaults()
+        super().__init__(clock=defaults.clock(clock))
+        # Payloads are encoded only to check them, so a bad argument fails at
+        # enqueue here as it does on every backend that stores bytes.
+        self.payloads = JobPayloadCodec(defaults.codec(codec))
+        # Held while a step also changes the memory result backend (its joint writer).
+        self.lock = threading.RLock()
+        self._cond = threading.Condition(self.lock)
+        self._seq = itertools.count()
+        self._waiting: dict[str, tuple[int, Job]] = {}  # id -> (seq, job)
+        self._claimed: dict[str, Job] = {}
+        self._ready: list[tuple[int, float, int, str]] = []  # (-priority, due, seq, id)
+        self._scheduled: list[tuple[float, int, str]] = []  # (due, seq, id)
+        self._wakeups = 0
+        self._workers: dict[str, WorkerInfo] = {}
+
+    def _push(self, job: Job, seq: int | None = None) -> None:
+        seq = next(self._seq) if seq is None else seq
+        # A job with no due time is due when enqueued, so it orders after one
+        # that came due earlier (as SQLite stores it).
+        due = job.due_at if job.due_at is not None else self.clock.time()
+        stored = replace(job, due_at=due, lease_owner=None, lease_until=None)
+        self._waiting[job.id] = (seq, stored)
+        self._claimed.pop(job.id, None)
+        if due > self.clock.time():
+            heapq.heappush(self._scheduled, (due, seq, job.id))
+        else:
+            heapq.heappush(self._ready, (-job.priority, due, seq, job.id))
+
+    def enqueue(self, job: Job) -> None:
+        self.enqueue_many([job])
+
+    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        self.check_jobs(jobs)  # all checked before any is queued: all or nothing
+        with self._cond:
+            for job in jobs:
+                self._push(job)
+            self._wakeups += 1
+            self._cond.notify_all()
+
+    def _promote_due(self, now: float) -> None:
+        while self._scheduled and self._scheduled[0][0] <= now:
+            due, seq, job_id = heapq.heappop(self._scheduled)
+            entry = self._waiting.get(job_id)
+            if entry is not None and entry[0] == seq:
+                heapq.heappush(self._ready, (-entry[1].priority, due, seq, job_id))
+
+    def _reclaim_expired(self, now: float) -> None:
+        for job in [j for j in self._claimed.values() if (j.lease_until or 0) <= now]:
+            self._push(job)
+
+    def claim_batch(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> Claimed:
+        wanted = set(queues) if queues else None
+        claimed: list[Job] = []
+        with self._cond:
+            now = self.clock.time()
+            self._reclaim_expired(now)
+            self._promote_due(now)
+            skipped: list[tuple[int, float, int, str]] = []
+            while self._ready and len(claimed) < n:
+                entry = heapq.heappop(self._ready)
+                _, _, seq, job_id = entry
+                stored = self._waiting.get(job_id)
+                if stored is None or stored[0] != seq:
+                    continue  # cancelled, claimed or re-enqueued since
+                job = stored[1]
+                if wanted is not None and job.queue not in wanted:
+                    skipped.append(entry)
+                    continue
+                del self._waiting[job_id]
+                held = replace(
+                    job,
+                    attempts=job.attempts + 1,
+                    lease_owner=worker_id,
+                    lease_until=now + lease_secs,
+                )
+                self._claimed[job_id] = held
+                claimed.append(replace(held))
+            for entry in skipped:
+                heapq.heappush(self._ready, entry)
+        return Claimed(claimed)
+
+    def _held(self, job_id: str, worker_id: str | None) -> Job | None:
+        job = self._claimed.get(job_id)
+        if job is None or (worker_id is not None and job.lease_owner != worker_id):
+            return None
+        return job
+
+    def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        with self._cond:
+            if self._held(job_id, worker_id) is not None:
+                del self._claimed[job_id]
+
+    def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
+        with self._cond:
+            job = self._held(job_id, worker_id)
+            if job is not None:
+                self._push(replace(job, due_at=retry_at))
+                self._cond.notify_all()
+
+    def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
+        with self._cond:
+            for job_id in job_ids:
+                job = self._held(job_id, worker_id)
+                if job is not None:
+                    self._push(replace(job, attempts=max(0, job.attempts - 1)))
+            self._cond.notify_all()
+
+    def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
+        held: list[str] = []
+        with self._cond:
+            until = self.clock.time() + lease_secs
+            for job_id in job_ids:
+                job = self._held(job_id, worker_id)
+                if job is not None:
+                    job.lease_until = until
+                    held.append(job_id)
+        return held
+
+    def qsize(self, queue: str | None = None) -> int:
+        with self._cond:
+            return sum(1 for _, job in self._waiting.values() if queue in (None, job.queue))
+
+    def clear(self) -> int:
+        with self._cond:
+            count = len(self._waiting) + len(self._claimed)
+            self._waiting.clear()
+            self._claimed.clear()
+            self._ready.clear()
+            self._scheduled.clear()
+            return count
+
+    def cancel(self, job_id: str) -> bool:
+        with self._cond:
+            return self._waiting.pop(job_id, None) is not None
+
+    def waiting_jobs(self) -> list[Job]:
+        with self._cond:
+            waiting = sorted(
+                self._waiting.values(), key=lambda e: (-e[1].priority, e[1].due_at, e[0])
+            )
+            return [replace(job) for _, job in waiting]
+
+    def queue_stats(self) -> list[QueueStats]:
+        with self._cond:
+            now = self.clock.time()
+            rows: dict[str, QueueStats] = {}
+            for _, job in self._waiting.values():
+                row = rows.setdefault(job.queue, QueueStats(job.queue))
+                if (job.due_at or 0) > now:
+                    row.scheduled += 1
+                else:
+                    row.pending += 1
+            for job in self._claimed.values():
+                row = rows.setdefault(job.queue, QueueStats(job.queue))
+                if (job.lease_until or 0) <= now:
+                    row.expired += 1
+                else:
+                    row.running += 1
+                    owner = job.lease_owner or "?"
+                    row.lease_owners[owner] = row.lease_owners.get(owner, 0) + 1
+            return [rows[name] for name in sorted(rows)]
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        with self._cond:
+            seen = self._wakeups
+            self._cond.wait_for(lambda: self._wakeups != seen, timeout=timeout)
+            return self._wakeups != seen
+
+    # -- worker registry: this process's workers ----------------------------
+    def register_worker(self, info: WorkerInfo) -> None:
+        with self._cond:
+            self._workers[info.id] = replace(info)
+
+    def heartbeat_worker(self, worker_id: str, *, inflight: int, at: float) -> None:
+        with self._cond:
+            info = self._workers.get(worker_id)
+            if info is not None:
+                info.inflight, info.heartbeat_at = inflight, at
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._cond:
+            self._workers.pop(worker_id, None)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self._cond:
+            return sorted((replace(w) for w in self._workers.values()), key=lambda w: w.started_at)

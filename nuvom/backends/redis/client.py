@@ -1,0 +1,88 @@
+"""Connecting to Redis: clients with bounded timeouts, driver errors as nuvom errors.
+
+The queue and the result backend both use these, so a server that goes away
+surfaces the same way from either: ``BackendUnavailable`` within seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from nuvom.errors import BackendError, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from nuvom.config import Settings
+
+DEFAULT_PREFIX = "nuvom"
+SOCKET_TIMEOUT_SECS = 10.0  # a command that gets no answer in this long fails (never hangs)
+CONNECT_TIMEOUT_SECS = 5.0  # a TCP connect to Redis gives up after this long
+HEALTH_CHECK_SECS = 30  # an idle connection is pinged before reuse after this long
+INSTALL_HINT = 'the Redis backend needs redis-py: pip install "nuvom[redis]"'
+
+
+def import_redis() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise BackendError(INSTALL_HINT, backend="redis") from None
+    return redis
+
+
+def require_url(settings: Settings) -> str:
+    """``NUVOM_REDIS_URL``, or a ``ConfigError`` saying it is needed and what it looks like."""
+    if not settings.redis_url:
+        raise ConfigError(
+            "NUVOM_REDIS_URL: the redis backend needs it (e.g. redis://127.0.0.1:6379/0)",
+            variable="NUVOM_REDIS_URL",
+        )
+    return settings.redis_url
+
+
+def connect(url: str) -> Any:
+    """A client with bounded timeouts; it reconnects by itself after the server comes back."""
+    redis = import_redis()
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_SECS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECS,
+        health_check_interval=HEALTH_CHECK_SECS,
+    )
+
+
+@contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Driver errors as nuvom errors: unreachable -> ``BackendUnavailable``."""
+    redis = import_redis()
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        raise BackendUnavailable(
+            f"Redis at {redact(url)} is unavailable: {exc}", backend="redis"
+        ) from None
+    except redis.RedisError as exc:
+        raise BackendError(f"Redis error on {redact(url)}: {exc}", backend="redis") from None
+
+
+def in_transaction(pipe: Any, script: Any, args: Sequence[object]) -> None:
+    """Queue ``script`` on a MULTI pipeline as EVAL of its source.
+
+    Not EVALSHA: redis-py then asks ``SCRIPT EXISTS`` before every EXEC (a round
+    trip of its own), and a NOSCRIPT inside EXEC would apply only part of the
+    transaction. Redis caches the compiled script, so EVAL costs only the bytes.
+    """
+    pipe.eval(script.script, 0, *args)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

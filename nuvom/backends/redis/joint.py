@@ -1,0 +1,83 @@
+"""The Redis queue and results on one server: each step is one MULTI or one script.
+
+Submit and settle queue the result backend's save script and the queue's
+script in one MULTI; claim and cancel are single scripts that embed the save
+script, so their record changes happen in the same atomic step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nuvom.backends.contract import JointWriter
+from nuvom.backends.redis import scripts as lua
+from nuvom.backends.redis.client import in_transaction, translated
+from nuvom.backends.redis.queue import RedisJobQueue, stored_rows
+from nuvom.backends.redis.results import SAVE_SCRIPT, RedisResultBackend
+from nuvom.job import Job
+from nuvom.records import ErrorInfo, Outcome
+
+CLAIM_AND_START_ROW = 7  # the claim row, then 1 if the job had a record (now RUNNING), else 0
+
+
+class RedisJointWriter(JointWriter):
+    def __init__(self, queue: RedisJobQueue, results: RedisResultBackend) -> None:
+        self.queue = queue
+        self.results = results
+        client = queue.client
+        self._claim_and_start = client.register_script(lua.claim_and_start(SAVE_SCRIPT))
+        self._cancel_and_record = client.register_script(lua.cancel_and_record(SAVE_SCRIPT))
+
+    def _record_args(self) -> list[object]:
+        results = self.results
+        return [results.prefix, results.ttl_secs or 0, results.history_cap]
+
+    def submit(self, jobs: Sequence[Job]) -> None:
+        """Record and enqueue in one MULTI: no worker can finish a job before it is recorded."""
+        if not jobs:
+            return
+        args = self.queue.enqueue_args(jobs)
+        items = self.results.enqueued_items(jobs)
+        with translated(self.queue.url):
+            pipe = self.queue.client.pipeline(transaction=True)
+            self.results.save_in(pipe, items)
+            in_transaction(pipe, self.queue.script("ENQUEUE"), args)
+            pipe.execute()
+
+    def claim(
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+    ) -> list[Job]:
+        """Claim and mark running in one script: one round trip on the idle path."""
+        queue = self.queue
+        now = queue.clock.time()
+        until = now + lease_secs
+        args = [queue.prefix, repr(now), repr(until), worker_id, n, *self._record_args(),
+                *(queues or ())]  # fmt: skip
+        with translated(queue.url):
+            flat = self._claim_and_start(args=args)
+        rows = stored_rows(flat, CLAIM_AND_START_ROW)
+        flags = flat[CLAIM_AND_START_ROW - 1 :: CLAIM_AND_START_ROW]
+        recorded = {row.id for row, flag in zip(rows, flags, strict=True) if int(flag)}
+        claimed, corrupt = queue.decode_taken(rows, worker_id, until)
+        unrecorded = [job for job, _ in claimed if job.id not in recorded]
+        if unrecorded:
+            self.results.mark_running(unrecorded, worker_id=worker_id, started_at=now)
+        for row, reason in corrupt:
+            self.results.set_error(row.id, ErrorInfo("CorruptJob", reason))
+        return [job for job, _ in claimed]
+
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """The outcomes and every ack and nack in one MULTI."""
+        items = self.results.outcome_items(outcomes)
+        args = self.queue.settle_args(outcomes)
+        with translated(self.queue.url):
+            pipe = self.queue.client.pipeline(transaction=True)
+            self.results.save_in(pipe, items)
+            in_transaction(pipe, self.queue.script("SETTLE"), args)
+            pipe.execute()
+
+    def cancel(self, job_id: str) -> bool:
+        queue = self.queue
+        args = [queue.prefix, job_id, *self._record_args(), repr(queue.clock.time())]
+        with translated(queue.url):
+            return bool(self._cancel_and_record(args=args))

@@ -1,0 +1,260 @@
+"""The Redis queue: Streams with a consumer group per queue and priority, steps as Lua scripts.
+
+Claims read each stream with ``XREADGROUP`` (highest priority first, merged in
+due-time and FIFO order), expired leases move with ``XCLAIM``, acks are ``XACK``.
+Scheduled jobs and retry delays wait in a sorted set and move to their stream
+atomically when due. Idle workers block on ``XREAD`` of a wake-up stream.
+``joint.py`` runs these scripts in one MULTI with the result backend's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from nuvom.backends.common import (
+    Defaults,
+    QuarantiningQueue,
+    claimed_batch,
+    decode_claimed,
+    decode_waiting,
+)
+from nuvom.backends.contract import Claimed
+from nuvom.backends.redis import scripts as lua
+from nuvom.backends.redis.client import (
+    connect,
+    import_redis,
+    redact,
+    require_url,
+    text,
+    translated,
+)
+from nuvom.job import Job, JobStatus
+from nuvom.records import JobPayloadCodec, StoredJob
+
+if TYPE_CHECKING:
+    from nuvom.clock import Clock
+    from nuvom.records import Outcome
+    from nuvom.serialization import Codec
+
+log = logging.getLogger("nuvom.redis")
+
+WAKE_RETRY_MAX_SECS = 5.0  # longest pause before retrying a failed wake-up read
+CLAIM_ROW = (
+    6  # fields per job in the claim script's reply: id, queue, priority, due, attempts, payload
+)
+
+Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
+
+
+def stored_rows(flat: Sequence[Any], width: int = CLAIM_ROW) -> list[StoredJob]:
+    """The claim script's flat reply as rows, already in claim order."""
+    rows = []
+    for i in range(0, len(flat), width):
+        job_id, queue, priority, due, attempts, payload = flat[i : i + CLAIM_ROW]
+        rows.append(
+            StoredJob(text(job_id), text(queue), int(priority), float(due), int(attempts), payload)
+        )
+    return rows
+
+
+class RedisJobQueue(QuarantiningQueue):
+    name = "redis"
+    shared_across_processes = True
+    pushes_wakeups = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        defaults = Defaults()
+        super().__init__(clock=defaults.clock(clock))
+        self.url = url or require_url(defaults.settings)
+        self.prefix = prefix or defaults.settings.redis_prefix
+        self.client = connect(self.url)
+        self.payloads = JobPayloadCodec(defaults.codec(codec))
+        self._scripts = {
+            name: self.client.register_script(getattr(lua, name))
+            for name in ("ENQUEUE", "CLAIM", "SETTLE", "RELEASE", "HEARTBEAT", "CANCEL", "CLEAR",
+                         "STATS", "WAITING")
+        }  # fmt: skip
+        self._waker: Any = None
+        self._wake_lock = threading.Lock()
+        self._wake_last = "$"
+        self._wake_pause = 0.1
+        self._closed = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"RedisJobQueue({redact(self.url)!r}, prefix={self.prefix!r})"
+
+    def script(self, name: str) -> Any:
+        return self._scripts[name]
+
+    def run(self, script: str, *args: object) -> Any:
+        with translated(self.url):
+            return self._scripts[script](args=[self.prefix, *args])
+
+    # -- script arguments (the joint writer queues them in a MULTI) --------------
+    def enqueue_args(self, jobs: Sequence[Job]) -> list[object]:
+        now = self.clock.time()
+        args: list[object] = [self.prefix, repr(now)]
+        for job in jobs:  # every payload encoded before anything is written: all or nothing
+            due = job.due_at if job.due_at is not None else now
+            payload = self.payloads.encode(job)
+            args += [job.id, job.queue, job.priority, repr(due), job.attempts, payload]
+        return args
+
+    def settle_args(self, outcomes: Sequence[Outcome]) -> list[object]:
+        args: list[object] = [self.prefix, repr(self.clock.time())]
+        for outcome in outcomes:
+            retry = outcome.status is JobStatus.RETRYING and outcome.retry_at is not None
+            args += [
+                "nack" if retry else "ack",
+                outcome.job.id,
+                outcome.worker_id or "",
+                repr(outcome.retry_at) if retry else "0",
+            ]
+        return args
+
+    def decode_taken(self, rows: Sequence[StoredJob], worker_id: str, until: float) -> Taken:
+        """Claimed rows as jobs; an undecodable one is acked away (it is logged as quarantined)."""
+        claimed, corrupt = decode_claimed(
+            self.payloads, rows, worker_id=worker_id, lease_until=until
+        )
+        for row, _ in corrupt:
+            self.run("SETTLE", repr(self.clock.time()), "ack", row.id, "", "0")
+        return claimed, corrupt
+
+    # -- producing -------------------------------------------------------
+    def enqueue(self, job: Job) -> None:
+        self.enqueue_many([job])
+
+    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        if jobs:
+            args = self.enqueue_args(jobs)
+            with translated(self.url):
+                self._scripts["ENQUEUE"](args=args)
+
+    # -- wake-ups --------------------------------------------------------
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block on ``XREAD`` of the wake-up stream, or until a scheduled job comes due."""
+        if self._closed.is_set():
+            time.sleep(timeout)
+            return False
+        redis = import_redis()
+        try:
+            with self._wake_lock:
+                if self._waker is None:
+                    self._waker = connect(self.url)
+                waker = self._waker
+            due = waker.zrange(f"{self.prefix}:delayed", 0, 0, withscores=True)
+            if due:
+                until_due = due[0][1] - self.clock.time()
+                if until_due <= 0:
+                    return True
+                timeout = min(timeout, until_due)
+            block_ms = max(1, int(timeout * 1000))
+            got = waker.xread({f"{self.prefix}:wake": self._wake_last}, block=block_ms, count=100)
+            self._wake_pause = 0.1
+            if got:
+                self._wake_last = text(got[0][1][-1][0])
+                return True
+            if self._wake_last == "$":
+                self._wake_last = self._last_wake_id(waker)
+            return False
+        except redis.RedisError as exc:
+            if self._closed.is_set():
+                return False
+            pause = min(timeout, self._wake_pause)
+            log.warning("waiting for jobs on Redis failed (%s); retrying in %.1fs", exc, pause)
+            self._wake_pause = min(self._wake_pause * 2, WAKE_RETRY_MAX_SECS)
+            time.sleep(pause)
+            return True  # let the worker poll once
+
+    def _last_wake_id(self, client: Any) -> str:
+        """Follow from the newest wake-up, so none that arrives between two waits is missed."""
+        newest = client.xrevrange(f"{self.prefix}:wake", count=1)
+        return text(newest[0][0]) if newest else "0-0"
+
+    # -- consuming -------------------------------------------------------
+    def claim_batch(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        queues: Sequence[str] | None = None,
+    ) -> Claimed:
+        now = self.clock.time()
+        until = now + lease_secs
+        flat = self.run("CLAIM", repr(now), repr(until), worker_id, n, *(queues or ()))
+        return claimed_batch(*self.decode_taken(stored_rows(flat), worker_id, until))
+
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        with translated(self.url):
+            self._scripts["SETTLE"](args=self.settle_args(outcomes))
+
+    def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        self.run("SETTLE", repr(self.clock.time()), "ack", job_id, worker_id or "", "0")
+
+    def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
+        self.run("SETTLE", repr(self.clock.time()), "nack", job_id, worker_id or "", repr(retry_at))
+
+    def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
+        if job_ids:
+            self.run("RELEASE", worker_id, *job_ids)
+
+    def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
+        if not job_ids:
+            return []
+        until = self.clock.time() + lease_secs
+        return [text(i) for i in self.run("HEARTBEAT", worker_id, repr(until), *job_ids)]
+
+    # -- inspecting and removing -----------------------------------------
+    def qsize(self, queue: str | None = None) -> int:
+        key = f"{self.prefix}:waiting"
+        with translated(self.url):
+            if queue is None:
+                return sum(int(v) for v in self.client.hvals(key))
+            return int(self.client.hget(key, queue) or 0)
+
+    def clear(self) -> int:
+        return int(self.run("CLEAR"))
+
+    def cancel(self, job_id: str) -> bool:
+        return bool(self.run("CANCEL", job_id))
+
+    def waiting_jobs(self) -> list[Job]:
+        flat = self.run("WAITING")
+        rows = [flat[i : i + 7] for i in range(0, len(flat), 7)]
+        rows.sort(key=lambda r: (-int(r[2]), float(r[3]), int(r[6])))
+        return decode_waiting(self.payloads, stored_rows([v for r in rows for v in r[:6]]))
+
+    def stats(self) -> dict[str, int]:
+        pending, scheduled, running, expired = (
+            int(v) for v in self.run("STATS", repr(self.clock.time()))
+        )
+        return {
+            "pending": pending,
+            "scheduled": scheduled,
+            "running": running,
+            "expired": expired,
+            "waiting": pending + scheduled,
+        }
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._wake_lock:
+            waker, self._waker = self._waker, None
+        for client in (waker, self.client):
+            if client is not None:
+                with suppress(Exception):  # closing must not fail because the server went away
+                    client.close()

@@ -1,0 +1,403 @@
+"""Results and history in Redis: a hash per job, its attempts in a list, a capped history index.
+
+Finished jobs' hashes expire after ``NUVOM_RESULT_TTL_SECS`` (kept for ever when
+unset). ``history recent`` reads sorted sets of job ids by last update, one for
+all jobs and one per status, each capped at ``HISTORY_CAP`` entries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from nuvom.backends.common import Defaults, fill_call, result_blob, stored_result
+from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JointWriter
+from nuvom.backends.redis.client import (
+    connect,
+    in_transaction,
+    redact,
+    require_url,
+    text,
+    translated,
+)
+from nuvom.job import FINAL_STATUSES, Job, JobStatus
+from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, Outcome
+
+if TYPE_CHECKING:
+    from nuvom.clock import Clock
+    from nuvom.serialization import Codec
+
+HISTORY_CAP = 100_000  # job ids the history indexes keep; older ones drop off the end
+_DELETE = b"\x00"  # a field value meaning "remove this field"
+
+# ARGV: P, ttl (0 = none), cap, then per job:
+#   id, updated_at, op, a1..a5, nfields, field, value, ...
+# A field named "?x" is set only when x is absent. op: start | finish | release | "".
+_SAVE = r"""
+local P, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local FINAL = {SUCCESS = true, FAILED = true, CANCELLED = true}
+local i = 4
+while i <= #ARGV do
+  local id, updated, op = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local a1, a2, a3, a4, a5 = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local nfields = tonumber(ARGV[i + 8])
+  local key, akey = P .. ':r:' .. id, P .. ':a:' .. id
+  local old = redis.call('HGET', key, 'status')
+  local skip = false
+  if op == 'release' then
+    skip = old ~= 'RUNNING'
+    if not skip then
+      local last = redis.call('LINDEX', akey, -1)
+      if last and cjson.decode(last).status == 'RUNNING' then redis.call('RPOP', akey) end
+      local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
+      redis.call('HSET', key, 'attempts', math.max(attempts - 1, 0))
+    end
+  end
+  if not skip then
+    for f = 0, nfields - 1 do
+      local name, value = ARGV[i + 9 + 2 * f], ARGV[i + 10 + 2 * f]
+      if string.sub(name, 1, 1) == '?' then
+        redis.call('HSETNX', key, string.sub(name, 2), value)
+      elseif value == '\0' then
+        redis.call('HDEL', key, name)
+      else
+        redis.call('HSET', key, name, value)
+      end
+    end
+    redis.call('HSET', key, 'updated_at', updated)
+    if op == 'start' then
+      local n = redis.call('LLEN', akey)
+      for k = 0, n - 1 do
+        local a = cjson.decode(redis.call('LINDEX', akey, k))
+        if a.status == 'RUNNING' then
+          a.status = 'LOST'
+          redis.call('LSET', akey, k, cjson.encode(a))
+        end
+      end
+      redis.call('RPUSH', akey, cjson.encode({status = 'RUNNING', worker_id = a1, started_at = a2}))
+      redis.call('HINCRBY', key, 'attempts', 1)
+    elseif op == 'finish' then
+      local last = redis.call('LINDEX', akey, -1)
+      if last then
+        local a = cjson.decode(last)
+        a.status, a.finished_at, a.error_type, a.error_message, a.traceback = a1, a2, a3, a4, a5
+        redis.call('LSET', akey, -1, cjson.encode(a))
+      end
+    end
+    local new = redis.call('HGET', key, 'status')
+    if old and old ~= new then redis.call('ZREM', P .. ':h:' .. old, id) end
+    redis.call('ZADD', P .. ':h:' .. new, updated, id)
+    redis.call('ZADD', P .. ':h', updated, id)
+    if ttl > 0 and FINAL[new] then
+      redis.call('EXPIRE', key, ttl)
+      redis.call('EXPIRE', akey, ttl)
+    else
+      redis.call('PERSIST', key)
+      redis.call('PERSIST', akey)
+    end
+    if redis.call('ZCARD', P .. ':h') > cap then
+      redis.call('ZREMRANGEBYRANK', P .. ':h', 0, -(cap + 1))
+      redis.call('ZREMRANGEBYRANK', P .. ':h:' .. new, 0, -(cap + 1))
+    end
+  end
+  i = i + 9 + 2 * nfields
+end
+return 1
+"""
+
+SAVE_SCRIPT = _SAVE  # the joint writer's claim and cancel scripts embed it
+
+# ARGV: P, older_than, statuses...  Returns how many jobs were deleted.
+_PRUNE = r"""
+local P, older = ARGV[1], ARGV[2]
+local count = 0
+for s = 3, #ARGV do
+  local index = P .. ':h:' .. ARGV[s]
+  local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. older)
+  for _, id in ipairs(ids) do
+    redis.call('DEL', P .. ':r:' .. id, P .. ':a:' .. id)
+    redis.call('ZREM', index, id)
+    redis.call('ZREM', P .. ':h', id)
+    count = count + 1
+  end
+end
+return count
+"""
+
+Fields = list[tuple[str, Any]]
+Item = tuple[str, str, Sequence[Any], Fields]  # (job id, attempt op, op args, fields)
+
+
+def _num(value: float | int | None) -> Any:
+    return _DELETE if value is None else repr(value)
+
+
+class RedisResultBackend(BaseResultBackend):
+    name = "redis"
+    shared_across_processes = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        ttl_secs: int | None = None,
+        history_cap: int = HISTORY_CAP,
+    ) -> None:
+        defaults = Defaults()
+        self.url = url or require_url(defaults.settings)
+        self.prefix = prefix or defaults.settings.redis_prefix
+        self.client = connect(self.url)
+        self.codec = defaults.codec(codec)
+        self.payloads = JobPayloadCodec(self.codec)
+        self.clock = defaults.clock(clock)
+        self.ttl_secs = ttl_secs if ttl_secs is not None else defaults.settings.result_ttl_secs
+        self.history_cap = history_cap
+        self._save = self.client.register_script(_SAVE)
+        self._prune = self.client.register_script(_PRUNE)
+
+    def __repr__(self) -> str:
+        return f"RedisResultBackend({redact(self.url)!r}, prefix={self.prefix!r})"
+
+    def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
+        from nuvom.backends.redis.joint import RedisJointWriter
+        from nuvom.backends.redis.queue import RedisJobQueue
+
+        if isinstance(queue, RedisJobQueue) and queue.url == self.url:
+            return RedisJointWriter(queue, self)
+        return None
+
+    def _write(self, items: Sequence[Item]) -> None:
+        """Apply (id, op, op_args, fields) to each job in one script call."""
+        if not items:
+            return
+        with translated(self.url):
+            self._save(args=self._save_args(items))
+
+    def _save_args(self, items: Sequence[Item]) -> list[Any]:
+        now = repr(self.clock.time())
+        args: list[Any] = [self.prefix, self.ttl_secs or 0, self.history_cap]
+        for job_id, op, op_args, fields in items:
+            padded = [_DELETE if a is None else a for a in op_args] + [""] * (5 - len(op_args))
+            args += [job_id, now, op, *padded, len(fields)]
+            for name, value in fields:
+                args += [name, _DELETE if value is None else value]
+        return args
+
+    def save_in(self, pipe: Any, items: Sequence[Item]) -> None:
+        """Queue the writes on a MULTI pipeline the caller executes (the joint writer's)."""
+        if items:
+            in_transaction(pipe, self._save, self._save_args(items))
+
+    # -- the four seed methods --------------------------------------------
+    def set_result(self, job_id: str, result: Any) -> None:
+        blob = self.codec.dumps(result)
+        now = self.clock.time()
+        fields: Fields = [("status", "SUCCESS"), ("result", blob), ("has_result", "1"),
+                          ("error_type", None), ("error_message", None), ("traceback", None),
+                          ("finished_at", repr(now))]  # fmt: skip
+        self._write([(job_id, "", (), fields)])
+
+    def get_result(self, job_id: str) -> Any:
+        with translated(self.url):
+            has_result, blob = self.client.hmget(
+                f"{self.prefix}:r:{job_id}", "has_result", "result"
+            )
+        return stored_result(self.codec, blob) if has_result == b"1" else None
+
+    def set_error(self, job_id: str, error: ErrorInfo | BaseException | str) -> None:
+        info = self.describe_error(error)
+        fields: Fields = [("status", "FAILED"), ("error_type", info.type),
+                          ("error_message", info.message), ("traceback", None),
+                          ("finished_at", repr(self.clock.time()))]  # fmt: skip
+        self._write([(job_id, "", (), fields)])
+
+    def get_error(self, job_id: str) -> str | None:
+        with translated(self.url):
+            status, kind, message = self.client.hmget(
+                f"{self.prefix}:r:{job_id}", "status", "error_type", "error_message"
+            )
+        if status not in (b"FAILED", b"CANCELLED") or kind is None:
+            return None
+        return f"{text(kind)}: {text(message or b'')}"
+
+    # -- richer methods ---------------------------------------------------
+    def record_enqueued(self, jobs: Sequence[Job]) -> None:
+        self._write(self.enqueued_items(jobs))
+
+    def enqueued_items(self, jobs: Sequence[Job]) -> list[Item]:
+        now = self.clock.time()
+        items: list[Item] = []
+        for job in jobs:
+            scheduled = job.due_at is not None and job.due_at > now
+            fields: Fields = [
+                ("func_name", job.func_name), ("queue", job.queue),
+                ("priority", str(job.priority)),
+                ("status", "SCHEDULED" if scheduled else "PENDING"),
+                ("payload", self.payloads.encode(job)),
+                ("max_retries", None if job.max_retries is None else str(job.max_retries)),
+                ("created_at", repr(job.created_at)), ("due_at", _num(job.due_at)),
+                ("finished_at", None),
+            ]  # fmt: skip
+            items.append((job.id, "", (), fields))
+        return items
+
+    def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
+        items: list[Item] = []
+        for job in jobs:
+            fields: Fields = [
+                ("?func_name", job.func_name), ("?queue", job.queue),
+                ("?priority", str(job.priority)), ("?payload", self.payloads.encode(job)),
+                ("?created_at", repr(job.created_at)), ("status", "RUNNING"),
+                ("started_at", repr(started_at)), ("worker_id", worker_id),
+                ("finished_at", None),
+            ]  # fmt: skip
+            items.append((job.id, "start", (worker_id, repr(started_at)), fields))
+        self._write(items)
+
+    def mark_released(self, job_ids: Sequence[str]) -> None:
+        self._write([(job_id, "release", (), [("status", "PENDING")]) for job_id in job_ids])
+
+    def mark_cancelled(self, job_id: str, *, at: float) -> None:
+        self._write([(job_id, "", (), [("status", "CANCELLED"), ("finished_at", repr(at))])])
+
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        self._write(self.outcome_items(outcomes))
+
+    def outcome_items(self, outcomes: Sequence[Outcome]) -> list[Item]:
+        items: list[Item] = []
+        for outcome in outcomes:
+            job, error = outcome.job, outcome.error
+            retrying = outcome.status is JobStatus.RETRYING
+            blob = result_blob(self.codec, outcome)
+            fields: Fields = [
+                ("?func_name", job.func_name), ("?queue", job.queue),
+                ("?created_at", repr(job.created_at)),
+                ("status", outcome.status.value), ("result", blob),
+                ("has_result", "1" if blob is not None else "0"),
+                ("error_type", error.type if error else None),
+                ("error_message", error.message if error else None),
+                ("traceback", error.traceback if error else None),
+                ("finished_at", None if retrying else _num(outcome.finished_at)),
+                ("worker_id", outcome.worker_id),
+            ]  # fmt: skip
+            if retrying:
+                fields.append(("due_at", _num(outcome.retry_at)))
+            op_args = (
+                outcome.status.value,
+                _num(outcome.finished_at),
+                error.type if error else None,
+                error.message if error else None,
+                error.traceback if error else None,
+            )
+            items.append((job.id, "finish", op_args, fields))
+        return items
+
+    # -- reading -------------------------------------------------------------
+    def _record(self, job_id: str, raw: dict[bytes, bytes]) -> JobRecord:
+        h = {text(k): v for k, v in raw.items()}
+
+        def string(name: str) -> str | None:
+            value = h.get(name)
+            return None if value is None else text(value)
+
+        def number(name: str) -> float | None:
+            value = h.get(name)
+            return None if value is None else float(value)
+
+        has_result = h.get("has_result") == b"1"
+        record = JobRecord(
+            id=job_id,
+            status=JobStatus(string("status")),
+            func_name=string("func_name"),
+            queue=string("queue"),
+            priority=int(h.get("priority") or 0),
+            result=stored_result(self.codec, h.get("result")) if has_result else None,
+            has_result=has_result,
+            error_type=string("error_type"),
+            error_message=string("error_message"),
+            traceback=string("traceback"),
+            attempts=int(h.get("attempts") or 0),
+            max_retries=None if h.get("max_retries") is None else int(h["max_retries"]),
+            created_at=number("created_at"),
+            due_at=number("due_at"),
+            started_at=number("started_at"),
+            finished_at=number("finished_at"),
+            updated_at=number("updated_at"),
+            worker_id=string("worker_id"),
+        )
+        fill_call(record, h.get("payload"), self.payloads)
+        return record
+
+    @staticmethod
+    def _attempt(number: int, raw: bytes) -> AttemptRecord:
+        data = json.loads(raw)
+
+        def opt(name: str) -> Any:
+            value = data.get(name)
+            return None if value in (None, "", "\x00") else value
+
+        started, finished = opt("started_at"), opt("finished_at")
+        return AttemptRecord(
+            number,
+            data["status"],
+            None if started is None else float(started),
+            None if finished is None else float(finished),
+            opt("worker_id"),
+            opt("error_type"),
+            opt("error_message"),
+            opt("traceback"),
+        )
+
+    def get_full(self, job_id: str) -> JobRecord | None:
+        with translated(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(f"{self.prefix}:r:{job_id}")
+            pipe.lrange(f"{self.prefix}:a:{job_id}", 0, -1)
+            raw, attempts = pipe.execute()
+        if not raw or b"status" not in raw:
+            return None
+        record = self._record(job_id, raw)
+        record.history = [self._attempt(n, a) for n, a in enumerate(attempts, start=1)]
+        return record
+
+    def get_status(self, job_id: str) -> JobStatus | None:
+        with translated(self.url):
+            status = self.client.hget(f"{self.prefix}:r:{job_id}", "status")
+        return None if status is None else JobStatus(text(status))
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 20, offset: int = 0
+    ) -> list[JobRecord]:
+        index = f"{self.prefix}:h" if status is None else f"{self.prefix}:h:{status.value}"
+        records: list[JobRecord] = []
+        with translated(self.url):
+            ids = [text(i) for i in self.client.zrevrange(index, offset, offset + limit - 1)]
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(f"{self.prefix}:r:{job_id}")
+            rows = pipe.execute() if ids else []
+        for job_id, raw in zip(ids, rows, strict=True):
+            if raw and b"status" in raw:  # an expired result leaves its id behind briefly
+                records.append(self._record(job_id, raw))
+        return records
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {}
+        with translated(self.url):
+            for status in JobStatus:
+                count = int(self.client.zcard(f"{self.prefix}:h:{status.value}"))
+                if count:
+                    counts[status.value] = count
+        return counts
+
+    def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
+        chosen = [s.value for s in (statuses or FINAL_STATUSES) if s in FINAL_STATUSES]
+        with translated(self.url):
+            return int(self._prune(args=[self.prefix, repr(older_than), *chosen]))
+
+    def close(self) -> None:
+        self.client.close()

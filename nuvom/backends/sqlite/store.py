@@ -1,0 +1,209 @@
+"""One SQLite file, shared by the queue and the result backend when both point at it.
+
+WAL mode, ``busy_timeout``, one connection per thread, writes under
+``BEGIN IMMEDIATE``. Sharing the file lets a job's outcome and its ack commit
+in one transaction. All SQL for this store lives in ``sql.py`` beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nuvom.backends.sqlite import sql
+from nuvom.errors import BackendError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from nuvom.config import Settings
+
+log = logging.getLogger("nuvom.sqlite")
+
+LOCK_RETRY_SLEEP_SECS = 0.005  # first pause when SQLite reports busy past its own timeout
+LOCK_RETRY_MAX_SLEEP_SECS = 0.2
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SQLiteStore:
+    """Connections, schema and transactions for one database file.
+
+    ``write()`` yields a connection inside ``BEGIN IMMEDIATE`` and commits on
+    exit; SQLite's busy errors are retried until ``busy_timeout_secs`` passes,
+    then surface as ``BackendUnavailable``, never as "database is locked".
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "full",
+        busy_timeout_secs: float = 10.0,
+    ) -> None:
+        self.path = Path(path)
+        self.key = self.path.resolve()  # the file itself, however the path was spelt
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise BackendError(f"unknown SQLite synchronous mode {synchronous!r}", backend="sqlite")
+        self.busy_timeout_secs = busy_timeout_secs
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._ensure_schema()
+
+    @classmethod
+    def from_settings(
+        cls,
+        path: Path | str,
+        settings: Settings,
+        *,
+        synchronous: str | None = None,
+        busy_timeout_secs: float | None = None,
+    ) -> SQLiteStore:
+        """A store for ``path`` with the settings' durability and lock timeout, unless given."""
+        return cls(
+            path,
+            synchronous=synchronous or settings.sqlite_synchronous,
+            busy_timeout_secs=busy_timeout_secs or settings.sqlite_busy_timeout_secs,
+        )
+
+    def same_file(self, other: SQLiteStore) -> bool:
+        """True when ``other`` opens this database file: a transaction here covers its tables."""
+        return other is self or other.key == self.key
+
+    # -- connections -----------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(
+                f"cannot create {self.path.parent}: {exc.strerror or exc}", backend="sqlite"
+            ) from None
+        try:
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=self.busy_timeout_secs,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_secs * 1000)}")
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._explain(exc) from None
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _explain(self, exc: sqlite3.Error) -> BackendError:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            return BackendError(
+                f"{self.path} is not a SQLite database nuvom can use ({text}); "
+                "move it aside or point NUVOM_SQLITE_DB_PATH elsewhere",
+                backend="sqlite",
+            )
+        if "readonly" in text or "unable to open" in text or "read-only" in text:
+            return BackendError(
+                f"cannot write to {self.path} ({text}): check that {self.path.parent} "
+                "is writable, or point NUVOM_SQLITE_DB_PATH elsewhere",
+                backend="sqlite",
+            )
+        if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+            return BackendUnavailable(
+                f"{self.path} stayed locked for over {self.busy_timeout_secs:g}s", backend="sqlite"
+            )
+        return BackendError(f"SQLite error on {self.path}: {text}", backend="sqlite")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise BackendError(f"store {self.path} is closed", backend="sqlite")
+            conn = self._local.conn = self._open()
+        return conn
+
+    def _ensure_schema(self) -> None:
+        with self.write() as conn:
+            for statement in sql.SCHEMA:
+                conn.execute(statement)
+            row = conn.execute(sql.GET_SCHEMA_VERSION).fetchone()
+            if row is None:
+                conn.execute(sql.SET_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
+            elif int(row[0]) > sql.SCHEMA_VERSION:
+                raise BackendError(
+                    f"{self.path} was written by a newer nuvom (schema {row[0]}, "
+                    f"this one knows {sql.SCHEMA_VERSION}); upgrade nuvom",
+                    backend="sqlite",
+                )
+
+    # -- transactions ----------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; commits on success, rolls back on error."""
+        conn = self.conn
+        self._begin(conn)
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._explain(exc) from None
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + self.busy_timeout_secs
+        pause = LOCK_RETRY_SLEEP_SECS
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise self._explain(exc) from None
+                log.debug("SQLite busy on %s; retrying", self.path)
+                time.sleep(pause)
+                pause = min(pause * 2, LOCK_RETRY_MAX_SLEEP_SECS)
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from None
+
+    def read(self, query: str, params: tuple[object, ...] | list[object] = ()) -> list[sqlite3.Row]:
+        try:
+            return self.conn.execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits; cheap to poll."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed in its own thread
+                conn.close()
+        self._local = threading.local()
