@@ -298,6 +298,29 @@ def test_release_gives_the_job_back_at_once_without_counting_the_attempt(backend
     assert again.attempts == 1
 
 
+def test_a_released_or_retried_job_keeps_its_place_in_claim_order(backends, make_job):
+    """Given back, a job comes before those enqueued after it (a Redis stream is append-only:
+    appending it again put it last)."""
+    first = make_job()
+    backends.queue.enqueue(first)
+    backends.clock.advance(1)
+    later = make_job()
+    backends.queue.enqueue(later)
+    assert ids(pop(backends, n=1)) == [first.id]
+
+    backends.queue.release([first.id], worker_id=W1)
+    assert ids(pop(backends, worker=W2)) == [first.id, later.id]
+
+    retried = make_job()
+    backends.queue.enqueue(retried)
+    pop(backends, n=1, worker=W1)
+    newer = make_job()
+    backends.clock.advance(1)
+    backends.queue.enqueue(newer)
+    backends.queue.nack(retried.id, retry_at=backends.clock.time() - 0.5, worker_id=W1)
+    assert ids(pop(backends, worker=W2)) == [retried.id, newer.id]
+
+
 def test_queues_filter_claims_only_named_queues(backends, make_job):
     a1, b1, c1, a2 = (make_job(queue=q) for q in ("a", "b", "c", "a"))
     backends.queue.enqueue_many([a1, b1, c1, a2])

@@ -10,7 +10,7 @@ Layout under prefix P:
   P:cursor            hash: stream -> last id handed to the group (for peeking in claim order)
   P:queues, P:jobs    sets of queue names and of every queued job id
   P:delayed           zset id -> due time (scheduled jobs and retry delays)
-  P:leases            zset id -> lease end
+  P:leases            zset id -> lease end (0: released, waiting in its old place)
   P:waiting           hash: queue -> jobs waiting (due or scheduled)
   P:wake              capped stream idle workers block on (XREAD BLOCK)
 """
@@ -68,6 +68,15 @@ end
 
 local function wake()
   redis.call('XADD', P .. ':wake', 'MAXLEN', '~', 100, '*', 'n', 1)
+end
+
+-- A claimed job waits again in its old place in claim order (a stream is append-only, so
+-- appending it would put it behind newer jobs): its entry stays pending and its lease
+-- drops to 0, and the next claim takes it from the sorted side with XCLAIM.
+local function wait_in_place(id, queue)
+  redis.call('HSET', P .. ':job:' .. id, 'state', 'waiting', 'owner', '')
+  redis.call('ZADD', P .. ':leases', 0, id)
+  redis.call('HINCRBY', P .. ':waiting', queue, 1)
 end
 
 -- Take a job off the stream entry it sits on (acked and deleted), keeping its hash.
@@ -273,14 +282,14 @@ for i = 3, #ARGV, 4 do
   if op == 'ack' then
     if (owner == '' and f[1]) or held then forget(id) end
   elseif held then
-    unlink(id)
-    redis.call('HSET', job, 'due', retry_at, 'owner', '')
-    redis.call('HINCRBY', P .. ':waiting', f[3], 1)
+    redis.call('HSET', job, 'due', retry_at)
     if tonumber(retry_at) > now then
-      redis.call('HSET', job, 'state', 'delayed')
+      unlink(id)
+      redis.call('HSET', job, 'state', 'delayed', 'owner', '')
+      redis.call('HINCRBY', P .. ':waiting', f[3], 1)
       redis.call('ZADD', P .. ':delayed', retry_at, id)
     else
-      to_stream(id)
+      wait_in_place(id, f[3])
     end
     woke = true
   end
@@ -300,11 +309,8 @@ for i = 3, #ARGV do
   local job = P .. ':job:' .. id
   local f = redis.call('HMGET', job, 'state', 'owner', 'queue', 'attempts')
   if f[1] == 'claimed' and f[2] == owner then
-    unlink(id)
-    local attempts = math.max(tonumber(f[4]) - 1, 0)
-    redis.call('HSET', job, 'attempts', attempts)
-    redis.call('HINCRBY', P .. ':waiting', f[3], 1)
-    to_stream(id)
+    redis.call('HSET', job, 'attempts', math.max(tonumber(f[4]) - 1, 0))
+    wait_in_place(id, f[3])
   end
 end
 wake()
