@@ -16,20 +16,21 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nuvom.errors import ConfigError
+from nuvom.options import setting_default
 
 ENV_PREFIX = "NUVOM_"
 ENV_FILE = ".env"
 
 DEFAULT_LEASE_SECS = 30.0  # seconds a claim lasts without a heartbeat
-DEFAULT_JOB_TIMEOUT_SECS = 30.0  # seconds one attempt may run before its timeout policy applies
-DEFAULT_RETRY_DELAY_SECS = 5.0  # seconds a failed job waits in the queue before its next attempt
+DEFAULT_JOB_TIMEOUT_SECS: float = setting_default("timeout_secs")  # see nuvom.options
+DEFAULT_RETRY_DELAY_SECS: float = setting_default("retry_delay_secs")
 DEFAULT_SHUTDOWN_GRACE_SECS = 10.0  # seconds in-flight jobs get to finish on SIGINT/SIGTERM
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # largest encoded args+kwargs accepted at enqueue
 DEFAULT_SQLITE_BUSY_TIMEOUT_SECS = 10.0  # how long a writer waits for SQLite's lock before failing
 DEFAULT_PROMETHEUS_PORT = 9150  # TCP port of the Prometheus exporter plugin
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-TimeoutPolicy = Literal["fail", "retry", "ignore"]
+TimeoutPolicy = Literal["fail", "retry", "ignore"]  # nuvom.options.TIMEOUT_POLICIES
 WorkerPool = Literal["thread", "process", "async"]
 
 
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     worker_pool: WorkerPool = "thread"
     batch_size: int = Field(default=32, ge=1, le=10_000)
     job_timeout_secs: float = Field(default=DEFAULT_JOB_TIMEOUT_SECS, gt=0)
-    timeout_policy: TimeoutPolicy = "fail"
+    timeout_policy: TimeoutPolicy = setting_default("timeout_policy")
     retry_delay_secs: float = Field(default=DEFAULT_RETRY_DELAY_SECS, ge=0)
     lease_secs: float = Field(default=DEFAULT_LEASE_SECS, gt=0)
     shutdown_grace_secs: float = Field(default=DEFAULT_SHUTDOWN_GRACE_SECS, ge=0)

@@ -1,4 +1,4 @@
-"""Job lifecycle events: the seam monitoring plugins and the dashboard listen on.
+"""Job lifecycle events: the seam monitoring plugins listen on.
 
 The queue facade emits ``enqueued``; the worker emits ``started`` when a thread
 picks a job up and ``succeeded``/``failed``/``retried`` once the outcome is

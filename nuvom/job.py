@@ -1,7 +1,8 @@
-"""A job: one call of a task, as data that can be stored and sent anywhere.
+"""A job: one call of a task, as plain data that can be stored and sent anywhere.
 
 Options left ``None`` on a job are taken from its registered task when it runs,
-so hooks and policies work on every backend without being serialized.
+so hooks and policies work on every backend without being serialized. What
+``.delay()`` returns is a ``nuvom.handle.JobHandle`` around the job.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from nuvom.result_backends.base import BaseResultBackend
+from nuvom.options import DEFAULT_QUEUE, JOB_OVERRIDES, check_job_overrides, retries_left
 
-DEFAULT_QUEUE = "default"
+__all__ = ["DEFAULT_QUEUE", "FINAL_STATUSES", "Job", "JobStatus", "new_job_id"]
 
 
 class JobStatus(str, Enum):
@@ -60,7 +60,7 @@ class Job:
     attempts: int = 0
     created_at: float = field(default_factory=time.time)
     due_at: float | None = None
-    # Per-job overrides; None means "the task's option, read when the job runs".
+    # Per-job overrides (``nuvom.options``); None means "the task's option, read when it runs".
     max_retries: int | None = None
     retry_delay_secs: float | None = None
     timeout_secs: float | None = None
@@ -69,8 +69,6 @@ class Job:
     # Set while a worker holds the job; not part of what is enqueued.
     lease_owner: str | None = None
     lease_until: float | None = None
-    _results: BaseResultBackend | None = field(default=None, repr=False)
-    _task_retries: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.func_name, str) or not self.func_name:
@@ -79,36 +77,18 @@ class Job:
             raise TypeError("Job kwargs must be a dict")
         if not isinstance(self.args, tuple | list):
             raise TypeError("Job args must be a list or tuple")
+        check_job_overrides(self.overrides())
 
     @property
     def retries_left(self) -> int | None:
         """Retries still allowed after the current attempt; None if only the task knows."""
-        allowed = self.max_retries if self.max_retries is not None else self._task_retries
-        if allowed is None:
+        if self.max_retries is None:
             return None
-        return max(0, allowed - max(0, self.attempts - 1))
+        return retries_left(self.max_retries, self.attempts)
 
     def overrides(self) -> dict[str, Any]:
-        """The per-job options that were set, by name."""
-        names = (
-            "max_retries",
-            "retry_delay_secs",
-            "timeout_secs",
-            "timeout_policy",
-            "store_result",
-        )
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-
-    def get(self, timeout: float | None = None, *, poll_secs: float = 0.05) -> Any:
-        """Block until the job ends; return its result or raise its error.
-
-        Raises ``JobFailed`` (with the remote error type, message and traceback),
-        ``JobCancelled``, or ``ResultTimeout`` when ``timeout`` seconds pass first.
-        Works from any process that reaches the same result backend.
-        """
-        from nuvom.result_store import wait_for_result
-
-        return wait_for_result(self.id, timeout=timeout, poll_secs=poll_secs, backend=self._results)
+        """The per-job options that were set, by field name."""
+        return {name: value for name in JOB_OVERRIDES if (value := getattr(self, name)) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from nuvom.backends.contract import BaseJobQueue
 from nuvom.errors import TaskDefinitionError
+from nuvom.handle import JobHandle
 from nuvom.job import Job, JobStatus
 
 
@@ -39,29 +40,28 @@ def due_time(
     return None
 
 
-def submit(jobs: Sequence[Job]) -> list[Job]:
-    """Enqueue ``jobs`` in one transaction and record them; returns them, bound to the result store."""
+def submit(jobs: Sequence[Job], *, task_retries: int | None = None) -> list[JobHandle]:
+    """Enqueue ``jobs`` in one transaction and record them; a handle for each, in order."""
     from nuvom.runtime import current
 
     runtime = current()
     now = runtime.clock.time()
     for job in jobs:
         job.status = JobStatus.SCHEDULED if (job.due_at or 0) > now else JobStatus.PENDING
-        job._results = runtime.results
     runtime.queue.submit(jobs, runtime.results)
     if runtime.events.active:
         from nuvom.events import JobEvent
 
         for job in jobs:
             runtime.events.emit(JobEvent("enqueued", job, now))
-    return list(jobs)
+    return [JobHandle(job, runtime.results, task_retries=task_retries) for job in jobs]
 
 
-def enqueue(job: Job) -> Job:
+def enqueue(job: Job) -> JobHandle:
     """Enqueue one hand-built job. Raises ``SerializationError`` naming a bad argument."""
     return submit([job])[0]
 
 
-def enqueue_many(jobs: Sequence[Job]) -> list[Job]:
+def enqueue_many(jobs: Sequence[Job]) -> list[JobHandle]:
     """Enqueue many hand-built jobs in one transaction."""
     return submit(jobs)

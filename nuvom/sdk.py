@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nuvom.errors import JobNotFound, JobStateError
+from nuvom.handle import JobHandle
 from nuvom.job import Job, JobStatus
 from nuvom.records import JobRecord
 
@@ -19,7 +20,7 @@ def get_job(job_id: str) -> JobRecord:
     return record
 
 
-def retry_job(job_id: str) -> Job:
+def retry_job(job_id: str) -> JobHandle:
     """Enqueue a FAILED (or CANCELLED) job again under the same id.
 
     Its attempt history is kept and it gets its full retries again. Raises

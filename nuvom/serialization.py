@@ -276,6 +276,11 @@ class Codec:
         self._writer: Serializer = self._readers[writer]
         self.name = name
 
+    @property
+    def max_bytes(self) -> int | None:
+        """The largest encoded value ``dumps`` accepts (None: no limit)."""
+        return self._max_bytes
+
     def dumps(self, value: Any) -> bytes:
         try:
             data = self._writer.dumps(value)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import difflib
 import functools
 import inspect
 import sys
@@ -17,99 +16,47 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from nuvom.errors import TaskDefinitionError
-from nuvom.job import DEFAULT_QUEUE, Job
+from nuvom.job import Job
+from nuvom.options import OPTIONS, check_task_options
 
 if TYPE_CHECKING:
+    from nuvom.handle import JobHandle
     from nuvom.registry import TaskRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TIMEOUT_POLICIES = ("fail", "retry", "ignore")
-
-BeforeHook = Callable[[Job], Any]
-AfterHook = Callable[[Job, Any], Any]
-ErrorHook = Callable[[Job, BaseException], Any]
-
-
-def _check_number(option: str, value: float | None, *, minimum: float, strict: bool) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TaskDefinitionError(f"task option {option} must be a number, not {value!r}")
-    if value < minimum or (strict and value == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise TaskDefinitionError(f"task option {option} must be {bound}, not {value!r}")
-
-
-def _check_hook(option: str, hook: object) -> None:
-    if hook is not None and not callable(hook):
-        raise TaskDefinitionError(f"task option {option} must be callable, not {hook!r}")
+#: Everything ``@task(...)`` accepts besides the registration flags: ``name`` and the options.
+TASK_OPTIONS = ("name", *OPTIONS)
+#: The options ``nuvom list tasks`` shows (the hooks and description are listed apart).
+LISTED_OPTIONS = ("retries", "retry_delay_secs", "retry_backoff", "timeout_secs",
+                  "timeout_policy", "store_result", "queue", "priority", "tags")  # fmt: skip
 
 
 class Task(Generic[P, R]):
-    """A registered function plus the options its jobs run with."""
+    """A registered function plus the options its jobs run with.
 
-    def __init__(
-        self,
-        func: Callable[P, R],
-        *,
-        name: str | None = None,
-        retries: int = 0,
-        retry_delay_secs: float | None = None,
-        retry_backoff: bool = False,
-        timeout_secs: float | None = None,
-        timeout_policy: str | None = None,
-        store_result: bool = True,
-        tags: Sequence[str] = (),
-        description: str | None = None,
-        queue: str = DEFAULT_QUEUE,
-        priority: int = 0,
-        before_job: BeforeHook | None = None,
-        after_job: AfterHook | None = None,
-        on_error: ErrorHook | None = None,
-    ) -> None:
+    Each option (``nuvom.options``) reads as an attribute: ``task.retries``,
+    ``task.timeout_secs``, ``task.before_job``…
+    """
+
+    def __init__(self, func: Callable[P, R], *, name: str | None = None, **options: Any) -> None:
         if not callable(func):
             raise TaskDefinitionError(f"@task needs a function, not {func!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise TaskDefinitionError(f"task option retries must be an int >= 0, not {retries!r}")
-        _check_number("retry_delay_secs", retry_delay_secs, minimum=0, strict=False)
-        _check_number("timeout_secs", timeout_secs, minimum=0, strict=True)
-        if timeout_policy is not None and timeout_policy not in TIMEOUT_POLICIES:
-            raise TaskDefinitionError(
-                f"task option timeout_policy must be one of {', '.join(TIMEOUT_POLICIES)}, "
-                f"not {timeout_policy!r}"
-            )
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TaskDefinitionError(f"task option priority must be an int, not {priority!r}")
-        if not isinstance(queue, str) or not queue:
-            raise TaskDefinitionError(
-                f"task option queue must be a non-empty string, not {queue!r}"
-            )
-        if isinstance(tags, str):
-            raise TaskDefinitionError("task option tags must be a list of strings, not one string")
-        for option, hook in (
-            ("before_job", before_job),
-            ("after_job", after_job),
-            ("on_error", on_error),
-        ):
-            _check_hook(option, hook)
+        values = check_task_options(options)
+        values["tags"] = list(values["tags"])
+        if values["description"] is None:
+            values["description"] = inspect.getdoc(func)
         self.func = func
         self.name = name or func.__name__
-        self.retries = retries
-        self.retry_delay_secs = retry_delay_secs
-        self.retry_backoff = retry_backoff
-        self.timeout_secs = timeout_secs
-        self.timeout_policy = timeout_policy
-        self.store_result = store_result
-        self.tags = list(tags)
-        self.description = description if description is not None else inspect.getdoc(func)
-        self.queue = queue
-        self.priority = priority
-        self.before_job = before_job
-        self.after_job = after_job
-        self.on_error = on_error
+        self._options = values
         functools.update_wrapper(self, func)
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("_options")
+        if options is None or name not in options:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return options[name]
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -123,17 +70,7 @@ class Task(Generic[P, R]):
 
     def options(self) -> dict[str, Any]:
         """The literal options, as the CLI lists them."""
-        return {
-            "retries": self.retries,
-            "retry_delay_secs": self.retry_delay_secs,
-            "retry_backoff": self.retry_backoff,
-            "timeout_secs": self.timeout_secs,
-            "timeout_policy": self.timeout_policy,
-            "store_result": self.store_result,
-            "queue": self.queue,
-            "priority": self.priority,
-            "tags": self.tags,
-        }
+        return {name: self._options[name] for name in LISTED_OPTIONS}
 
     # -- enqueueing --------------------------------------------------------
     def _job(
@@ -145,7 +82,7 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         priority: int | None = None,
     ) -> Job:
-        job = Job(
+        return Job(
             self.name,
             args=tuple(args),
             kwargs=kwargs,
@@ -153,23 +90,22 @@ class Task(Generic[P, R]):
             priority=self.priority if priority is None else priority,
             due_at=due_at,
         )
-        job._task_retries = self.retries
-        return job
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Enqueue one call; returns its ``Job`` at once (``job.get()`` waits for the result)."""
+    def _submit(self, jobs: Sequence[Job]) -> list[JobHandle]:
         from nuvom.queue import submit
 
-        return submit([self._job(args, kwargs)])[0]
+        return submit(jobs, task_retries=self.retries)
 
-    def map(self, calls: Iterable[Any]) -> list[Job]:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        """Enqueue one call; returns its handle at once (``.get()`` waits for the result)."""
+        return self._submit([self._job(args, kwargs)])[0]
+
+    def map(self, calls: Iterable[Any]) -> list[JobHandle]:
         """Enqueue many calls in one transaction.
 
         Each item is a tuple/list of positional args, a dict of keyword args, or
         a single argument: ``add.map([(1, 2), (3, 4)])``.
         """
-        from nuvom.queue import submit
-
         jobs = []
         for item in calls:
             if isinstance(item, tuple | list):
@@ -178,7 +114,7 @@ class Task(Generic[P, R]):
                 jobs.append(self._job((), dict(item)))
             else:
                 jobs.append(self._job((item,), {}))
-        return submit(jobs)
+        return self._submit(jobs)
 
     def apply_async(
         self,
@@ -189,9 +125,9 @@ class Task(Generic[P, R]):
         in_: dt.timedelta | float | None = None,
         queue: str | None = None,
         priority: int | None = None,
-    ) -> Job:
+    ) -> JobHandle:
         """Enqueue with routing and scheduling: run ``at`` a time or ``in_`` seconds from now."""
-        from nuvom.queue import due_time, submit
+        from nuvom.queue import due_time
 
         job = self._job(
             args,
@@ -200,7 +136,7 @@ class Task(Generic[P, R]):
             queue=queue,
             priority=priority,
         )
-        return submit([job])[0]
+        return self._submit([job])[0]
 
     def schedule(
         self,
@@ -208,14 +144,9 @@ class Task(Generic[P, R]):
         at: dt.datetime | float | None = None,
         in_: dt.timedelta | float | None = None,
         **kwargs: Any,
-    ) -> Job:
+    ) -> JobHandle:
         """Enqueue one call to run later: ``report.schedule(7, in_=60)``."""
         return self.apply_async(args, kwargs, at=at, in_=in_)
-
-
-TASK_OPTIONS = tuple(
-    p for p in inspect.signature(Task.__init__).parameters if p not in ("self", "func")
-)
 
 
 @overload
@@ -226,22 +157,10 @@ def task(func: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     name: str | None = None,
-    retries: int = 0,
-    retry_delay_secs: float | None = None,
-    retry_backoff: bool = False,
-    timeout_secs: float | None = None,
-    timeout_policy: str | None = None,
-    store_result: bool = True,
-    tags: Sequence[str] = (),
-    description: str | None = None,
-    queue: str = DEFAULT_QUEUE,
-    priority: int = 0,
-    before_job: BeforeHook | None = None,
-    after_job: AfterHook | None = None,
-    on_error: ErrorHook | None = None,
     registry: TaskRegistry | None = None,
     force: bool = False,
     silent: bool = False,
+    **options: Any,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -260,11 +179,7 @@ def task(
     function under a taken name is an error unless ``force`` or ``silent``.
     """
 
-    unknown = sorted(set(options) - set(TASK_OPTIONS))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], TASK_OPTIONS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TaskDefinitionError(f"unknown task option {unknown[0]!r}{hint}")
+    check_task_options({k: v for k, v in options.items() if k != "name"})
 
     def decorate(fn: Callable[P, R]) -> Task[P, R]:
         made: Task[P, R] = Task(fn, **options)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue as queue_module
 import signal
 import socket
 import threading
@@ -21,10 +20,11 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from nuvom.errors import ConfigError, NuvomError
-from nuvom.events import JobEvent
-from nuvom.execution.pools import ExecutionPool, Running, ThreadPool
+from nuvom.execution.inflight import InFlight, Running
+from nuvom.execution.pools import ExecutionPool, ThreadPool
 from nuvom.execution.runner import JobRunner
-from nuvom.job import Job, JobStatus
+from nuvom.job import JobStatus
+from nuvom.options import run_defaults
 from nuvom.records import Outcome, WorkerInfo
 
 if TYPE_CHECKING:
@@ -115,36 +115,28 @@ class Worker:
         self.events = self.runtime.events
         self.runner = JobRunner(
             TaskLoader(self.registry, manifest_path=settings.manifest_path),
-            settings,
+            run_defaults(settings),
             self.runtime.codec,
             self.clock,
             self.worker_id,
         )
         self.stats = WorkerStats()
-
-        self._lock = threading.Lock()
-        self._inflight: dict[str, Running] = {}
-        self._outcomes: queue_module.SimpleQueue[Outcome] = queue_module.SimpleQueue()
+        self.held = InFlight(self.clock, self.events, self.worker_id)
         self._unsettled: list[Outcome] = []
-        self._wake = threading.Event()
-        self._watch = threading.Event()
-        self._stopping = threading.Event()
-        self._forced = threading.Event()
-        self.executor = _make_pool(self, pool, max_tasks_per_child, max_memory_per_child_mb)
+        self.executor = _make_pool(
+            pool, self.runner, self.held, self.concurrency, max_tasks_per_child,
+            max_memory_per_child_mb,
+        )  # fmt: skip
 
     # -- public ------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
         """Ask the worker to stop: finish or release in-flight jobs (``force``: release at once)."""
-        if force:
-            self._forced.set()
-        self._stopping.set()
-        self._wake.set()
-        self._watch.set()
+        self.held.stop(force=force)
 
     @property
     def inflight(self) -> int:
-        with self._lock:
-            return len(self._inflight)
+        """Jobs this worker holds now: running, or claimed and waiting for a free unit."""
+        return self.held.count()
 
     def run(self, burst: bool = False) -> WorkerStats:
         """Work until stopped, or until nothing is due and nothing runs when ``burst``."""
@@ -166,8 +158,7 @@ class Worker:
             self._dispatch(burst)
         finally:
             self._shutdown()
-            self._stopping.set()
-            self._watch.set()
+            self.held.stop()
             for helper in helpers:
                 helper.join(timeout=2)
             self._unregister()
@@ -183,36 +174,32 @@ class Worker:
 
     # -- dispatcher --------------------------------------------------------
     def _dispatch(self, burst: bool) -> None:
+        held = self.held
         pause = MIN_IDLE_POLL_SECS
         while True:
-            self._wake.clear()
+            held.wake.clear()
             settled = self._settle()
-            if self._stopping.is_set():
+            if held.stopping:
                 return
             claimed = self._claim()
             if claimed or settled:
                 pause = MIN_IDLE_POLL_SECS
                 continue
-            with self._lock:
-                idle = not self._inflight
-            if burst and idle and not self._unsettled:
+            holding = held.count()
+            if burst and not holding and not self._unsettled:
                 return
             # Busy: executors wake us when a job ends. Idle: poll with back-off
             # (a push backend's waker cuts the wait short when jobs arrive).
-            self._wake.wait(pause if idle or self._has_free_slot() else MAX_IDLE_POLL_SECS)
+            busy = holding >= self.concurrency
+            held.wake.wait(MAX_IDLE_POLL_SECS if busy else pause)
             pause = min(pause * 2, MAX_IDLE_POLL_SECS)
 
-    def _has_free_slot(self) -> bool:
-        with self._lock:
-            return len(self._inflight) < self.concurrency
-
     def _claim(self) -> int:
-        with self._lock:
-            held = len(self._inflight)
-        room = self.concurrency + self.prefetch - held
+        holding = self.held.count()
+        room = self.concurrency + self.prefetch - holding
         # Keep a buffer of claimed jobs ahead of the threads, refilled in
         # batches: one round trip per job would cap throughput at the threads' count.
-        if room <= 0 or (held >= self.concurrency and room < max(1, self.prefetch // 2)):
+        if room <= 0 or (holding >= self.concurrency and room < max(1, self.prefetch // 2)):
             return 0
         try:
             jobs = self.queue.claim(
@@ -224,22 +211,15 @@ class Worker:
             )
         except NuvomError as exc:
             log.error("claiming jobs failed: %s; retrying in %.1fs", exc, BACKEND_RETRY_SECS)
-            self._stopping.wait(BACKEND_RETRY_SECS)
+            self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
-        with self._lock:
-            for job in jobs:
-                self._inflight[job.id] = Running(job)
+        self.held.add(jobs)
         for job in jobs:
             self.executor.submit(job)
         return len(jobs)
 
     def _settle(self) -> int:
-        batch = self._unsettled
-        while True:
-            try:
-                batch.append(self._outcomes.get_nowait())
-            except queue_module.Empty:
-                break
+        batch = self.held.take_outcomes(self._unsettled)
         if not batch:
             return 0
         try:
@@ -248,12 +228,10 @@ class Worker:
             # Keep the outcomes and try again: dropping them would lose work.
             log.error("storing %d outcomes failed: %s; retrying", len(batch), exc)
             self._unsettled = batch
-            self._stopping.wait(BACKEND_RETRY_SECS)
+            self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
         self._unsettled = []
-        with self._lock:
-            for outcome in batch:
-                self._inflight.pop(outcome.job.id, None)
+        self.held.settled(batch)
         for outcome in batch:
             self.stats.count(outcome)
             log.debug("job %s %s: %s", outcome.job.id, outcome.job.func_name, outcome.status.value)
@@ -296,95 +274,37 @@ class Worker:
         thread.start()
         return thread
 
-    # -- called by the pool ----------------------------------------------------
-    def _begin(self, job: Job, executor: object, timeout_secs: float | None) -> Running | None:
-        """``job`` starts now on ``executor``; None when it must not (gone, or shutting down).
-
-        ``timeout_secs`` None leaves the deadline unset until ``_set_deadline``
-        (a child process reports the task's timeout once it has loaded it).
-        """
-        with self._lock:
-            running = self._inflight.get(job.id)
-            if running is None or self._stopping.is_set():
-                return None
-            running.started_at = self.clock.time()
-            running.executor = executor
-            if timeout_secs is not None:
-                running.deadline = time.monotonic() + timeout_secs
-        if timeout_secs is not None:
-            self._watch.set()
-        if self.events.active:
-            self.events.emit(JobEvent("started", job, self.clock.time(), self.worker_id))
-        return running
-
-    def _unbegin(self, running: Running) -> None:
-        """The pool could not start ``running`` after all; it waits again (and is released at shutdown)."""
-        with self._lock:
-            running.started_at = running.deadline = running.executor = None
-
-    def _set_deadline(self, running: Running, timeout_secs: float) -> None:
-        with self._lock:
-            running.deadline = time.monotonic() + timeout_secs
-        self._watch.set()
-
-    def _report(self, running: Running, outcome: Outcome) -> None:
-        """A job ended on the pool; its outcome is settled unless its timeout was reported."""
-        with self._lock:  # one outcome per attempt: this or the watchdog's, whichever is first
-            late = running.reported
-            running.reported = True
-        if late:
-            log.warning(
-                "job %s finished after its timeout was reported; result dropped", running.job.id
-            )
-            return
-        self._outcomes.put(outcome)
-        self._wake.set()
-
     # -- watchdog: leases and timeouts --------------------------------------
     def _watchdog_loop(self) -> None:
+        held = self.held
         beat_every = max(0.05, self.lease_secs / 3)
         next_beat = time.monotonic() + beat_every
-        while not self._stopping.is_set():
+        while not held.stopping:
             now = time.monotonic()
             if now >= next_beat:
                 self._heartbeat()
                 next_beat = now + beat_every
-            next_deadline = self._enforce_timeouts(now)
+            expired, next_deadline = held.past_deadline(now)
+            for running in expired:
+                self._time_out(running)
             wait_until = min(next_beat, next_deadline) if next_deadline else next_beat
-            self._watch.wait(max(0.0, wait_until - time.monotonic()))
-            self._watch.clear()
+            held.watch.wait(max(0.0, wait_until - time.monotonic()))
+            held.watch.clear()
 
     def _heartbeat(self) -> None:
-        with self._lock:
-            held = list(self._inflight)
+        ids = self.held.ids()
         try:
-            self.queue.heartbeat_worker(self.worker_id, inflight=len(held), at=self.clock.time())
+            self.queue.heartbeat_worker(self.worker_id, inflight=len(ids), at=self.clock.time())
         except NuvomError as exc:
             log.warning("worker heartbeat failed: %s", exc)
         try:
-            kept = self.queue.heartbeat(held, worker_id=self.worker_id, lease_secs=self.lease_secs)
+            kept = self.queue.heartbeat(ids, worker_id=self.worker_id, lease_secs=self.lease_secs)
         except NuvomError as exc:
             log.warning("lease heartbeat failed: %s", exc)
             return
-        lost = set(held) - set(kept)
+        lost = set(ids) - set(kept)
         if lost:
             log.warning("lost the lease on %d job(s): %s", len(lost), ", ".join(sorted(lost)))
-
-    def _enforce_timeouts(self, now: float) -> float | None:
-        """Report jobs past their deadline; return the next deadline to wake for."""
-        next_deadline: float | None = None
-        expired: list[Running] = []
-        with self._lock:
-            for running in self._inflight.values():
-                if running.deadline is None or running.reported:
-                    continue
-                if running.deadline > now:
-                    next_deadline = min(next_deadline or running.deadline, running.deadline)
-                    continue
-                expired.append(running)
-        for running in expired:
-            self._time_out(running)
-        return next_deadline
 
     def _time_out(self, running: Running) -> None:
         job = running.job
@@ -401,19 +321,15 @@ class Worker:
         # Report the timeout now; the pool stops what runs the job (a child
         # process, a coroutine) or, for a thread, cuts it loose and replaces it.
         outcome = self.runner.timed_out(job, running.started_at or self.clock.time(), opts)
-        with self._lock:
-            if running.reported:
-                return  # it finished just as its time ran out
-            running.reported = running.abandoned = True
+        if not self.held.time_out(running, outcome):
+            return  # it finished just as its time ran out
         log.warning(
             "job %s passed its %gs timeout; %s",
             job.id,
             opts.timeout_secs,
             self.executor.timeout_action,
         )
-        self._outcomes.put(outcome)
         self.executor.abandon(running)
-        self._wake.set()
 
     def _waker_loop(self) -> None:
         try:
@@ -421,25 +337,22 @@ class Worker:
         except NuvomError as exc:
             log.warning("cannot listen for wake-ups (%s); polling only", exc)
             return
-        while not self._stopping.is_set():
+        while not self.held.stopping:
             if self.queue.wait_for_jobs(WAKER_WAIT_SECS):
-                self._wake.set()
+                self.held.wake.set()
 
     # -- shutdown ------------------------------------------------------------
     def _shutdown(self) -> None:
+        held = self.held
         deadline = time.monotonic() + self.grace_secs
-        while not self._forced.is_set() and time.monotonic() < deadline:
+        while not held.forced and time.monotonic() < deadline:
             self._settle()
-            with self._lock:
-                running = [r for r in self._inflight.values() if r.started_at is not None]
-            if not running and not self._unsettled:
+            if not held.any_started() and not self._unsettled:
                 break
-            self._wake.wait(min(0.1, max(0.0, deadline - time.monotonic())))
-            self._wake.clear()
+            held.wake.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            held.wake.clear()
         self._settle()
-        with self._lock:
-            unfinished = [r.job.id for r in self._inflight.values() if not r.abandoned]
-            self._inflight.clear()
+        unfinished = held.release_all()
         if unfinished:
             try:
                 self.queue.release(unfinished, worker_id=self.worker_id)
@@ -452,7 +365,7 @@ class Worker:
                     len(unfinished),
                     exc,
                 )
-        self.executor.stop(force=self._forced.is_set())
+        self.executor.stop(force=held.forced)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -463,7 +376,7 @@ class Worker:
         def handle(signum: int, frame: FrameType | None) -> None:
             # Act before logging: a second signal can arrive while the first
             # handler is still writing its line, and must then find us stopping.
-            if self._stopping.is_set():
+            if self.held.stopping:
                 self.stats.forced = True
                 self.stop(force=True)
                 log.warning("second signal: releasing in-flight jobs and exiting now")
@@ -484,7 +397,12 @@ class Worker:
 
 
 def _make_pool(
-    worker: Worker, pool: str, max_tasks: int | None, max_memory_mb: float | None
+    pool: str,
+    runner: JobRunner,
+    held: InFlight,
+    concurrency: int,
+    max_tasks: int | None,
+    max_memory_mb: float | None,
 ) -> ExecutionPool:
     if pool != "process" and (max_tasks is not None or max_memory_mb is not None):
         raise ConfigError(
@@ -493,9 +411,11 @@ def _make_pool(
     if pool == "process":
         from nuvom.execution.process_pool import ProcessPool
 
-        return ProcessPool(worker, max_tasks_per_child=max_tasks, max_memory_mb=max_memory_mb)
+        return ProcessPool(
+            runner, held, concurrency, max_tasks_per_child=max_tasks, max_memory_mb=max_memory_mb
+        )
     if pool == "async":
         from nuvom.execution.async_pool import AsyncPool
 
-        return AsyncPool(worker)
-    return ThreadPool(worker)
+        return AsyncPool(runner, held, concurrency)
+    return ThreadPool(runner, held, concurrency)

@@ -1,1 +1,1 @@
-"""The ``nuvom`` command line (Typer + Rich). The only layer, with ``dashboard/``, that prints."""
+"""The ``nuvom`` command line (Typer + Rich): the only part of nuvom that prints."""

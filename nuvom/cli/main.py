@@ -41,7 +41,7 @@ JobId = Annotated[str, typer.Argument(help="the job id, as .delay() returned it"
 def _setup(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand in ("discover", "list"):
         return  # they read only NUVOM_MANIFEST_PATH, and build settings only when any are set
-    from nuvom.log import setup_cli_logging
+    from nuvom.cli.output import setup_cli_logging
     from nuvom.runtime import current
 
     setup_cli_logging(current().settings.log_level)

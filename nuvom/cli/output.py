@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 from enum import Enum
 from typing import Any
@@ -66,3 +67,18 @@ def print_error(message: str) -> None:
 def fail(message: str, code: int = 1) -> typer.Exit:
     print_error(message)
     return typer.Exit(code)
+
+
+def setup_cli_logging(level: str) -> None:
+    """A Rich handler on stderr at ``level``. Per-job lines are DEBUG, so INFO stays quiet."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger("nuvom")
+    for handler in list(root.handlers):
+        if isinstance(handler, RichHandler):
+            root.removeHandler(handler)
+    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False

@@ -46,6 +46,7 @@ def run_job_file(job_file: Path, fmt: OutputFormat) -> int:
     from nuvom.discovery.loader import TaskLoader
     from nuvom.execution.runner import JobRunner
     from nuvom.job import Job, JobStatus
+    from nuvom.options import run_defaults
     from nuvom.runtime import current
 
     data = _load(job_file)
@@ -55,7 +56,7 @@ def run_job_file(job_file: Path, fmt: OutputFormat) -> int:
     job.max_retries = 0  # one synchronous attempt: a retry would only repeat it here
     runner = JobRunner(
         TaskLoader(runtime.registry, manifest_path=runtime.settings.manifest_path),
-        runtime.settings,
+        run_defaults(runtime.settings),
         runtime.codec,
         runtime.clock,
         "runtestworker",

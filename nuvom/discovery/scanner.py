@@ -12,15 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nuvom.discovery.manifest import TaskEntry
+from nuvom.options import LITERAL_OPTIONS, TEXT_OPTIONS
 
 # Dotted paths that name the decorator once a module's imports are resolved.
 # ``nuvom.task`` is both the package attribute and the (callable) submodule.
 TASK_DECORATORS = frozenset({"nuvom.task", "nuvom.task.task"})
-LITERAL_OPTIONS = frozenset(
-    {"tags", "description", "retries", "retry_delay_secs", "retry_backoff", "timeout_secs",
-     "timeout_policy", "queue", "priority", "store_result"}
-)  # fmt: skip
-HOOK_OPTIONS = frozenset({"before_job", "after_job", "on_error"})  # listed by their source text
 # Statements whose bodies still run at import time (a decorator inside them registers a task).
 _IMPORT_TIME_BLOCKS = (ast.If, ast.Try, ast.With)
 
@@ -101,7 +97,7 @@ def _options(decorator: ast.expr) -> tuple[dict[str, Any], Any]:
             except ValueError:
                 value = None  # computed at import time; unknown until then
             options[key] = list(value) if isinstance(value, tuple | set | frozenset) else value
-        elif key in HOOK_OPTIONS:
+        elif key in TEXT_OPTIONS:  # hooks: listed by their source text
             options[key] = ast.unparse(keyword.value)
     return options, name
 

@@ -15,11 +15,12 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nuvom.execution.pools import ASYNC_CANCEL_GRACE_SECS, ExecutionPool, Running
+from nuvom.execution.inflight import InFlight, Running
+from nuvom.execution.pools import ExecutionPool
 from nuvom.job import Job
 
 if TYPE_CHECKING:
-    from nuvom.worker import Worker
+    from nuvom.execution.runner import JobRunner
 
 log = logging.getLogger("nuvom.worker")
 T = TypeVar("T")
@@ -28,14 +29,14 @@ LOOP_STOP_SECS = 5.0  # longest stop() waits for cancelled jobs to unwind and th
 
 
 class AsyncPool(ExecutionPool):
-    """Up to ``worker.concurrency`` jobs at once on one event loop."""
+    """Up to ``concurrency`` jobs at once on one event loop."""
 
     name = "async"
     unit = "concurrent jobs"
     timeout_action = "it is cancelled"
 
-    def __init__(self, worker: Worker) -> None:
-        super().__init__(worker)
+    def __init__(self, runner: JobRunner, inflight: InFlight, concurrency: int) -> None:
+        super().__init__(runner, inflight, concurrency)
         # Made in start(), closed by stop(): a worker that never runs leaves no loop open.
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -54,7 +55,7 @@ class AsyncPool(ExecutionPool):
 
         def run_loop() -> None:
             asyncio.set_event_loop(self._loop)
-            self._slots = asyncio.Semaphore(self.worker.concurrency)
+            self._slots = asyncio.Semaphore(self.concurrency)
             self._loop.call_soon(ready.set)
             self._loop.run_forever()
 
@@ -107,29 +108,25 @@ class AsyncPool(ExecutionPool):
 
     async def _run(self, job: Job) -> None:
         assert self._slots is not None
-        worker = self.worker
-        runner = worker.runner
+        runner, inflight = self.runner, self.inflight
         async with self._slots:
-            if worker.registry.find(job.func_name) is None:
+            if runner.loader.registry.find(job.func_name) is None:
                 # Importing the task's module may be slow: not on the loop.
-                with contextlib.suppress(Exception):  # a missing task is reported by the runner
-                    await self._in_thread(runner.loader.get, job.func_name)
-            task = worker.registry.find(job.func_name)
-            is_async = task is not None and task.is_async
-            timeout = runner.options_for(job).timeout_secs
-            # An async job cancels itself at its timeout; the watchdog is the backstop.
-            grace = ASYNC_CANCEL_GRACE_SECS if is_async else 0.0
-            running = worker._begin(job, asyncio.current_task(), timeout + grace)
+                timeout = await self._in_thread(runner.watchdog_timeout, job)
+            else:
+                timeout = runner.watchdog_timeout(job)
+            task = runner.loader.registry.find(job.func_name)
+            running = inflight.begin(job, asyncio.current_task(), timeout)
             if running is None:
                 return
             try:
-                if is_async:
+                if task is not None and task.is_async:
                     outcome = await runner.run_async(job)
                 else:
                     outcome = await self._in_thread(runner.run, job)
             except asyncio.CancelledError:
                 return  # timed out past the backstop, or released at shutdown
-            worker._report(running, outcome)
+            inflight.report(running, outcome)
 
     def _cut_loose(self, running: Running) -> None:
         task = running.executor

@@ -13,16 +13,14 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from nuvom.config import Settings
     from nuvom.records import Outcome
 
 log = logging.getLogger("nuvom.worker")
@@ -30,28 +28,13 @@ log = logging.getLogger("nuvom.worker")
 WIRE = Codec("msgpack")  # the pipe's envelope; payloads inside keep their own codec byte
 
 # Parent -> child
-RUN = "run"  # [RUN, job_id, queue, priority, attempts, due_at, payload]
+RUN = "run"  # [RUN, job_id, queue, priority, due_at, attempts, payload]: a StoredJob
 STOP = "stop"  # [STOP]
 # Child -> parent
 READY = "ready"  # [READY, pid]
 START = "start"  # [START, job_id, options dict, is_async]
 DONE = "done"  # [DONE, job_id, status, result_blob, error, started_at, finished_at, retry_at,
 #                 store_result, rss_bytes]
-
-
-@dataclass(frozen=True)
-class ChildSettings:
-    """What a child runs jobs with, as its parent validated it.
-
-    Not ``Settings``: importing pydantic-settings would double a child's start-up time.
-    """
-
-    log_level: str
-    serialization_backend: str
-    max_payload_bytes: int
-    job_timeout_secs: float
-    timeout_policy: str
-    retry_delay_secs: float
 
 
 def current_rss_bytes() -> int | None:
@@ -125,7 +108,12 @@ def _outcome_message(outcome: Outcome, measure_rss: bool) -> list[Any]:
 
 
 def child_main(conn: Connection, config: dict[str, Any]) -> None:
-    """Entry point of a spawned child. ``config``: plain data only (settings, modules, ids)."""
+    """Entry point of a spawned child. ``config``: plain data only (settings, modules, ids).
+
+    The settings come as the parent read them (its log level, serializer, payload
+    limit and option defaults): a child never imports pydantic-settings, which
+    would double its start-up time.
+    """
     _ignore_interrupts()
     _exit_with_parent()
     from dataclasses import asdict
@@ -133,12 +121,11 @@ def child_main(conn: Connection, config: dict[str, Any]) -> None:
     from nuvom.clock import SYSTEM_CLOCK
     from nuvom.discovery.loader import TaskLoader
     from nuvom.execution.runner import JobRunner
-    from nuvom.records import JobPayloadCodec, Outcome
+    from nuvom.records import JobPayloadCodec, Outcome, StoredJob
     from nuvom.runtime import current_registry
 
-    settings = ChildSettings(**config["settings"])
-    _log_to_stderr(settings.log_level)
-    codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
+    _log_to_stderr(config["log_level"])
+    codec = Codec(config["serializer"], max_bytes=config["max_payload_bytes"])
     payloads = JobPayloadCodec(codec)
     registry = current_registry()
     for module in config["modules"]:
@@ -147,8 +134,7 @@ def child_main(conn: Connection, config: dict[str, Any]) -> None:
         except Exception:
             log.exception("child %d cannot import task module %s", os.getpid(), module)
     loader = TaskLoader(registry, manifest_path=config["manifest_path"])
-    # The runner reads only the fields ChildSettings has.
-    runner = JobRunner(loader, cast("Settings", settings), codec, SYSTEM_CLOCK, config["worker_id"])
+    runner = JobRunner(loader, config["defaults"], codec, SYSTEM_CLOCK, config["worker_id"])
     measure_rss = bool(config.get("measure_rss"))
     conn.send_bytes(WIRE.dumps([READY, os.getpid()]))
     while True:
@@ -158,22 +144,15 @@ def child_main(conn: Connection, config: dict[str, Any]) -> None:
             return  # the parent is gone
         if message[0] != RUN:
             return
-        _, job_id, queue, priority, attempts, due_at, payload = message
+        row = StoredJob(*message[1:])
         try:
-            job = payloads.decode(
-                payload,
-                job_id=job_id,
-                queue=queue,
-                priority=priority,
-                attempts=attempts,
-                due_at=due_at,
-            )
+            job = payloads.decode_stored(row)
         except Exception as exc:  # the parent encoded it; this is a bug, reported as a failure
             from nuvom.execution.policies import failed
             from nuvom.job import Job
             from nuvom.records import ErrorInfo
 
-            broken = Job("?", id=job_id)
+            broken = Job("?", id=row.id)
             outcome: Outcome = failed(
                 broken, ErrorInfo.from_exception(exc), started=None, now=0.0, worker_id=""
             )

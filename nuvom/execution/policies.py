@@ -6,15 +6,17 @@ Each owns its options; none is woven into the worker loop.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nuvom.errors import JobTimeout
 from nuvom.job import Job, JobStatus
+from nuvom.options import RUN_OPTIONS
+from nuvom.options import retries_left as _retries_left
 from nuvom.records import ErrorInfo, Outcome
 
 if TYPE_CHECKING:
-    from nuvom.config import Settings
     from nuvom.task import Task
 
 MAX_BACKOFF_SECS = 3600.0  # exponential retry back-off never waits longer than an hour
@@ -23,7 +25,7 @@ LOST_ATTEMPT_ALLOWANCE = 2  # deliveries lost with their worker a job may absorb
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    """The options one attempt runs with: the job's overrides, else the task's, else settings."""
+    """The options one attempt runs with (``nuvom.options.RUN_OPTIONS``, resolved)."""
 
     retries: int
     retry_delay_secs: float
@@ -33,32 +35,24 @@ class RunOptions:
     store_result: bool
 
     @classmethod
-    def resolve(cls, job: Job, task: Task[Any, Any] | None, settings: Settings) -> RunOptions:
-        def pick(job_value: Any, task_value: Any, default: Any) -> Any:
-            if job_value is not None:
-                return job_value
-            return task_value if task_value is not None else default
-
-        return cls(
-            retries=pick(job.max_retries, task.retries if task else None, 0),
-            retry_delay_secs=pick(
-                job.retry_delay_secs,
-                task.retry_delay_secs if task else None,
-                settings.retry_delay_secs,
-            ),
-            retry_backoff=bool(task.retry_backoff) if task else False,
-            timeout_secs=pick(
-                job.timeout_secs, task.timeout_secs if task else None, settings.job_timeout_secs
-            ),
-            timeout_policy=pick(
-                job.timeout_policy, task.timeout_policy if task else None, settings.timeout_policy
-            ),
-            store_result=pick(job.store_result, task.store_result if task else None, True),
-        )
+    def resolve(
+        cls, job: Job, task: Task[Any, Any] | None, defaults: Mapping[str, Any]
+    ) -> RunOptions:
+        """The job's override, else the task's value, else ``defaults`` (from the settings:
+        ``nuvom.options.run_defaults``), else the option's own default."""
+        values = {}
+        for option in RUN_OPTIONS:
+            value = getattr(job, option.job_field) if option.job_field else None
+            if value is None and task is not None:
+                value = getattr(task, option.name)
+            if value is None:
+                value = defaults.get(option.name, option.default)
+            values[option.name] = value
+        return cls(**values)
 
     def retries_left(self, attempts: int) -> int:
         """Retries remaining once attempt number ``attempts`` has failed."""
-        return max(0, self.retries - max(0, attempts - 1))
+        return _retries_left(self.retries, attempts)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``; with back-off, doubled and jittered."""

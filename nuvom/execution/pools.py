@@ -1,45 +1,30 @@
 """Execution pools: where claimed jobs run. The worker's dispatcher is the same for all of them.
 
-A pool receives jobs the dispatcher claimed, tells the worker when each starts
-(``Worker._begin``) and how it ended (``Worker._report``), and knows how to cut
-loose a job whose timeout was reported (``abandon``). Threads cannot be
-stopped, child processes can be terminated, coroutines can be cancelled.
+A pool gets the jobs the dispatcher claimed, tells the in-flight table when
+each starts (``InFlight.begin``) and how it ended (``InFlight.report``), and
+knows how to cut loose a job whose timeout was reported (``abandon``). Threads
+cannot be stopped, child processes can be terminated, coroutines can be cancelled.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue as queue_module
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from nuvom.execution.inflight import InFlight, Running
 from nuvom.job import Job
 
 if TYPE_CHECKING:
-    from nuvom.execution.policies import RunOptions
-    from nuvom.worker import Worker
+    from nuvom.execution.runner import JobRunner
 
-ASYNC_CANCEL_GRACE_SECS = 1.0  # extra time a cancelled coroutine gets before the watchdog steps in
-
-
-@dataclass
-class Running:
-    """A job the worker holds: claimed, maybe started, until its outcome is settled."""
-
-    job: Job
-    started_at: float | None = None  # clock time the attempt began; None while waiting to start
-    deadline: float | None = None  # monotonic time past which the timeout policy applies
-    executor: Any = None  # what runs it: a thread, a child process, an asyncio task
-    opts: RunOptions | None = None  # resolved where the task was loaded (a child process)
-    reported: bool = False  # its outcome went to the dispatcher; another one is dropped
-    abandoned: bool = False  # the watchdog reported its timeout; the pool cut it loose
-    warned: bool = False
+__all__ = ["ExecutionPool", "Running", "ThreadPool"]
 
 
 class ExecutionPool(ABC):
-    """Runs jobs for one worker. Built by the worker; every method is called from the worker."""
+    """Runs jobs for one worker: ``runner`` turns a job into an outcome, ``inflight`` hears of
+    it, and ``concurrency`` units run at once. Every method is called from the worker."""
 
     name: ClassVar[str]
     #: what ``concurrency`` counts, for the start-up log line
@@ -47,12 +32,14 @@ class ExecutionPool(ABC):
     #: what happens to a job past its timeout, for the warning the worker logs
     timeout_action: ClassVar[str]
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, runner: JobRunner, inflight: InFlight, concurrency: int) -> None:
+        self.runner = runner
+        self.inflight = inflight
+        self.concurrency = concurrency
 
     @abstractmethod
     def start(self) -> None:
-        """Start ``worker.concurrency`` executing units."""
+        """Start ``concurrency`` executing units."""
 
     @abstractmethod
     def submit(self, job: Job) -> None:
@@ -78,15 +65,15 @@ class ThreadPool(ExecutionPool):
     unit = "threads"
     timeout_action = "its thread cannot be stopped and is replaced"
 
-    def __init__(self, worker: Worker) -> None:
-        super().__init__(worker)
+    def __init__(self, runner: JobRunner, inflight: InFlight, concurrency: int) -> None:
+        super().__init__(runner, inflight, concurrency)
         self._work: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._retired: set[int] = set()
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        for _ in range(self.worker.concurrency):
+        for _ in range(self.concurrency):
             self._add_thread()
 
     def submit(self, job: Job) -> None:
@@ -113,26 +100,16 @@ class ThreadPool(ExecutionPool):
 
     def _loop(self) -> None:
         me = threading.get_ident()
-        worker = self.worker
-        runner = worker.runner
+        runner, inflight = self.runner, self.inflight
         while True:
             job = self._work.get()
             if job is None:
                 return
-            if worker._stopping.is_set():
+            if inflight.stopping:
                 continue  # not started: released at shutdown
-            # Import the task first, so its own timeout_secs sets the deadline.
-            with contextlib.suppress(Exception):  # a missing task is reported by the runner
-                runner.loader.get(job.func_name)
-            timeout = runner.options_for(job).timeout_secs
-            task = worker.registry.find(job.func_name)
-            if task is not None and task.is_async:
-                # The runner cancels a coroutine at its timeout; the watchdog is
-                # only the backstop for one that blocks its event loop.
-                timeout += ASYNC_CANCEL_GRACE_SECS
-            running = worker._begin(job, threading.current_thread(), timeout)
+            running = inflight.begin(job, threading.current_thread(), runner.watchdog_timeout(job))
             if running is None:
                 continue
-            worker._report(running, runner.run(job))
+            inflight.report(running, runner.run(job))
             if me in self._retired:  # a set lookup needs no lock; additions happen under it
                 return  # a replacement thread took this one's place when it overran

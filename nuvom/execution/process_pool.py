@@ -24,16 +24,18 @@ from typing import TYPE_CHECKING, Any
 from nuvom.errors import ConfigError
 from nuvom.execution import policies
 from nuvom.execution.child import DONE, READY, RUN, START, STOP, WIRE, child_main
+from nuvom.execution.inflight import InFlight, Running
 from nuvom.execution.policies import RunOptions
-from nuvom.execution.pools import ASYNC_CANCEL_GRACE_SECS, ExecutionPool, Running
+from nuvom.execution.pools import ExecutionPool
+from nuvom.execution.runner import ASYNC_CANCEL_GRACE_SECS
 from nuvom.job import Job, JobStatus
-from nuvom.records import ErrorInfo, JobPayloadCodec, Outcome
+from nuvom.records import ErrorInfo, JobPayloadCodec, Outcome, StoredJob
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from nuvom.worker import Worker
+    from nuvom.execution.runner import JobRunner
 
 log = logging.getLogger("nuvom.worker")
 
@@ -41,15 +43,6 @@ CHILD_EXIT_GRACE_SECS = 2.0  # a child told to stop, or terminated, gets this lo
 RESPAWN_BACKOFF_SECS = 1.0  # pause before replacing a child that died while starting up
 STOP_JOIN_SECS = 15.0  # longest stop() waits for the manager to see every child gone
 BYTES_PER_MB = 1024 * 1024
-# Settings a child needs to run jobs the way this worker would (child.ChildSettings).
-CHILD_SETTINGS = (
-    "log_level",
-    "serialization_backend",
-    "max_payload_bytes",
-    "job_timeout_secs",
-    "timeout_policy",
-    "retry_delay_secs",
-)
 
 
 @dataclass(eq=False)
@@ -75,7 +68,7 @@ def describe_exit(code: int | None) -> str:
 
 
 class ProcessPool(ExecutionPool):
-    """``worker.concurrency`` child processes; a job past its timeout has its child terminated."""
+    """``concurrency`` child processes; a job past its timeout has its child terminated."""
 
     name = "process"
     unit = "processes"
@@ -83,12 +76,14 @@ class ProcessPool(ExecutionPool):
 
     def __init__(
         self,
-        worker: Worker,
+        runner: JobRunner,
+        inflight: InFlight,
+        concurrency: int,
         *,
         max_tasks_per_child: int | None = None,
         max_memory_mb: float | None = None,
     ) -> None:
-        super().__init__(worker)
+        super().__init__(runner, inflight, concurrency)
         if max_tasks_per_child is not None and max_tasks_per_child < 1:
             raise ConfigError("--max-tasks-per-child must be at least 1")
         if max_memory_mb is not None and max_memory_mb <= 0:
@@ -98,7 +93,7 @@ class ProcessPool(ExecutionPool):
         self.max_tasks = max_tasks_per_child
         self.max_memory_bytes = None if max_memory_mb is None else max_memory_mb * BYTES_PER_MB
         self._ctx = multiprocessing.get_context("spawn")
-        self._codec = worker.runtime.codec
+        self._codec = runner.codec
         self._payloads = JobPayloadCodec(self._codec)
         self._requests: queue_module.SimpleQueue[tuple[str, Any]] = queue_module.SimpleQueue()
         self._pending: deque[Job] = deque()
@@ -114,8 +109,8 @@ class ProcessPool(ExecutionPool):
 
     # -- called by the worker ----------------------------------------------
     def start(self) -> None:
-        settings = self.worker.runtime.settings
-        registry = self.worker.registry
+        runner = self.runner
+        registry = runner.loader.registry
         modules = set()
         for name in registry.names():
             task = registry.find(name)
@@ -123,13 +118,16 @@ class ProcessPool(ExecutionPool):
             if module and module != "__main__":  # __main__ is re-run by spawn as __mp_main__
                 modules.add(module)
         self._config = {
-            "worker_id": self.worker.worker_id,
-            "settings": {name: getattr(settings, name) for name in CHILD_SETTINGS},
+            "worker_id": runner.worker_id,
+            "log_level": logging.getLevelName(logging.getLogger("nuvom").getEffectiveLevel()),
+            "serializer": self._codec.name,
+            "max_payload_bytes": self._codec.max_bytes,
+            "defaults": dict(runner.defaults),
             "modules": sorted(modules),
-            "manifest_path": str(settings.manifest_path),
+            "manifest_path": str(runner.loader.manifest_path),
             "measure_rss": self.max_memory_bytes is not None,
         }
-        for _ in range(self.worker.concurrency):
+        for _ in range(self.concurrency):
             self._children.append(self._spawn())
         self._thread = threading.Thread(target=self._manage, name="nuvom-process-pool", daemon=True)
         self._thread.start()
@@ -164,7 +162,7 @@ class ProcessPool(ExecutionPool):
             log.critical("the process pool failed; stopping the worker", exc_info=True)
             for child in self._children + self._exiting:
                 child.process.kill()
-            self.worker.stop(force=True)
+            self.inflight.stop(force=True)
 
     def _manage_loop(self) -> None:
         while True:
@@ -212,7 +210,7 @@ class ProcessPool(ExecutionPool):
 
     def _next_timer(self, now: float) -> float | None:
         times = [c.exit_by for c in self._exiting if c.exit_by is not None and not c.killed]
-        if not self._stopping and len(self._children) < self.worker.concurrency:
+        if not self._stopping and len(self._children) < self.concurrency:
             times.append(self._respawn_at)
         return max(0.0, min(times) - now) if times else None
 
@@ -231,7 +229,7 @@ class ProcessPool(ExecutionPool):
         return _Child(process, parent_end)
 
     def _fill(self, now: float) -> None:
-        while len(self._children) < self.worker.concurrency and now >= self._respawn_at:
+        while len(self._children) < self.concurrency and now >= self._respawn_at:
             self._children.append(self._spawn())
 
     def _assign(self) -> None:
@@ -241,13 +239,14 @@ class ProcessPool(ExecutionPool):
                 return
             job = self._pending.popleft()
             # A job counts as started when handed over: shutdown waits for it from here.
-            running = self.worker._begin(job, idle.process, None)
+            running = self.inflight.begin(job, idle.process, None)
             if running is None:
                 continue  # shutting down: it is released with the rest
             idle.running = running
-            message = [RUN, job.id, job.queue, job.priority, job.attempts, job.due_at]
+            row = StoredJob(job.id, job.queue, job.priority, job.due_at, job.attempts,
+                            self._payloads.encode(job))  # fmt: skip
             try:
-                idle.conn.send_bytes(WIRE.dumps([*message, self._payloads.encode(job)]))
+                idle.conn.send_bytes(WIRE.dumps([RUN, *row]))
             except OSError:
                 self._exited(idle)
 
@@ -269,15 +268,15 @@ class ProcessPool(ExecutionPool):
             if running is not None and running.job.id == message[1]:
                 # The attempt starts now, not when the job was handed over (the
                 # child may have been starting up): its record and timeout say so.
-                running.started_at = self.worker.clock.time()
+                running.started_at = self.runner.clock.time()
                 running.opts = RunOptions(**message[2])
                 grace = ASYNC_CANCEL_GRACE_SECS if message[3] else 0.0
-                self.worker._set_deadline(running, running.opts.timeout_secs + grace)
+                self.inflight.set_deadline(running, running.opts.timeout_secs + grace)
         elif kind == DONE:
             running, child.running = child.running, None
             child.tasks += 1
             if running is not None and running.job.id == message[1]:
-                self.worker._report(running, self._outcome(running.job, message))
+                self.inflight.report(running, self._outcome(running.job, message))
             self._maybe_recycle(child, message[9])
 
     def _outcome(self, job: Job, message: list[Any]) -> Outcome:
@@ -289,7 +288,7 @@ class ProcessPool(ExecutionPool):
             error=None if error is None else ErrorInfo(*error),
             started_at=started,
             finished_at=finished,
-            worker_id=self.worker.worker_id,
+            worker_id=self.runner.worker_id,
             retry_at=retry_at,
             store_result=store_result,
             result_blob=blob,
@@ -348,7 +347,7 @@ class ProcessPool(ExecutionPool):
         running = child.running
         if running is not None and not child.ready:
             # It died starting up, before it could read the job: not the job's fault.
-            self.worker._unbegin(running)
+            self.inflight.unbegin(running)
             self._pending.appendleft(running.job)
         elif running is not None:
             self._report_crash(running, child, code)
@@ -363,7 +362,7 @@ class ProcessPool(ExecutionPool):
 
     def _report_crash(self, running: Running, child: _Child, code: int | None) -> None:
         job = running.job
-        opts = running.opts or self.worker.runner.options_for(job)
+        opts = running.opts or self.runner.options_for(job)
         message = (
             f"the child process (pid {child.process.pid}) running this job "
             f"{describe_exit(code)} before it finished"
@@ -374,10 +373,10 @@ class ProcessPool(ExecutionPool):
             opts,
             ErrorInfo("ChildProcessDied", message),
             started=running.started_at,
-            now=self.worker.clock.time(),
-            worker_id=self.worker.worker_id,
+            now=self.runner.clock.time(),
+            worker_id=self.runner.worker_id,
         )
-        self.worker._report(running, outcome)
+        self.inflight.report(running, outcome)
 
     def _stop_children(self) -> None:
         """Shutdown: jobs still running were released by the worker, so their children are stopped."""

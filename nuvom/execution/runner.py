@@ -7,9 +7,10 @@ Order: find the task, resolve options, ``before_job``, call, encode the result,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nuvom.clock import Clock
@@ -21,12 +22,12 @@ from nuvom.records import ErrorInfo, Outcome
 from nuvom.serialization import Codec
 
 if TYPE_CHECKING:
-    from nuvom.config import Settings
     from nuvom.discovery.loader import TaskLoader
 
 log = logging.getLogger("nuvom.worker")
 
 MAX_TRACEBACK_CHARS = 32_000  # keep stored tracebacks bounded
+ASYNC_CANCEL_GRACE_SECS = 1.0  # extra time a cancelled coroutine gets before the watchdog steps in
 
 
 def _traceback_text(exc: BaseException) -> str:
@@ -49,13 +50,22 @@ def _run_hook(name: str, hook: Callable[..., Any] | None, job: Job, *args: Any) 
 
 
 class JobRunner:
-    """Turns a claimed job into an outcome. Stateless apart from its collaborators."""
+    """Turns a claimed job into an outcome. Stateless apart from its collaborators.
+
+    ``defaults`` are what the settings supply for options a job and its task
+    leave unset (``nuvom.options.run_defaults``).
+    """
 
     def __init__(
-        self, loader: TaskLoader, settings: Settings, codec: Codec, clock: Clock, worker_id: str
+        self,
+        loader: TaskLoader,
+        defaults: Mapping[str, Any],
+        codec: Codec,
+        clock: Clock,
+        worker_id: str,
     ) -> None:
         self.loader = loader
-        self.settings = settings
+        self.defaults = defaults
         self.codec = codec
         self.clock = clock
         self.worker_id = worker_id
@@ -63,7 +73,21 @@ class JobRunner:
     def options_for(self, job: Job) -> RunOptions:
         """Options for a job, even when its task cannot be loaded (defaults then)."""
         task = self.loader.registry.find(job.func_name)
-        return RunOptions.resolve(job, task, self.settings)
+        return RunOptions.resolve(job, task, self.defaults)
+
+    def watchdog_timeout(self, job: Job) -> float:
+        """Seconds the watchdog lets the job run before its timeout policy applies.
+
+        Imports the task first (a failure is reported when the job runs), so its
+        own ``timeout_secs`` counts. An ``async def`` task is cancelled at its
+        timeout by the runner itself; the watchdog is its backstop, a little later.
+        """
+        task = self.loader.registry.find(job.func_name)
+        if task is None:
+            with contextlib.suppress(Exception):  # a missing task is reported by the runner
+                task = self.loader.get(job.func_name)
+        timeout = RunOptions.resolve(job, task, self.defaults).timeout_secs
+        return timeout + ASYNC_CANCEL_GRACE_SECS if task is not None and task.is_async else timeout
 
     def prepare(self, job: Job, started: float) -> tuple[Any, RunOptions] | Outcome:
         """Find the task and its options, or the outcome that ends the job before it runs."""
@@ -76,7 +100,7 @@ class JobRunner:
                 type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc)
             )
             return self._failed(job, error, started)
-        opts = RunOptions.resolve(job, task, self.settings)
+        opts = RunOptions.resolve(job, task, self.defaults)
         lost = policies.too_many_lost_attempts(job, opts)
         if lost is not None:
             return self._failed(job, lost, started)

@@ -1,4 +1,4 @@
-"""The delivery contract of DESIGN.md §3, run against every queue backend.
+"""The delivery contract (``nuvom/backends/contract.py``), run against every queue backend.
 
 Time moves by ``FakeClock.advance``; nothing here sleeps.
 """

@@ -1,4 +1,4 @@
-"""Model-based test of the queue state machine (STYLE.md §13), on memory, file and SQLite.
+"""Model-based test of the queue state machine, on all five engines.
 
 Hypothesis drives enqueue, claim, ack, nack (fail/retry), release, heartbeat,
 crash (a claimer vanishes without acking), cancel and clock moves against each

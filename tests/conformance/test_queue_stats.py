@@ -13,7 +13,7 @@ from nuvom.queue_backends.base import QueueStats
 
 from .conftest import BUILDERS, Backends
 
-EMBEDDED = ["memory", "file", "sqlite", "sqlite-shared"]
+EMBEDDED = ["memory", "file", "sqlite", "sqlite-shared", "postgres"]  # Redis: one row for all
 
 
 @pytest.fixture(params=EMBEDDED)

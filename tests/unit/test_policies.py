@@ -13,6 +13,7 @@ from nuvom.execution.policies import (
     too_many_lost_attempts,
 )
 from nuvom.job import Job, JobStatus
+from nuvom.options import RUN_OPTIONS, run_defaults
 from nuvom.records import ErrorInfo
 from nuvom.task import Task
 
@@ -35,7 +36,7 @@ def options(**fields: object) -> RunOptions:
 def test_settings_fill_in_when_job_and_task_say_nothing():
     settings = load_settings(retry_delay_secs=7, job_timeout_secs=12, timeout_policy="ignore")
 
-    opts = RunOptions.resolve(Job("noop"), None, settings)
+    opts = RunOptions.resolve(Job("noop"), None, run_defaults(settings))
 
     assert opts == options(retry_delay_secs=7, timeout_secs=12, timeout_policy="ignore")
 
@@ -45,7 +46,7 @@ def test_task_options_win_over_settings():
     task = Task(noop, retries=2, retry_delay_secs=1, timeout_secs=3, timeout_policy="retry",
                 store_result=False, retry_backoff=True)  # fmt: skip
 
-    opts = RunOptions.resolve(Job("noop"), task, settings)
+    opts = RunOptions.resolve(Job("noop"), task, run_defaults(settings))
 
     assert opts == options(
         retries=2, retry_delay_secs=1, retry_backoff=True, timeout_secs=3,
@@ -58,7 +59,7 @@ def test_job_overrides_win_over_task_options():
     job = Job("noop", max_retries=0, retry_delay_secs=0, timeout_secs=9, timeout_policy="fail",
               store_result=False)  # fmt: skip
 
-    opts = RunOptions.resolve(job, task, load_settings())
+    opts = RunOptions.resolve(job, task, run_defaults(load_settings()))
 
     assert (opts.retries, opts.retry_delay_secs, opts.timeout_secs) == (0, 0, 9)
     assert (opts.timeout_policy, opts.store_result) == ("fail", False)
@@ -140,3 +141,9 @@ def test_too_many_lost_attempts(attempts, poisoned):
     if error is not None:
         assert error.type == "LostAttempts"
         assert f"attempt {attempts}" in error.message
+
+
+def test_run_options_are_exactly_the_options_the_table_marks_as_run():
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(RunOptions)] == [o.name for o in RUN_OPTIONS]

@@ -1,4 +1,4 @@
-"""Portability guard (DESIGN.md §6): library code stays runnable on Windows, and tests spawn.
+"""Portability guard: library code stays runnable on Windows, and tests spawn.
 
 No ``fcntl``, ``os.fork``, ``signal.alarm``, hard-coded ``/tmp``; every
 multiprocessing context nuvom makes is ``spawn``, and so is this test run's default.

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import sys
 
 import pytest
 
-from nuvom.config import Settings
-from nuvom.execution.child import ChildSettings, current_rss_bytes
-from nuvom.execution.process_pool import CHILD_SETTINGS, describe_exit
+from nuvom.config import Settings, load_settings
+from nuvom.execution.child import current_rss_bytes
+from nuvom.execution.process_pool import describe_exit
+from nuvom.options import RUN_OPTIONS, TASK_OPTIONS, run_defaults
 
 
-def test_children_get_exactly_the_settings_their_runner_reads():
-    names = {field.name for field in dataclasses.fields(ChildSettings)}
-    assert names == set(CHILD_SETTINGS)
-    assert names <= set(Settings.model_fields)
+def test_children_get_the_default_of_every_option_a_setting_backs():
+    defaults = run_defaults(load_settings(job_timeout_secs=12, retry_delay_secs=0))
+
+    assert set(defaults) == {o.name for o in RUN_OPTIONS if o.setting}
+    assert (defaults["timeout_secs"], defaults["retry_delay_secs"]) == (12, 0)
+    assert {o.setting for o in TASK_OPTIONS if o.setting} <= set(Settings.model_fields)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 
 import nuvom
 from nuvom.errors import SerializationError, TaskDefinitionError
+from nuvom.handle import JobHandle
 from nuvom.job import Job, JobStatus
 from nuvom.queue import enqueue
 from nuvom.registry import TaskRegistry
@@ -160,7 +161,8 @@ def test_delay_enqueues_a_pending_job(runtime):
 
     job = add.delay(2, y=3)
 
-    assert isinstance(job, Job)
+    assert isinstance(job, JobHandle), "a handle apart from the Job record"
+    assert isinstance(job.job, Job)
     assert job.status is JobStatus.PENDING
     assert (job.func_name, tuple(job.args), job.kwargs) == ("add", (2,), {"y": 3})
     assert (job.queue, job.priority) == ("math", 4)

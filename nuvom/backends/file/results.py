@@ -305,7 +305,7 @@ class FileResultBackend(BaseResultBackend):
         record.result = self._result_value(record, blob)
         return record
 
-    # -- the four seed methods ------------------------------------------------
+    # -- the four methods every result backend has ------------------------------
     def set_result(self, job_id: str, result: Any) -> None:
         blob = self.codec.dumps(result)
         with self._lock:

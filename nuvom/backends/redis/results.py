@@ -192,7 +192,7 @@ class RedisResultBackend(BaseResultBackend):
         if items:
             in_transaction(pipe, self._save, self._save_args(items))
 
-    # -- the four seed methods --------------------------------------------
+    # -- the four methods every result backend has ------------------------------
     def set_result(self, job_id: str, result: Any) -> None:
         blob = self.codec.dumps(result)
         now = self.clock.time()

@@ -1,0 +1,187 @@
+"""The jobs one worker holds, from claim to settled outcome, and what its pool reports into.
+
+A pool calls ``begin`` when a job starts, ``report`` with how it ended,
+``unbegin`` when it could not start it after all and ``set_deadline`` once it
+knows the job's timeout; it reads ``stopping``. The worker adds claimed jobs,
+takes the outcomes to settle, and asks which jobs are past their deadline.
+Nothing here knows the worker: it is the whole seam between the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as queue_module
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nuvom.events import EventBus, JobEvent
+from nuvom.job import Job
+
+if TYPE_CHECKING:
+    from nuvom.clock import Clock
+    from nuvom.execution.policies import RunOptions
+    from nuvom.records import Outcome
+
+log = logging.getLogger("nuvom.worker")
+
+
+@dataclass
+class Running:
+    """A job the worker holds: claimed, maybe started, until its outcome is settled."""
+
+    job: Job
+    started_at: float | None = None  # clock time the attempt began; None while waiting to start
+    deadline: float | None = None  # monotonic time past which the timeout policy applies
+    executor: Any = None  # what runs it: a thread, a child process, an asyncio task
+    opts: RunOptions | None = None  # resolved where the task was loaded (a child process)
+    reported: bool = False  # its outcome went to the dispatcher; another one is dropped
+    abandoned: bool = False  # its timeout was reported; the pool cut it loose
+    warned: bool = False  # its ``ignore`` timeout passed and was logged
+
+
+class InFlight:
+    """Thread-safe table of held jobs, the outcomes waiting to be settled, and the stop flag."""
+
+    def __init__(self, clock: Clock, events: EventBus, worker_id: str) -> None:
+        self.clock = clock
+        self.events = events
+        self.worker_id = worker_id
+        self._lock = threading.Lock()
+        self._held: dict[str, Running] = {}
+        self._outcomes: queue_module.SimpleQueue[Outcome] = queue_module.SimpleQueue()
+        #: Set when an outcome arrives or the worker should stop (the dispatcher waits on it).
+        self.wake = threading.Event()
+        #: Set when a deadline was added or the worker stops (the watchdog waits on it).
+        self.watch = threading.Event()
+        self._stopping = threading.Event()
+        self._forced = threading.Event()
+
+    # -- what a pool calls -------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        """True once the worker is shutting down: do not start more jobs."""
+        return self._stopping.is_set()
+
+    def begin(self, job: Job, executor: object, timeout_secs: float | None) -> Running | None:
+        """``job`` starts now on ``executor``; None when it must not (gone, or shutting down).
+
+        ``timeout_secs`` None leaves the deadline unset until ``set_deadline``
+        (a child process reports the task's timeout once it has loaded it).
+        """
+        with self._lock:
+            running = self._held.get(job.id)
+            if running is None or self._stopping.is_set():
+                return None
+            running.started_at = self.clock.time()
+            running.executor = executor
+            if timeout_secs is not None:
+                running.deadline = time.monotonic() + timeout_secs
+        if timeout_secs is not None:
+            self.watch.set()
+        if self.events.active:
+            self.events.emit(JobEvent("started", job, self.clock.time(), self.worker_id))
+        return running
+
+    def unbegin(self, running: Running) -> None:
+        """The pool could not start ``running`` after all; it waits again (released at shutdown)."""
+        with self._lock:
+            running.started_at = running.deadline = running.executor = None
+
+    def set_deadline(self, running: Running, timeout_secs: float) -> None:
+        with self._lock:
+            running.deadline = time.monotonic() + timeout_secs
+        self.watch.set()
+
+    def report(self, running: Running, outcome: Outcome) -> None:
+        """A job ended; its outcome is settled unless its timeout was reported first."""
+        with self._lock:  # one outcome per attempt: this or the watchdog's, whichever is first
+            late = running.reported
+            running.reported = True
+        if late:
+            log.warning(
+                "job %s finished after its timeout was reported; result dropped", running.job.id
+            )
+            return
+        self._outcomes.put(outcome)
+        self.wake.set()
+
+    def stop(self, *, force: bool = False) -> None:
+        """Ask the worker to stop: finish or release what it holds (``force``: release at once)."""
+        if force:
+            self._forced.set()
+        self._stopping.set()
+        self.wake.set()
+        self.watch.set()
+
+    # -- what the worker calls ---------------------------------------------------
+    @property
+    def forced(self) -> bool:
+        return self._forced.is_set()
+
+    def wait_stopping(self, timeout: float) -> bool:
+        return self._stopping.wait(timeout)
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        with self._lock:
+            for job in jobs:
+                self._held[job.id] = Running(job)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._held)
+
+    def any_started(self) -> bool:
+        with self._lock:
+            return any(r.started_at is not None for r in self._held.values())
+
+    def take_outcomes(self, into: list[Outcome]) -> list[Outcome]:
+        """Append every outcome reported since the last call to ``into``; return it."""
+        while True:
+            try:
+                into.append(self._outcomes.get_nowait())
+            except queue_module.Empty:
+                return into
+
+    def settled(self, outcomes: Sequence[Outcome]) -> None:
+        """Their outcomes are stored: the worker holds these jobs no more."""
+        with self._lock:
+            for outcome in outcomes:
+                self._held.pop(outcome.job.id, None)
+
+    def past_deadline(self, now: float) -> tuple[list[Running], float | None]:
+        """Jobs past their (monotonic) deadline and not reported, and the next deadline."""
+        next_deadline: float | None = None
+        expired: list[Running] = []
+        with self._lock:
+            for running in self._held.values():
+                if running.deadline is None or running.reported:
+                    continue
+                if running.deadline > now:
+                    next_deadline = min(next_deadline or running.deadline, running.deadline)
+                    continue
+                expired.append(running)
+        return expired, next_deadline
+
+    def time_out(self, running: Running, outcome: Outcome) -> bool:
+        """Report ``outcome`` for a job past its timeout; False if it just finished after all."""
+        with self._lock:
+            if running.reported:
+                return False
+            running.reported = running.abandoned = True
+        self._outcomes.put(outcome)
+        self.wake.set()
+        return True
+
+    def release_all(self) -> list[str]:
+        """Forget every held job; the ids of those not cut loose, to give back to the queue."""
+        with self._lock:
+            unfinished = [r.job.id for r in self._held.values() if not r.abandoned]
+            self._held.clear()
+        return unfinished
