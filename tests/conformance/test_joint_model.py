@@ -84,8 +84,8 @@ def _inject(b: Backends, injector: Injector) -> None:
     """Route the store's one commit primitive of each engine through ``injector``."""
     if b.kind == "sqlite-shared":
         store = b.queue.store  # type: ignore[attr-defined]
-        write = store.write
-        store.write = lambda: injector.around(write)
+        write = store.transaction
+        store.transaction = lambda: injector.around(write)
     elif b.kind == "postgres":
         store = b.queue.store  # type: ignore[attr-defined]
         transaction, alone = store.transaction, store.execute_alone

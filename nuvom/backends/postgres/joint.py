@@ -10,35 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nuvom.backends.common import decode_claimed, queue_rows
-from nuvom.backends.contract import JointWriter
 from nuvom.backends.postgres import sql
 from nuvom.backends.postgres.queue import PostgresJobQueue, stored_rows
-from nuvom.backends.postgres.results import PostgresResultBackend
+from nuvom.backends.sqlbase import SQLJointWriter
 from nuvom.job import Job
-from nuvom.records import ErrorInfo, Outcome
-
-PAYLOAD_COLUMN = 7  # where queue_rows keeps the encoded payload
 
 
-class PostgresJointWriter(JointWriter):
-    def __init__(self, queue: PostgresJobQueue, results: PostgresResultBackend) -> None:
-        self.queue = queue
-        self.results = results
-        self.store = queue.store
+class PostgresJointWriter(SQLJointWriter):
+    queue: PostgresJobQueue
 
     def submit(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
+        if len(jobs) != 1:
+            super().submit(jobs)
             return
         now = self.queue.clock.time()
         rows = queue_rows(jobs, self.queue.payloads, now)
-        payloads = [row[PAYLOAD_COLUMN] for row in rows]
-        if len(rows) == 1:
-            (record,) = self.results.enqueued_rows(jobs, payloads, now)  # type: ignore[arg-type]
-            self.store.execute_alone(sql.SUBMIT_ONE, (*rows[0], *record, self.store.channel))
-            return
-        with self.store.transaction() as cur:
-            self.queue.insert(cur, rows)
-            self.results.note_enqueued(cur, jobs, payloads, now)  # type: ignore[arg-type]
+        (record,) = self.results.enqueued_rows(jobs, rows, now)
+        self.store.execute_alone(sql.SUBMIT_ONE, (*rows[0], *record, self.store.channel))
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
@@ -58,27 +46,12 @@ class PostgresJointWriter(JointWriter):
             worker_id=worker_id,
             lease_until=params["until"],  # type: ignore[arg-type]
         )
-        unrecorded = [(job, row.payload) for job, row in claimed if job.id not in recorded]
+        unrecorded = [(job, row) for job, row in claimed if job.id not in recorded]
         if unrecorded or corrupt:
-            now = self.queue.clock.time()
             with self.store.transaction() as cur:
-                if unrecorded:
-                    self.results.note_running(cur, unrecorded, worker_id, now)
-                for row, reason in corrupt:
+                for row, _ in corrupt:  # the statement started an attempt it never made
                     cur.execute(sql.UNCOUNT_ATTEMPT, {"id": row.id})
                     cur.execute(sql.UNCOUNT_START, {"id": row.id})
-                    self.results.note_failed(cur, row.id, ErrorInfo("CorruptJob", reason), now)
+                self.record_claimed(cur, unrecorded, corrupt, worker_id)
                 self.queue.quarantine(cur, corrupt)
         return [job for job, _ in claimed]
-
-    def settle(self, outcomes: Sequence[Outcome]) -> None:
-        with self.store.transaction() as cur:
-            self.results.note_outcomes(cur, outcomes, self.queue.clock.time())
-            self.queue.finish(cur, outcomes)
-
-    def cancel(self, job_id: str) -> bool:
-        with self.store.transaction() as cur:
-            if not self.queue.remove_waiting(cur, job_id):
-                return False
-            self.results.note_cancelled(cur, job_id, self.queue.clock.time())
-        return True

@@ -1,9 +1,7 @@
 """The PostgreSQL queue: many worker hosts on one queue, with ``FOR UPDATE SKIP LOCKED`` claims.
 
 ``LISTEN/NOTIFY`` wakes idle workers at once; polling stays as the safety net.
-The steps named ``insert``, ``take``, ``finish`` and ``remove_waiting`` run on
-a cursor inside a transaction their caller opened: this queue's own methods,
-or the joint writer (``joint.py``) that commits them with the results' steps.
+The steps shared with SQLite are in ``nuvom/backends/sqlbase.py``.
 """
 
 from __future__ import annotations
@@ -12,33 +10,21 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from nuvom.backends.common import (
-    Defaults,
-    QuarantiningQueue,
-    claim_order,
-    claimed_batch,
-    decode_claimed,
-    decode_waiting,
-    owned_store,
-    queue_rows,
-    retries,
-    settle_batches,
-    stats_rows,
-)
-from nuvom.backends.contract import Claimed, QueueStats
+from nuvom.backends.common import Defaults, claim_order, decode_claimed, owned_store, queue_rows
 from nuvom.backends.postgres import sql
 from nuvom.backends.postgres.store import PostgresStore, require_dsn
+from nuvom.backends.sqlbase import SQLJobQueue, Taken, stored_job
 from nuvom.errors import NuvomError
 from nuvom.job import Job
-from nuvom.records import JobPayloadCodec, StoredJob
+from nuvom.records import StoredJob
 
 if TYPE_CHECKING:
     import psycopg
 
     from nuvom.clock import Clock
-    from nuvom.records import Outcome
     from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.postgres")
@@ -46,25 +32,21 @@ log = logging.getLogger("nuvom.postgres")
 LISTEN_RETRY_MIN_SECS = 0.1  # first pause before reconnecting a dropped LISTEN connection
 LISTEN_RETRY_MAX_SECS = 5.0  # longest pause between reconnect attempts
 
-Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
-
 
 def stored_rows(rows: Sequence[Sequence[Any]]) -> list[StoredJob]:
     """Claimed rows (seq, id, queue, priority, due_at, attempts, payload, ...) in claim order."""
     ordered = sorted(
-        (
-            (StoredJob(row[1], row[2], row[3], row[4], row[5], bytes(row[6])), row[0])
-            for row in rows
-        ),
-        key=lambda pair: claim_order(*pair),
+        ((stored_job(row[1:7]), row[0]) for row in rows), key=lambda p: claim_order(*p)
     )
     return [row for row, _ in ordered]
 
 
-class PostgresJobQueue(QuarantiningQueue):
+class PostgresJobQueue(SQLJobQueue):
+    store: PostgresStore
     name = "postgres"
     shared_across_processes = True
     pushes_wakeups = True
+    sql: ClassVar[ModuleType] = sql
 
     def __init__(
         self,
@@ -76,15 +58,14 @@ class PostgresJobQueue(QuarantiningQueue):
         clock: Clock | None = None,
     ) -> None:
         defaults = Defaults()
-        super().__init__(clock=defaults.clock(clock))
-        self.store, self._owns_store = owned_store(
-            store,
-            lambda: PostgresStore(
+        super().__init__(
+            *owned_store(store, lambda: PostgresStore(
                 dsn or require_dsn(defaults.settings),
                 schema=schema or defaults.settings.postgres_schema,
-            ),
-        )
-        self.payloads = JobPayloadCodec(defaults.codec(codec))
+            )),
+            codec=defaults.codec(codec),
+            clock=defaults.clock(clock),
+        )  # fmt: skip
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_pause = LISTEN_RETRY_MIN_SECS
@@ -93,10 +74,8 @@ class PostgresJobQueue(QuarantiningQueue):
     def __repr__(self) -> str:
         return f"PostgresJobQueue({self.store!r})"
 
-    # -- steps on a cursor inside a caller's transaction ------------------------
-    def insert(self, cur: psycopg.Cursor[Any], rows: Sequence[tuple[object, ...]]) -> None:
-        """Write ``queue_rows`` and NOTIFY the listening workers (delivered at commit)."""
-        cur.executemany(sql.ENQUEUE, rows)
+    def requeued(self, cur: psycopg.Cursor[Any]) -> None:
+        """NOTIFY the listening workers (delivered when the transaction commits)."""
         cur.execute(sql.NOTIFY, (self.store.channel,))
 
     def claim_params(
@@ -122,7 +101,6 @@ class PostgresJobQueue(QuarantiningQueue):
         lease_secs: float,
         queues: Sequence[str] | None,
     ) -> Taken:
-        """Claim up to ``n`` rows; undecodable ones are moved to ``nuvom_dead`` and listed apart."""
         params = self.claim_params(n, worker_id, lease_secs, queues)
         cur.execute(sql.CLAIM_FROM_QUEUES if queues else sql.CLAIM_ANY_QUEUE, params)
         claimed, corrupt = decode_claimed(
@@ -142,30 +120,13 @@ class PostgresJobQueue(QuarantiningQueue):
             cur.execute(sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
             cur.execute(sql.DELETE_QUEUED, (row.id,))
 
-    def finish(self, cur: psycopg.Cursor[Any], outcomes: Sequence[Outcome]) -> None:
-        """Ack finished jobs and nack retries; NOTIFY when a job went back to the queue."""
-        for statement, rows in settle_batches(outcomes, sql).items():
-            cur.executemany(statement, rows)
-        if retries(outcomes):
-            cur.execute(sql.NOTIFY, (self.store.channel,))
-
-    def remove_waiting(self, cur: psycopg.Cursor[Any], job_id: str) -> bool:
-        cur.execute(sql.CANCEL, (job_id,))
-        return cur.fetchone() is not None
-
-    # -- producing -------------------------------------------------------
-    def enqueue(self, job: Job) -> None:
-        self.enqueue_many([job])
-
     def enqueue_many(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
+        if len(jobs) != 1:
+            super().enqueue_many(jobs)
             return
-        rows = queue_rows(jobs, self.payloads, self.clock.time())
-        if len(rows) == 1:  # one statement outside a transaction: one round trip
-            self.store.execute_alone(sql.ENQUEUE_ONE, (*rows[0], self.store.channel))
-            return
-        with self.store.transaction() as cur:
-            self.insert(cur, rows)
+        # One statement outside a transaction: one round trip for one .delay().
+        (row,) = queue_rows(jobs, self.payloads, self.clock.time())
+        self.store.execute_alone(sql.ENQUEUE_ONE, (*row, self.store.channel))
 
     # -- wake-ups --------------------------------------------------------
     def listen(self, worker_id: str) -> None:
@@ -222,45 +183,6 @@ class PostgresJobQueue(QuarantiningQueue):
             self._drop_listener()
             return True  # something changed: let the worker poll once
 
-    # -- consuming -------------------------------------------------------
-    def claim_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
-    ) -> Claimed:
-        with self.store.transaction() as cur:
-            return claimed_batch(*self.take(cur, n, worker_id, lease_secs, queues))
-
-    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        with self.store.transaction() as cur:
-            self.finish(cur, outcomes)
-
-    def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
-        with self.store.transaction() as cur:
-            if worker_id is None:
-                cur.execute(sql.ACK_ANY, (job_id,))
-            else:
-                cur.execute(sql.ACK, (job_id, worker_id))
-
-    def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
-        with self.store.transaction() as cur:
-            if worker_id is None:
-                cur.execute(sql.NACK_ANY, (retry_at, retry_at, job_id))
-            else:
-                cur.execute(sql.NACK, (retry_at, retry_at, job_id, worker_id))
-            cur.execute(sql.NOTIFY, (self.store.channel,))
-
-    def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
-        if not job_ids:
-            return
-        now = self.clock.time()
-        with self.store.transaction() as cur:
-            cur.executemany(sql.RELEASE, [(now, job_id, worker_id) for job_id in job_ids])
-            cur.execute(sql.NOTIFY, (self.store.channel,))
-
     def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
         if not job_ids:
             return []
@@ -270,37 +192,7 @@ class PostgresJobQueue(QuarantiningQueue):
             kept = {row[0] for row in cur.fetchall()}
         return [job_id for job_id in job_ids if job_id in kept]
 
-    # -- inspecting and removing -----------------------------------------
-    def qsize(self, queue: str | None = None) -> int:
-        if queue is None:
-            return int(self.store.read(sql.QSIZE)[0][0])
-        return int(self.store.read(sql.QSIZE_OF, (queue,))[0][0])
-
-    def clear(self) -> int:
-        with self.store.transaction() as cur:
-            cur.execute(sql.CLEAR)
-            return len(cur.fetchall())
-
-    def cancel(self, job_id: str) -> bool:
-        with self.store.transaction() as cur:
-            return self.remove_waiting(cur, job_id)
-
-    def waiting_jobs(self) -> list[Job]:
-        rows = self.store.read(sql.WAITING_JOBS)
-        return decode_waiting(
-            self.payloads, (StoredJob(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows)
-        )
-
-    def queue_stats(self) -> list[QueueStats]:
-        params = {"now": self.clock.time()}
-        with self.store.transaction() as cur:
-            counts = cur.execute(sql.STATS, params).fetchall()
-            owners = cur.execute(sql.LEASE_OWNERS, params).fetchall()
-            dead = cur.execute(sql.DEAD_BY_QUEUE).fetchall()
-        return stats_rows(counts, owners, dead)
-
     def close(self) -> None:
         self._closed.set()
         self._drop_listener()
-        if self._owns_store:
-            self.store.close()
+        super().close()

@@ -181,7 +181,11 @@ WHERE id = ANY(%s) AND lease_owner = %s RETURNING id
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = %s"
 CLEAR = "DELETE FROM nuvom_queue RETURNING id"
-CANCEL = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL RETURNING id"
+# The removed job's queue row: a job cancelled while only queued keeps its call in its record.
+CANCEL = """
+DELETE FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL
+RETURNING queue, priority, payload, due_at
+"""
 STATS = """
 SELECT queue,
     count(*) FILTER (WHERE lease_owner IS NULL AND available_at <= %(now)s),
@@ -272,6 +276,13 @@ INSERT INTO nuvom_jobs (id, status, finished_at, updated_at) VALUES (%s, 'CANCEL
 ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
     updated_at = excluded.updated_at
 """
+# Cancelling a job that was only queued keeps its call, so retry_job can run it later.
+MARK_QUEUED_CANCELLED = """
+INSERT INTO nuvom_jobs (id, queue, priority, payload, status, due_at, finished_at, updated_at)
+VALUES (%s, %s, %s, %s, 'CANCELLED', %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
+    updated_at = excluded.updated_at
+"""
 MARK_FAILED = """
 INSERT INTO nuvom_jobs (id, status, error_type, error_message, finished_at, updated_at)
 VALUES (%s, 'FAILED', %s, %s, %s, %s)
@@ -280,19 +291,21 @@ ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_ty
     finished_at = excluded.finished_at, updated_at = excluded.updated_at
 """
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-GET_JOB = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = %s"
-GET_STATUS = "SELECT status FROM nuvom_jobs WHERE id = %s"
+# The reads below take named parameters, as SQLite's do (sqlbase.py passes both one mapping).
+GET_JOB = f"SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = %(id)s"
+GET_STATUS = "SELECT status FROM nuvom_jobs WHERE id = %(id)s"
 GET_ATTEMPTS = """
 SELECT number, status, started_at, finished_at, worker_id, error_type, error_message, traceback
 FROM nuvom_attempts WHERE job_id = %s ORDER BY number
 """
 LIST_JOBS = f"""
-SELECT {_JOB_COLUMNS} FROM nuvom_jobs ORDER BY updated_at DESC LIMIT %s OFFSET %s
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs ORDER BY updated_at DESC LIMIT %(limit)s OFFSET %(offset)s
 """
 LIST_JOBS_WITH_STATUS = f"""
-SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = %s
-ORDER BY updated_at DESC LIMIT %s OFFSET %s
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = %(status)s
+ORDER BY updated_at DESC LIMIT %(limit)s OFFSET %(offset)s
 """
+LIST_LIVE_JOBS_WITH_STATUS = LIST_JOBS_WITH_STATUS  # every job has its nuvom_jobs row from submit
 GET_RESULT = "SELECT status, result, has_result FROM nuvom_jobs WHERE id = %s"
 GET_ERROR = "SELECT status, error_type, error_message FROM nuvom_jobs WHERE id = %s"
 STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"

@@ -183,6 +183,11 @@ class PostgresStore:
             cur.execute(query, params)
             return cur.fetchall()
 
+    def reads(self, *queries: tuple[str, Any]) -> list[list[tuple[Any, ...]]]:
+        """Several reads in one transaction (pipelined)."""
+        with self.transaction() as cur:
+            return [cur.execute(query, params or None).fetchall() for query, params in queries]
+
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A connection of its own, outside the pool (the LISTEN connection)."""
         try:

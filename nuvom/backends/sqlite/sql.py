@@ -139,9 +139,12 @@ WHERE id = ? AND lease_owner = ?
 HEARTBEAT = "UPDATE nuvom_queue SET available_at = ? WHERE id = ? AND lease_owner = ? RETURNING id"
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = ?"
-CLEAR = "DELETE FROM nuvom_queue"
-CANCEL = "DELETE FROM nuvom_queue WHERE id = ? AND lease_owner IS NULL"
-CANCEL_RETURNING = f"{CANCEL} RETURNING queue, priority, payload, due_at"
+CLEAR = "DELETE FROM nuvom_queue RETURNING id"
+# The removed job's queue row: a job cancelled while only queued keeps its call in its record.
+CANCEL = """
+DELETE FROM nuvom_queue WHERE id = ? AND lease_owner IS NULL
+RETURNING queue, priority, payload, due_at
+"""
 STATS = """
 SELECT queue,
     sum(lease_owner IS NULL AND available_at <= :now),
@@ -153,7 +156,7 @@ FROM nuvom_queue GROUP BY queue ORDER BY queue
 DEAD_BY_QUEUE = "SELECT coalesce(queue, 'default'), count(*) FROM nuvom_dead GROUP BY 1"
 LEASE_OWNERS = """
 SELECT queue, lease_owner, count(*) FROM nuvom_queue
-WHERE lease_owner IS NOT NULL AND available_at > ? GROUP BY queue, lease_owner
+WHERE lease_owner IS NOT NULL AND available_at > :now GROUP BY queue, lease_owner
 """
 FAILED_BY_QUEUE = """
 SELECT coalesce(queue, 'default'), count(*) FROM nuvom_jobs WHERE status = 'FAILED' GROUP BY 1
@@ -221,8 +224,8 @@ UPDATE nuvom_attempts SET status = 'LOST' WHERE job_id = ? AND status = 'RUNNING
 """
 START_ATTEMPT = """
 INSERT INTO nuvom_attempts (job_id, number, status, started_at, worker_id)
-VALUES (?, (SELECT coalesce(max(number), 0) + 1 FROM nuvom_attempts WHERE job_id = ?),
-        'RUNNING', ?, ?)
+VALUES (:id, (SELECT coalesce(max(number), 0) + 1 FROM nuvom_attempts WHERE job_id = :id),
+        'RUNNING', :at, :worker)
 """
 SAVE_OUTCOME = """
 INSERT INTO nuvom_jobs
@@ -237,14 +240,14 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 FINISH_ATTEMPT = """
-UPDATE nuvom_attempts SET status = ?, finished_at = ?, error_type = ?, error_message = ?,
-    traceback = ?
-WHERE job_id = ? AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = ?)
+UPDATE nuvom_attempts SET status = :status, finished_at = :at, error_type = :type,
+    error_message = :message, traceback = :traceback
+WHERE job_id = :id AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = :id)
 """
 UNCOUNT_ATTEMPT = """
 DELETE FROM nuvom_attempts
-WHERE job_id = ? AND status = 'RUNNING'
-  AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = ?)
+WHERE job_id = :id AND status = 'RUNNING'
+  AND number = (SELECT max(number) FROM nuvom_attempts WHERE job_id = :id)
 """
 MARK_RELEASED = """
 UPDATE nuvom_jobs SET status = 'PENDING', attempts = max(attempts - 1, 0), updated_at = ?
@@ -270,10 +273,12 @@ ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_ty
     finished_at = excluded.finished_at, updated_at = excluded.updated_at
 """
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-# A job still only in nuvom_queue, shaped like a nuvom_jobs row (the one "?" is now).
+# A job still only in nuvom_queue, shaped like a nuvom_jobs row, its status as of :now.
 # Its name, creation time and options are read from the payload.
+# The reads below take named parameters (:id, :now, :status, :limit, :offset), as
+# PostgreSQL's do, so the code in sqlbase.py passes both engines the same mapping.
 _QUEUED_STATUS = """
-CASE WHEN q.lease_owner IS NOT NULL THEN 'RUNNING' WHEN q.due_at > ? THEN 'SCHEDULED'
+CASE WHEN q.lease_owner IS NOT NULL THEN 'RUNNING' WHEN q.due_at > :now THEN 'SCHEDULED'
      ELSE 'PENDING' END
 """
 _QUEUED_COLUMNS = f"""
@@ -282,43 +287,41 @@ NULL, q.attempts, NULL, NULL, q.due_at, NULL, NULL, q.enqueued_at, NULL
 """
 _ONLY_QUEUED = "NOT EXISTS (SELECT 1 FROM nuvom_jobs j WHERE j.id = q.id)"
 
-# params: (id, now, id)
 GET_JOB = f"""
-SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = ?
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE id = :id
 UNION ALL
-SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE q.id = ? AND {_ONLY_QUEUED}
+SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE q.id = :id AND {_ONLY_QUEUED}
 """
 GET_STATUS = f"""
-SELECT status FROM nuvom_jobs WHERE id = ?
+SELECT status FROM nuvom_jobs WHERE id = :id
 UNION ALL
-SELECT {_QUEUED_STATUS} FROM nuvom_queue q WHERE q.id = ? AND {_ONLY_QUEUED}
+SELECT {_QUEUED_STATUS} FROM nuvom_queue q WHERE q.id = :id AND {_ONLY_QUEUED}
 """
 GET_ATTEMPTS = """
 SELECT number, status, started_at, finished_at, worker_id, error_type, error_message, traceback
 FROM nuvom_attempts WHERE job_id = ? ORDER BY number
 """
-# params: (now, limit, offset)
 LIST_JOBS = f"""
 SELECT {_JOB_COLUMNS} FROM nuvom_jobs
 UNION ALL
 SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE {_ONLY_QUEUED}
-ORDER BY updated_at DESC LIMIT ? OFFSET ?
+ORDER BY updated_at DESC LIMIT :limit OFFSET :offset
 """
-# A status only nuvom_jobs holds (SUCCESS, FAILED, CANCELLED, RETRYING). params: (status, limit, offset)
+# A status only nuvom_jobs holds (SUCCESS, FAILED, CANCELLED, RETRYING).
 LIST_JOBS_WITH_STATUS = f"""
-SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = ? ORDER BY updated_at DESC LIMIT ? OFFSET ?
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = :status
+ORDER BY updated_at DESC LIMIT :limit OFFSET :offset
 """
 # A status a queued job can have too (PENDING, SCHEDULED, RUNNING).
-# params: (status, now, status, limit, offset)
 LIST_LIVE_JOBS_WITH_STATUS = f"""
-SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = ?
+SELECT {_JOB_COLUMNS} FROM nuvom_jobs WHERE status = :status
 UNION ALL
-SELECT * FROM (SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE {_ONLY_QUEUED}) WHERE status = ?
-ORDER BY updated_at DESC LIMIT ? OFFSET ?
+SELECT * FROM (SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q WHERE {_ONLY_QUEUED})
+WHERE status = :status
+ORDER BY updated_at DESC LIMIT :limit OFFSET :offset
 """
 GET_RESULT = "SELECT status, result, has_result FROM nuvom_jobs WHERE id = ?"
 GET_ERROR = "SELECT status, error_type, error_message FROM nuvom_jobs WHERE id = ?"
-# params: (now,)
 STATUS_COUNTS = f"""
 SELECT status, count(*) FROM (
     SELECT status FROM nuvom_jobs

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.sqlite import sql
 from nuvom.errors import BackendError, BackendUnavailable
@@ -37,7 +37,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SQLiteStore:
     """Connections, schema and transactions for one database file.
 
-    ``write()`` yields a connection inside ``BEGIN IMMEDIATE`` and commits on
+    ``transaction()`` yields a connection inside ``BEGIN IMMEDIATE`` and commits on
     exit; SQLite's busy errors are retried until ``busy_timeout_secs`` passes,
     then surface as ``BackendUnavailable``, never as "database is locked".
     """
@@ -141,7 +141,7 @@ class SQLiteStore:
         return conn
 
     def _ensure_schema(self) -> None:
-        with self.write() as conn:
+        with self.transaction() as conn:
             for statement in sql.SCHEMA:
                 conn.execute(statement)
             row = conn.execute(sql.GET_SCHEMA_VERSION).fetchone()
@@ -156,7 +156,7 @@ class SQLiteStore:
 
     # -- transactions ----------------------------------------------------
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; commits on success, rolls back on error."""
         conn = self.conn
         self._begin(conn)
@@ -189,11 +189,15 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise self._explain(exc) from None
 
-    def read(self, query: str, params: tuple[object, ...] | list[object] = ()) -> list[sqlite3.Row]:
+    def read(self, query: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
+
+    def reads(self, *queries: tuple[str, Any]) -> list[list[sqlite3.Row]]:
+        """Several reads in a row on this thread's connection."""
+        return [self.read(query, params) for query, params in queries]
 
     def data_version(self) -> int:
         """Changes whenever another connection commits; cheap to poll."""

@@ -1,0 +1,434 @@
+"""What the two SQL engines share, written once: the queue's, the results' and the joint steps
+as named queries on a store with ``transaction()`` and ``read()``.
+
+``sqlite/`` and ``postgres/`` each supply their ``sql.py`` (the same names,
+their own dialect: the shared statements take the same parameters on both),
+their store, and what their server does differently: how a claim is written,
+how idle workers are woken, the one-round-trip paths PostgreSQL has.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from nuvom.backends.common import (
+    QuarantiningQueue,
+    claimed_batch,
+    decode_waiting,
+    queue_rows,
+    record_from_row,
+    result_blob,
+    retries,
+    settle_batches,
+    stats_rows,
+    stored_result,
+)
+from nuvom.backends.contract import BaseResultBackend, Claimed, JointWriter, QueueStats
+from nuvom.job import Job, JobStatus
+from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, Outcome, StoredJob
+
+PAYLOAD = 7  # where ``queue_rows`` keeps a job's encoded payload
+if TYPE_CHECKING:
+    from nuvom.clock import Clock
+    from nuvom.serialization import Codec
+
+Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
+Row = Sequence[Any]
+# Statuses a job can show while it is still only in nuvom_queue (SQLite reads them from there).
+QUEUED_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING)
+
+
+#: A transaction's handle: an ``sqlite3.Connection`` or a psycopg cursor (``execute`` returns
+#: something with ``fetchone``/``fetchall``, and ``executemany`` runs a statement per row).
+Cursor = Any
+
+
+class SQLStore(Protocol):
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def read(self, query: str, params: Any = ...) -> list[Any]: ...
+
+    def reads(self, *queries: tuple[str, Any]) -> list[list[Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def stored_job(row: Row) -> StoredJob:
+    """(id, queue, priority, due_at, attempts, payload) as read back from either engine."""
+    return StoredJob(row[0], row[1], row[2], row[3], row[4], bytes(row[5]))
+
+
+class SQLJobQueue(QuarantiningQueue):
+    """The queue steps both SQL engines run the same way; ``take`` and ``heartbeat`` are theirs."""
+
+    sql: ClassVar[ModuleType]
+
+    def __init__(self, store: Any, owned: bool, *, codec: Codec, clock: Clock) -> None:
+        """``store``: the engine's ``SQLStore``; ``owned``: this queue closes it."""
+        super().__init__(clock=clock)
+        self.store, self._owns_store = store, owned
+        self.payloads = JobPayloadCodec(codec)
+
+    # -- what each engine does its own way -------------------------------------
+    @abstractmethod
+    def take(
+        self, cur: Cursor, n: int, worker_id: str, lease_secs: float, queues: Sequence[str] | None
+    ) -> Taken:
+        """Claim up to ``n`` rows in a caller's transaction; move undecodable ones aside."""
+
+    def requeued(self, cur: Cursor) -> None:
+        """In a transaction that put jobs back in the queue: tell idle workers (at commit)."""
+
+    def nudge(self) -> None:
+        """After a commit that put jobs back in the queue: wake idle workers."""
+
+    # -- steps inside a caller's transaction ------------------------------------
+    def insert(self, cur: Cursor, rows: Sequence[tuple[object, ...]]) -> None:
+        """Write ``queue_rows`` (``nudge`` once committed)."""
+        cur.executemany(self.sql.ENQUEUE, rows)
+        self.requeued(cur)
+
+    def finish(self, cur: Cursor, outcomes: Sequence[Outcome]) -> bool:
+        """Ack finished jobs and nack retries, one ``executemany`` per statement.
+
+        True when a job went back to the queue: ``nudge`` the idle workers once committed.
+        """
+        for statement, rows in settle_batches(outcomes, self.sql).items():
+            cur.executemany(statement, rows)
+        if not retries(outcomes):
+            return False
+        self.requeued(cur)
+        return True
+
+    def remove_waiting(self, cur: Cursor, job_id: str) -> Row | None:
+        """Delete a waiting job; its (queue, priority, payload, due_at), or None if not waiting."""
+        row: Row | None = cur.execute(self.sql.CANCEL, (job_id,)).fetchone()
+        return row
+
+    # -- the contract -------------------------------------------------------
+    def enqueue(self, job: Job) -> None:
+        self.enqueue_many([job])
+
+    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        rows = queue_rows(jobs, self.payloads, self.clock.time())
+        with self.store.transaction() as cur:
+            self.insert(cur, rows)
+        self.nudge()
+
+    def claim_batch(
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+    ) -> Claimed:
+        with self.store.transaction() as cur:
+            return claimed_batch(*self.take(cur, n, worker_id, lease_secs, queues))
+
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        with self.store.transaction() as cur:
+            requeued = self.finish(cur, outcomes)
+        if requeued:
+            self.nudge()
+
+    def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        with self.store.transaction() as cur:
+            if worker_id is None:
+                cur.execute(self.sql.ACK_ANY, (job_id,))
+            else:
+                cur.execute(self.sql.ACK, (job_id, worker_id))
+
+    def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
+        with self.store.transaction() as cur:
+            if worker_id is None:
+                cur.execute(self.sql.NACK_ANY, (retry_at, retry_at, job_id))
+            else:
+                cur.execute(self.sql.NACK, (retry_at, retry_at, job_id, worker_id))
+            self.requeued(cur)
+        self.nudge()
+
+    def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
+        if not job_ids:
+            return
+        now = self.clock.time()
+        with self.store.transaction() as cur:
+            cur.executemany(self.sql.RELEASE, [(now, job_id, worker_id) for job_id in job_ids])
+            self.requeued(cur)
+        self.nudge()
+
+    def qsize(self, queue: str | None = None) -> int:
+        if queue is None:
+            return int(self.store.read(self.sql.QSIZE)[0][0])
+        return int(self.store.read(self.sql.QSIZE_OF, (queue,))[0][0])
+
+    def clear(self) -> int:
+        with self.store.transaction() as cur:
+            return len(cur.execute(self.sql.CLEAR).fetchall())
+
+    def cancel(self, job_id: str) -> bool:
+        with self.store.transaction() as cur:
+            return self.remove_waiting(cur, job_id) is not None
+
+    def waiting_jobs(self) -> list[Job]:
+        rows = self.store.read(self.sql.WAITING_JOBS)
+        return decode_waiting(self.payloads, (stored_job(row) for row in rows))
+
+    def queue_stats(self) -> list[QueueStats]:
+        now = {"now": self.clock.time()}
+        counts, owners, dead = self.store.reads(
+            (self.sql.STATS, now), (self.sql.LEASE_OWNERS, now), (self.sql.DEAD_BY_QUEUE, ())
+        )
+        return stats_rows(counts, owners, dead)
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+
+class SQLResultBackend(BaseResultBackend):
+    """Results, attempts and history in the ``nuvom_jobs`` and ``nuvom_attempts`` tables.
+
+    The ``note_*`` steps run inside a transaction their caller opened: this
+    backend's own methods, or the engine's joint writer.
+    """
+
+    sql: ClassVar[ModuleType]
+
+    def __init__(self, store: Any, owned: bool, *, codec: Codec, clock: Clock) -> None:
+        """``store``: the engine's ``SQLStore``; ``owned``: this backend closes it."""
+        self.store, self._owns_store = store, owned
+        self.codec = codec
+        self.payloads = JobPayloadCodec(codec)
+        self.clock = clock
+
+    # -- steps inside a caller's transaction ------------------------------------
+    def note_submitted(
+        self, cur: Cursor, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]], now: float
+    ) -> None:
+        """Record jobs the same transaction queued (``rows``: their ``queue_rows``)."""
+        cur.executemany(self.sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, rows, now))
+
+    def enqueued_rows(
+        self, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]], now: float
+    ) -> list[tuple[object, ...]]:
+        """``RECORD_ENQUEUED`` parameters per job, its payload taken from its queue row."""
+        recorded: list[tuple[object, ...]] = []
+        for job, row in zip(jobs, rows, strict=True):
+            scheduled = job.due_at is not None and job.due_at > now
+            recorded.append(
+                (job.id, job.func_name, job.queue, job.priority,
+                 "SCHEDULED" if scheduled else "PENDING", row[PAYLOAD], job.max_retries,
+                 job.created_at, job.due_at, now)
+            )  # fmt: skip
+        return recorded
+
+    def note_running(
+        self, cur: Cursor, claimed: Sequence[tuple[Job, bytes]], worker_id: str, started_at: float
+    ) -> None:
+        """Each claimed job RUNNING, with a new attempt; an earlier RUNNING one is LOST."""
+        cur.executemany(
+            self.sql.MARK_RUNNING,
+            [
+                (job.id, job.func_name, job.queue, job.priority, payload, job.created_at,
+                 started_at, worker_id, started_at)
+                for job, payload in claimed
+            ],
+        )  # fmt: skip
+        cur.executemany(self.sql.MARK_EARLIER_ATTEMPTS_LOST, [(job.id,) for job, _ in claimed])
+        cur.executemany(
+            self.sql.START_ATTEMPT,
+            [{"id": job.id, "at": started_at, "worker": worker_id} for job, _ in claimed],
+        )
+
+    def note_outcomes(self, cur: Cursor, outcomes: Sequence[Outcome], now: float) -> None:
+        job_rows = []
+        attempt_rows = []
+        for outcome in outcomes:
+            job, error = outcome.job, outcome.error
+            blob = result_blob(self.codec, outcome)
+            retrying = outcome.status is JobStatus.RETRYING
+            error_type = error.type if error else None
+            error_message = error.message if error else None
+            traceback = error.traceback if error else None
+            job_rows.append(
+                (job.id, job.func_name, job.queue, job.priority, outcome.status.value, None,
+                 blob, blob is not None, error_type, error_message, traceback,
+                 job.created_at, outcome.retry_at if retrying else None,
+                 None if retrying else outcome.finished_at, outcome.worker_id, now)
+            )  # fmt: skip
+            attempt_rows.append(
+                {"status": outcome.status.value, "at": outcome.finished_at, "type": error_type,
+                 "message": error_message, "traceback": traceback, "id": job.id}
+            )  # fmt: skip
+        cur.executemany(self.sql.SAVE_OUTCOME, job_rows)
+        cur.executemany(self.sql.FINISH_ATTEMPT, attempt_rows)
+
+    def note_failed(self, cur: Cursor, job_id: str, error: ErrorInfo, now: float) -> None:
+        cur.execute(self.sql.MARK_FAILED, (job_id, error.type, error.message, now, now))
+
+    def note_cancelled(self, cur: Cursor, job_id: str, removed: Row, now: float) -> None:
+        """A job cancelled while queued keeps its call, so ``retry_job`` can run it later.
+
+        ``removed`` is its queue row's (queue, priority, payload, due_at).
+        """
+        queue, priority, payload, due_at = removed
+        cur.execute(
+            self.sql.MARK_QUEUED_CANCELLED, (job_id, queue, priority, payload, due_at, now, now)
+        )
+
+    # -- the four methods every result backend has ---------------------------
+    def set_result(self, job_id: str, result: Any) -> None:
+        now = self.clock.time()
+        blob = self.codec.dumps(result)
+        row = (job_id, None, None, 0, "SUCCESS", None, blob, True, None, None, None, None, None,
+               now, None, now)  # fmt: skip
+        with self.store.transaction() as cur:
+            cur.execute(self.sql.SAVE_OUTCOME, row)
+
+    def get_result(self, job_id: str) -> Any:
+        rows = self.store.read(self.sql.GET_RESULT, (job_id,))
+        if not rows or not rows[0][2]:
+            return None
+        return stored_result(self.codec, rows[0][1])
+
+    def set_error(self, job_id: str, error: ErrorInfo | BaseException | str) -> None:
+        info = self.describe_error(error)
+        with self.store.transaction() as cur:
+            self.note_failed(cur, job_id, info, self.clock.time())
+
+    def get_error(self, job_id: str) -> str | None:
+        rows = self.store.read(self.sql.GET_ERROR, (job_id,))
+        if not rows or rows[0][0] not in ("FAILED", "CANCELLED") or rows[0][1] is None:
+            return None
+        return f"{rows[0][1]}: {rows[0][2]}"
+
+    # -- richer methods ---------------------------------------------------
+    def record_enqueued(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        now = self.clock.time()
+        rows = queue_rows(jobs, self.payloads, now)
+        with self.store.transaction() as cur:
+            cur.executemany(self.sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, rows, now))
+
+    def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
+        claimed = [(job, self.payloads.encode(job)) for job in jobs]
+        with self.store.transaction() as cur:
+            self.note_running(cur, claimed, worker_id, started_at)
+
+    def mark_released(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        now = self.clock.time()
+        with self.store.transaction() as cur:
+            cur.executemany(self.sql.UNCOUNT_ATTEMPT, [{"id": job_id} for job_id in job_ids])
+            cur.executemany(self.sql.MARK_RELEASED, [(now, job_id) for job_id in job_ids])
+
+    def mark_cancelled(self, job_id: str, *, at: float) -> None:
+        with self.store.transaction() as cur:
+            cur.execute(self.sql.MARK_CANCELLED, (job_id, at, at))
+
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        with self.store.transaction() as cur:
+            self.note_outcomes(cur, outcomes, self.clock.time())
+
+    # -- reading -------------------------------------------------------------
+    def _params(self, **values: Any) -> dict[str, Any]:
+        return {"now": self.clock.time(), **values}
+
+    def get_full(self, job_id: str) -> JobRecord | None:
+        rows, attempts = self.store.reads(
+            (self.sql.GET_JOB, self._params(id=job_id)), (self.sql.GET_ATTEMPTS, (job_id,))
+        )
+        if not rows:
+            return None
+        record = record_from_row(rows[0], self.payloads, self.codec)
+        record.history = [AttemptRecord(*row) for row in attempts]
+        return record
+
+    def get_status(self, job_id: str) -> JobStatus | None:
+        rows = self.store.read(self.sql.GET_STATUS, self._params(id=job_id))
+        return JobStatus(rows[0][0]) if rows else None
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 20, offset: int = 0
+    ) -> list[JobRecord]:
+        params = self._params(limit=limit, offset=offset, status=status and status.value)
+        if status is None:
+            statement = self.sql.LIST_JOBS
+        elif status in QUEUED_STATUSES:
+            statement = self.sql.LIST_LIVE_JOBS_WITH_STATUS
+        else:
+            statement = self.sql.LIST_JOBS_WITH_STATUS
+        return [
+            record_from_row(row, self.payloads, self.codec)
+            for row in self.store.read(statement, params)
+        ]
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self.store.read(self.sql.STATUS_COUNTS, self._params())
+        return {status: int(count) for status, count in rows}
+
+    def failed_by_queue(self) -> dict[str, int]:
+        return {queue: int(count) for queue, count in self.store.read(self.sql.FAILED_BY_QUEUE)}
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+
+class SQLJointWriter(JointWriter):
+    """The four steps, each one transaction on the store the queue and results share."""
+
+    def __init__(self, queue: SQLJobQueue, results: SQLResultBackend) -> None:
+        self.queue = queue
+        self.results = results
+        self.store = queue.store
+
+    def submit(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        now = self.queue.clock.time()
+        rows = queue_rows(jobs, self.queue.payloads, now)
+        with self.store.transaction() as cur:
+            self.queue.insert(cur, rows)
+            self.results.note_submitted(cur, jobs, rows, now)
+        self.queue.nudge()
+
+    def claim(
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+    ) -> list[Job]:
+        with self.store.transaction() as cur:
+            claimed, corrupt = self.queue.take(cur, n, worker_id, lease_secs, queues)
+            self.record_claimed(cur, claimed, corrupt, worker_id)
+        return [job for job, _ in claimed]
+
+    def record_claimed(
+        self,
+        cur: Cursor,
+        started: Sequence[tuple[Job, StoredJob]],
+        corrupt: Sequence[tuple[StoredJob, str]],
+        worker_id: str,
+    ) -> None:
+        now = self.queue.clock.time()
+        if started:
+            self.results.note_running(cur, [(j, row.payload) for j, row in started], worker_id, now)
+        for row, reason in corrupt:
+            self.results.note_failed(cur, row.id, ErrorInfo("CorruptJob", reason), now)
+
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        with self.store.transaction() as cur:
+            self.results.note_outcomes(cur, outcomes, self.queue.clock.time())
+            requeued = self.queue.finish(cur, outcomes)
+        if requeued:
+            self.queue.nudge()
+
+    def cancel(self, job_id: str) -> bool:
+        with self.store.transaction() as cur:
+            removed = self.queue.remove_waiting(cur, job_id)
+            if removed is None:
+                return False
+            self.results.note_cancelled(cur, job_id, removed, self.queue.clock.time())
+        return True
