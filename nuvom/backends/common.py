@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from nuvom.backends.contract import BaseJobQueue, Claimed, QueueStats
+from nuvom.backends.contract import BaseJobQueue, Claimed, Queues, QueueStats
 from nuvom.errors import CorruptJob, SerializationError
 from nuvom.job import Job, JobStatus
 from nuvom.records import JobPayloadCodec, JobRecord, Outcome, StoredJob
@@ -121,22 +121,12 @@ class QuarantiningQueue(BaseJobQueue):
     payloads: JobPayloadCodec
 
     def pop_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         return self.claim_batch(n, worker_id=worker_id, lease_secs=lease_secs, queues=queues).jobs
 
     def claim_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         raise NotImplementedError
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from nuvom.records import WorkerInfo
 
 ALL_QUEUES = "*"  # the queue name of a stats row that covers every queue
+#: The queue names a claim may take jobs from; ``None``: every queue.
+Queues = Sequence[str] | None
 
 
 @dataclass(slots=True)
@@ -108,12 +110,7 @@ class BaseJobQueue(ABC):
     # -- consuming -------------------------------------------------------
     @abstractmethod
     def pop_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         """Claim up to ``n`` due jobs for ``worker_id`` until now + ``lease_secs``.
 
@@ -124,12 +121,7 @@ class BaseJobQueue(ABC):
         """
 
     def claim_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         """``pop_batch``, plus ``(job id, reason)`` for each record it quarantined.
 
@@ -427,7 +419,7 @@ class JointWriter(ABC):
 
     @abstractmethod
     def claim(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         """``pop_batch`` and record each claimed job RUNNING with a new attempt (an earlier
         attempt still RUNNING is marked LOST); record each quarantined job FAILED ``CorruptJob``."""
@@ -462,7 +454,7 @@ class TwoStepWriter(JointWriter):
         self.queue.enqueue_many(jobs)
 
     def claim(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         claimed = self.queue.claim_batch(
             n, worker_id=worker_id, lease_secs=lease_secs, queues=queues

@@ -27,7 +27,7 @@ from nuvom.backends.common import (
     stats_rows,
     stored_result,
 )
-from nuvom.backends.contract import BaseResultBackend, Claimed, JointWriter, QueueStats
+from nuvom.backends.contract import BaseResultBackend, Claimed, JointWriter, Queues, QueueStats
 from nuvom.job import Job, JobStatus
 from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, Outcome, StoredJob
 
@@ -57,27 +57,42 @@ class SQLStore(Protocol):
     def close(self) -> None: ...
 
 
+class SQLBackend:
+    """What an SQL engine's queue and its result backend are both made of: a store (closed
+    with the backend when it opened it), a codec and a clock. The engine's own subclass
+    (``SQLiteBackend``, ``PostgresBackend``) takes the arguments and calls ``attach``."""
+
+    sql: ClassVar[ModuleType]
+    store: Any  # the engine's SQLStore
+    codec: Codec
+    payloads: JobPayloadCodec
+    clock: Clock
+    _owns_store: bool
+
+    def attach(self, store: Any, owned: bool, codec: Codec, clock: Clock) -> None:
+        self.store, self._owns_store = store, owned
+        self.codec, self.payloads, self.clock = codec, JobPayloadCodec(codec), clock
+        self.ready()
+
+    def ready(self) -> None:
+        """Called once attached: set up what the subclass adds."""
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+
 def stored_job(row: Row) -> StoredJob:
     """(id, queue, priority, due_at, attempts, payload) as read back from either engine."""
     return StoredJob(row[0], row[1], row[2], row[3], row[4], bytes(row[5]))
 
 
-class SQLJobQueue(QuarantiningQueue):
+class SQLJobQueue(SQLBackend, QuarantiningQueue):
     """The queue steps both SQL engines run the same way; ``take`` and ``heartbeat`` are theirs."""
-
-    sql: ClassVar[ModuleType]
-
-    def __init__(self, store: Any, owned: bool, *, codec: Codec, clock: Clock) -> None:
-        """``store``: the engine's ``SQLStore``; ``owned``: this queue closes it."""
-        super().__init__(clock=clock)
-        self.store, self._owns_store = store, owned
-        self.payloads = JobPayloadCodec(codec)
 
     # -- what each engine does its own way -------------------------------------
     @abstractmethod
-    def take(
-        self, cur: Cursor, n: int, worker_id: str, lease_secs: float, queues: Sequence[str] | None
-    ) -> Taken:
+    def take(self, cur: Cursor, n: int, worker_id: str, lease_secs: float, queues: Queues) -> Taken:
         """Claim up to ``n`` rows in a caller's transaction; move undecodable ones aside."""
 
     def requeued(self, cur: Cursor) -> None:
@@ -122,7 +137,7 @@ class SQLJobQueue(QuarantiningQueue):
         self.nudge()
 
     def claim_batch(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         with self.store.transaction() as cur:
             return claimed_batch(*self.take(cur, n, worker_id, lease_secs, queues))
@@ -182,26 +197,13 @@ class SQLJobQueue(QuarantiningQueue):
         )
         return stats_rows(counts, owners, dead)
 
-    def close(self) -> None:
-        if self._owns_store:
-            self.store.close()
 
-
-class SQLResultBackend(BaseResultBackend):
+class SQLResultBackend(SQLBackend, BaseResultBackend):
     """Results, attempts and history in the ``nuvom_jobs`` and ``nuvom_attempts`` tables.
 
     The ``note_*`` steps run inside a transaction their caller opened: this
     backend's own methods, or the engine's joint writer.
     """
-
-    sql: ClassVar[ModuleType]
-
-    def __init__(self, store: Any, owned: bool, *, codec: Codec, clock: Clock) -> None:
-        """``store``: the engine's ``SQLStore``; ``owned``: this backend closes it."""
-        self.store, self._owns_store = store, owned
-        self.codec = codec
-        self.payloads = JobPayloadCodec(codec)
-        self.clock = clock
 
     # -- steps inside a caller's transaction ------------------------------------
     def note_submitted(
@@ -374,10 +376,6 @@ class SQLResultBackend(BaseResultBackend):
     def failed_by_queue(self) -> dict[str, int]:
         return {queue: int(count) for queue, count in self.store.read(self.sql.FAILED_BY_QUEUE)}
 
-    def close(self) -> None:
-        if self._owns_store:
-            self.store.close()
-
 
 class SQLJointWriter(JointWriter):
     """The four steps, each one transaction on the store the queue and results share."""
@@ -398,7 +396,7 @@ class SQLJointWriter(JointWriter):
         self.queue.nudge()
 
     def claim(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         with self.store.transaction() as cur:
             claimed, corrupt = self.queue.take(cur, n, worker_id, lease_secs, queues)

@@ -39,16 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nuvom.backends.common import Defaults, QuarantiningQueue
-from nuvom.backends.contract import Claimed, QueueStats
+from nuvom.backends.common import QuarantiningQueue
+from nuvom.backends.contract import Claimed, Queues, QueueStats
 from nuvom.backends.file import store as fs
 from nuvom.errors import BackendError, BackendUnavailable, CorruptJob
 from nuvom.job import Job, JobStatus
 from nuvom.records import JobPayloadCodec
 
 if TYPE_CHECKING:
-    from nuvom.clock import Clock
-    from nuvom.serialization import Codec
+    from nuvom.config import Settings
 
 log = logging.getLogger("nuvom.file")
 
@@ -146,43 +145,26 @@ def _listdir(path: Path) -> list[str]:
         return []
 
 
-class FileJobQueue(QuarantiningQueue):
+class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     name = "file"
     shared_across_processes = True
+    folders = ("pending", "claimed", "corrupt", "tmp")
+    what = "the file queue"
 
-    def __init__(
-        self,
-        directory: Path | str | None = None,
-        *,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-        synchronous: str | None = None,
-    ) -> None:
-        defaults = Defaults()
-        super().__init__(clock=defaults.clock(clock))
-        self.root = Path(directory if directory is not None else defaults.settings.file_queue_dir)
-        synchronous = synchronous or defaults.settings.file_synchronous
+    @staticmethod
+    def default_directory(settings: Settings) -> Path:
+        return settings.file_queue_dir
+
+    def ready(self) -> None:
         self.pending_dir = self.root / "pending"
         self.claimed_dir = self.root / "claimed"
         self.corrupt_dir = self.root / "corrupt"
         self.tmp_dir = self.root / "tmp"
-        try:
-            for path in (self.pending_dir, self.claimed_dir, self.corrupt_dir, self.tmp_dir):
-                path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"cannot create the file queue at {self.root}: {exc}", backend=self.name
-            ) from exc
-        self.payloads = JobPayloadCodec(defaults.codec(codec))
-        self._writer = fs.TempWriter(self.tmp_dir, sync=fs.synchronous_flag(synchronous))
-        fs.sweep_stale_temps(self.tmp_dir)
+        self.payloads = JobPayloadCodec(self.codec)
         self._made_dirs: set[Path] = set()
         # Where this process last put each job it holds, so ack/heartbeat skip a listing.
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"FileJobQueue({str(self.root)!r})"
 
     # -- files -------------------------------------------------------------
     def _dir(self, area: Path, queue_dir: str) -> Path:
@@ -368,12 +350,7 @@ class FileJobQueue(QuarantiningQueue):
 
     # -- consuming -------------------------------------------------------
     def claim_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         now = self.clock.time()
         now_us = _micros(now)
@@ -501,9 +478,6 @@ class FileJobQueue(QuarantiningQueue):
             except (fs.DecodeFailure, OSError) as exc:
                 log.warning("skipping job file %s: %s", entry.name, exc)
         return jobs
-
-    def close(self) -> None:
-        self._writer.close()
 
     def queue_stats(self) -> list[QueueStats]:
         now_us = _micros(self.clock.time())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nuvom.backends.common import Defaults, result_blob, stored_result
+from nuvom.backends.common import result_blob, stored_result
 from nuvom.backends.contract import BaseResultBackend
 from nuvom.backends.file import store as fs
 from nuvom.errors import BackendUnavailable, SerializationError
@@ -35,8 +35,7 @@ from nuvom.job import FINAL_STATUSES, Job, JobStatus
 from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
 
 if TYPE_CHECKING:
-    from nuvom.clock import Clock
-    from nuvom.serialization import Codec
+    from nuvom.config import Settings
 
 log = logging.getLogger("nuvom.file")
 
@@ -80,45 +79,25 @@ def results_dir_beside(queue_dir: Path) -> Path:
     return queue_dir.parent / "results"
 
 
-class FileResultBackend(BaseResultBackend):
+class FileResultBackend(fs.FileBackend, BaseResultBackend):
     name = "file"
     shared_across_processes = True
+    folders = ("jobs", "running", "corrupt", "tmp")
+    what = "the results folder"
 
-    def __init__(
-        self,
-        directory: Path | str | None = None,
-        *,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-        synchronous: str | None = None,
-    ) -> None:
-        defaults = Defaults()
-        if directory is None:
-            directory = results_dir_beside(defaults.settings.file_queue_dir)
-        synchronous = synchronous or defaults.settings.file_synchronous
-        self.root = Path(directory)
+    @staticmethod
+    def default_directory(settings: Settings) -> Path:
+        return results_dir_beside(settings.file_queue_dir)
+
+    def ready(self) -> None:
         self.jobs_dir = self.root / "jobs"
         self.corrupt_dir = self.root / "corrupt"
         self.running_dir = self.root / "running"
-        try:
-            for path in (self.jobs_dir, self.running_dir, self.corrupt_dir, self.root / "tmp"):
-                path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"cannot create the results folder {self.root}: {exc}", backend=self.name
-            ) from exc
-        self.codec = defaults.codec(codec)
-        self.clock = defaults.clock(clock)
-        self._writer = fs.TempWriter(self.root / "tmp", sync=fs.synchronous_flag(synchronous))
-        fs.sweep_stale_temps(self.root / "tmp")
         self._lock = threading.RLock()
         self._markers: dict[str, list[_Start]] = {}  # parsed markers by file name (immutable)
         self._open: dict[str, set[str]] = {}  # this process's markers -> jobs not yet settled
         self._marker_of: dict[str, set[str]] = {}  # job id -> this process's markers naming it
         self._claims = 0
-
-    def __repr__(self) -> str:
-        return f"FileResultBackend({str(self.root)!r})"
 
     # -- one record ---------------------------------------------------------
     def _path(self, job_id: str) -> Path:
@@ -199,9 +178,6 @@ class FileResultBackend(BaseResultBackend):
             raise BackendUnavailable(
                 f"cannot write the records of jobs {ids}: {exc}", backend=self.name
             ) from exc
-
-    def close(self) -> None:
-        self._writer.close()
 
     def _get_or_new(self, job_id: str) -> tuple[JobRecord, bytes | None, int]:
         found = self._load(self._path(job_id))

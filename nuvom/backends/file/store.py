@@ -18,9 +18,15 @@ import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
+from nuvom.backends.common import Defaults
 from nuvom.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from nuvom.clock import Clock
+    from nuvom.config import Settings
+    from nuvom.serialization import Codec
 
 RENAME_RETRY_SECS = 1.0  # how long a rename waits out Windows' "file in use" errors
 RENAME_FIRST_PAUSE_SECS = 0.001  # first pause between those retries; doubles each time
@@ -248,3 +254,51 @@ def write_many_atomically(
         for temp in temps[moved:]:
             unlink(temp)
         raise
+
+
+class FileBackend:
+    """How the file queue and the file results are both built: a folder (from the settings
+    when not given) with the named subfolders, a durable temp writer, a codec and a clock."""
+
+    #: The subfolders to create under the root, ``tmp`` among them.
+    folders: ClassVar[tuple[str, ...]]
+    what: ClassVar[str]  # for messages: "the file queue", "the results folder"
+    root: Path
+    codec: Codec
+    clock: Clock
+
+    @staticmethod
+    def default_directory(settings: Settings) -> Path:
+        raise NotImplementedError
+
+    def __init__(
+        self,
+        directory: Path | str | None = None,
+        *,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        synchronous: str | None = None,
+    ) -> None:
+        defaults = Defaults()
+        self.root = Path(directory or self.default_directory(defaults.settings))
+        try:
+            for name in self.folders:
+                (self.root / name).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot create {self.what} at {self.root}: {exc}", backend="file"
+            ) from exc
+        self.codec, self.clock = defaults.codec(codec), defaults.clock(clock)
+        sync = synchronous_flag(synchronous or defaults.settings.file_synchronous)
+        self._writer = TempWriter(self.root / "tmp", sync=sync)
+        sweep_stale_temps(self.root / "tmp")
+        self.ready()
+
+    def ready(self) -> None:
+        """Called once built: set up what the subclass adds."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    def close(self) -> None:
+        self._writer.close()

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nuvom.backends.common import Defaults, QuarantiningQueue
-from nuvom.backends.contract import Claimed, QueueStats
+from nuvom.backends.contract import Claimed, Queues, QueueStats
 from nuvom.job import Job
 from nuvom.records import JobPayloadCodec
 
@@ -82,12 +82,7 @@ class MemoryJobQueue(QuarantiningQueue):
             self._push(job)
 
     def claim_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         wanted = set(queues) if queues else None
         claimed: list[Job] = []

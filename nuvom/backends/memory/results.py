@@ -12,7 +12,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import Defaults
-from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JointWriter, TwoStepWriter
+from nuvom.backends.contract import (
+    BaseJobQueue,
+    BaseResultBackend,
+    JointWriter,
+    Queues,
+    TwoStepWriter,
+)
 from nuvom.backends.memory.queue import MemoryJobQueue
 from nuvom.job import FINAL_STATUSES, Job, JobStatus
 from nuvom.records import ErrorInfo, JobRecord, Outcome
@@ -158,7 +164,7 @@ class MemoryJointWriter(TwoStepWriter):
             self.results.record_enqueued(jobs)
 
     def claim(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         with self.queue.lock:
             return super().claim(n, worker_id=worker_id, lease_secs=lease_secs, queues=queues)

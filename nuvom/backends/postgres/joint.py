@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nuvom.backends.common import decode_claimed, queue_rows
+from nuvom.backends.contract import Queues
 from nuvom.backends.postgres import sql
 from nuvom.backends.postgres.queue import PostgresJobQueue, stored_rows
 from nuvom.backends.sqlbase import SQLJointWriter
@@ -29,7 +30,7 @@ class PostgresJointWriter(SQLJointWriter):
         self.store.execute_alone(sql.SUBMIT_ONE, (*rows[0], *record, self.store.channel))
 
     def claim(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         """Claim and mark running in one statement: one round trip on the idle path.
 

@@ -10,12 +10,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from nuvom.backends.common import Defaults, claim_order, decode_claimed, owned_store, queue_rows
+from nuvom.backends.common import claim_order, decode_claimed, queue_rows
+from nuvom.backends.contract import Queues
 from nuvom.backends.postgres import sql
-from nuvom.backends.postgres.store import PostgresStore, require_dsn
+from nuvom.backends.postgres.store import PostgresBackend
 from nuvom.backends.sqlbase import SQLJobQueue, Taken, stored_job
 from nuvom.errors import NuvomError
 from nuvom.job import Job
@@ -24,8 +24,6 @@ from nuvom.records import StoredJob
 if TYPE_CHECKING:
     import psycopg
 
-    from nuvom.clock import Clock
-    from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.postgres")
 
@@ -41,45 +39,23 @@ def stored_rows(rows: Sequence[Sequence[Any]]) -> list[StoredJob]:
     return [row for row, _ in ordered]
 
 
-class PostgresJobQueue(SQLJobQueue):
-    store: PostgresStore
+class PostgresJobQueue(PostgresBackend, SQLJobQueue):
     name = "postgres"
     shared_across_processes = True
     pushes_wakeups = True
-    sql: ClassVar[ModuleType] = sql
 
-    def __init__(
-        self,
-        dsn: str | None = None,
-        *,
-        schema: str | None = None,
-        store: PostgresStore | None = None,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        defaults = Defaults()
-        super().__init__(
-            *owned_store(store, lambda: PostgresStore(
-                dsn or require_dsn(defaults.settings),
-                schema=schema or defaults.settings.postgres_schema,
-            )),
-            codec=defaults.codec(codec),
-            clock=defaults.clock(clock),
-        )  # fmt: skip
+    def ready(self) -> None:
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_pause = LISTEN_RETRY_MIN_SECS
         self._closed = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"PostgresJobQueue({self.store!r})"
 
     def requeued(self, cur: psycopg.Cursor[Any]) -> None:
         """NOTIFY the listening workers (delivered when the transaction commits)."""
         cur.execute(sql.NOTIFY, (self.store.channel,))
 
     def claim_params(
-        self, n: int, worker_id: str, lease_secs: float, queues: Sequence[str] | None
+        self, n: int, worker_id: str, lease_secs: float, queues: Queues
     ) -> dict[str, object]:
         now = self.clock.time()
         params: dict[str, object] = {
@@ -99,7 +75,7 @@ class PostgresJobQueue(SQLJobQueue):
         n: int,
         worker_id: str,
         lease_secs: float,
-        queues: Sequence[str] | None,
+        queues: Queues,
     ) -> Taken:
         params = self.claim_params(n, worker_id, lease_secs, queues)
         cur.execute(sql.CLAIM_FROM_QUEUES if queues else sql.CLAIM_ANY_QUEUE, params)

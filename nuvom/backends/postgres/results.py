@@ -8,48 +8,17 @@ use the same DSN and schema; the steps shared with SQLite are in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, ClassVar
 
-from nuvom.backends.common import Defaults, owned_store
 from nuvom.backends.contract import BaseJobQueue, JointWriter
 from nuvom.backends.postgres import sql
-from nuvom.backends.postgres.store import PostgresStore, require_dsn
+from nuvom.backends.postgres.store import PostgresBackend
 from nuvom.backends.sqlbase import SQLResultBackend
 from nuvom.job import FINAL_STATUSES, JobStatus
 
-if TYPE_CHECKING:
-    from nuvom.clock import Clock
-    from nuvom.serialization import Codec
 
-
-class PostgresResultBackend(SQLResultBackend):
-    store: PostgresStore
+class PostgresResultBackend(PostgresBackend, SQLResultBackend):
     name = "postgres"
     shared_across_processes = True
-    sql: ClassVar[ModuleType] = sql
-
-    def __init__(
-        self,
-        dsn: str | None = None,
-        *,
-        schema: str | None = None,
-        store: PostgresStore | None = None,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        defaults = Defaults()
-        super().__init__(
-            *owned_store(store, lambda: PostgresStore(
-                dsn or require_dsn(defaults.settings),
-                schema=schema or defaults.settings.postgres_schema,
-            )),
-            codec=defaults.codec(codec),
-            clock=defaults.clock(clock),
-        )  # fmt: skip
-
-    def __repr__(self) -> str:
-        return f"PostgresResultBackend({self.store!r})"
 
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
         from nuvom.backends.postgres.joint import PostgresJointWriter

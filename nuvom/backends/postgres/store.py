@@ -12,16 +12,21 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from nuvom.backends.common import Defaults, owned_store
 from nuvom.backends.postgres import sql as q
+from nuvom.backends.sqlbase import SQLBackend
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+    from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.postgres")
 
@@ -240,3 +245,33 @@ def _pool_errors() -> tuple[type[BaseException], ...]:
     from psycopg_pool import PoolClosed, PoolTimeout
 
     return (PoolTimeout, PoolClosed)
+
+
+class PostgresBackend(SQLBackend):
+    """How the PostgreSQL queue and results are both built: on a DSN and schema (in a pool of
+    their own) or on a ``store`` given, which they then share; the current settings fill the rest."""
+
+    sql: ClassVar[ModuleType] = q
+    store: PostgresStore
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str | None = None,
+        store: PostgresStore | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        defaults = Defaults()
+        made, owned = owned_store(
+            store,
+            lambda: PostgresStore(
+                dsn or require_dsn(defaults.settings),
+                schema=schema or defaults.settings.postgres_schema,
+            ),
+        )
+        self.attach(made, owned, defaults.codec(codec), defaults.clock(clock))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.store!r})"

@@ -10,10 +10,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from nuvom.backends.common import Defaults
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError
+from nuvom.records import JobPayloadCodec
 
 if TYPE_CHECKING:
+    from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.serialization import Codec
 
 DEFAULT_PREFIX = "nuvom"
 SOCKET_TIMEOUT_SECS = 10.0  # a command that gets no answer in this long fails (never hangs)
@@ -86,3 +90,30 @@ def redact(url: str) -> str:
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBackend:
+    """How the Redis queue and results are both built: a server URL and a key prefix (from
+    the settings when not given), a client with bounded timeouts, a codec and a clock."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        defaults = Defaults()
+        self.url = url or require_url(defaults.settings)
+        self.prefix = prefix or defaults.settings.redis_prefix
+        self.client = connect(self.url)
+        self.codec, self.clock = defaults.codec(codec), defaults.clock(clock)
+        self.payloads = JobPayloadCodec(self.codec)
+        self.ready()
+
+    def ready(self) -> None:
+        """Called once built: set up what the subclass adds."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact(self.url)!r}, prefix={self.prefix!r})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nuvom.backends.contract import JointWriter
+from nuvom.backends.contract import JointWriter, Queues
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import in_transaction, translated
 from nuvom.backends.redis.queue import RedisJobQueue, stored_rows
@@ -45,7 +45,7 @@ class RedisJointWriter(JointWriter):
             pipe.execute()
 
     def claim(
-        self, n: int, *, worker_id: str, lease_secs: float, queues: Sequence[str] | None = None
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> list[Job]:
         """Claim and mark running in one script: one round trip on the idle path."""
         queue = self.queue

@@ -17,29 +17,25 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import (
-    Defaults,
     QuarantiningQueue,
     claimed_batch,
     decode_claimed,
     decode_waiting,
 )
-from nuvom.backends.contract import Claimed
+from nuvom.backends.contract import Claimed, Queues
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import (
+    RedisBackend,
     connect,
     import_redis,
-    redact,
-    require_url,
     text,
     translated,
 )
 from nuvom.job import Job, JobStatus
-from nuvom.records import JobPayloadCodec, StoredJob
+from nuvom.records import StoredJob
 
 if TYPE_CHECKING:
-    from nuvom.clock import Clock
     from nuvom.records import Outcome
-    from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.redis")
 
@@ -62,25 +58,12 @@ def stored_rows(flat: Sequence[Any], width: int = CLAIM_ROW) -> list[StoredJob]:
     return rows
 
 
-class RedisJobQueue(QuarantiningQueue):
+class RedisJobQueue(RedisBackend, QuarantiningQueue):
     name = "redis"
     shared_across_processes = True
     pushes_wakeups = True
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        prefix: str | None = None,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        defaults = Defaults()
-        super().__init__(clock=defaults.clock(clock))
-        self.url = url or require_url(defaults.settings)
-        self.prefix = prefix or defaults.settings.redis_prefix
-        self.client = connect(self.url)
-        self.payloads = JobPayloadCodec(defaults.codec(codec))
+    def ready(self) -> None:
         self._scripts = {
             name: self.client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "SETTLE", "RELEASE", "HEARTBEAT", "CANCEL", "CLEAR",
@@ -91,9 +74,6 @@ class RedisJobQueue(QuarantiningQueue):
         self._wake_last = "$"
         self._wake_pause = 0.1
         self._closed = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"RedisJobQueue({redact(self.url)!r}, prefix={self.prefix!r})"
 
     def script(self, name: str) -> Any:
         return self._scripts[name]
@@ -186,12 +166,7 @@ class RedisJobQueue(QuarantiningQueue):
 
     # -- consuming -------------------------------------------------------
     def claim_batch(
-        self,
-        n: int,
-        *,
-        worker_id: str,
-        lease_secs: float,
-        queues: Sequence[str] | None = None,
+        self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         now = self.clock.time()
         until = now + lease_secs

@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING, Any
 from nuvom.backends.common import Defaults, fill_call, result_blob, stored_result
 from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JointWriter
 from nuvom.backends.redis.client import (
-    connect,
+    RedisBackend,
     in_transaction,
-    redact,
-    require_url,
     text,
     translated,
 )
 from nuvom.job import FINAL_STATUSES, Job, JobStatus
-from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, Outcome
+from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
 
 if TYPE_CHECKING:
     from nuvom.clock import Clock
@@ -133,7 +131,7 @@ def _num(value: float | int | None) -> Any:
     return _DELETE if value is None else repr(value)
 
 
-class RedisResultBackend(BaseResultBackend):
+class RedisResultBackend(RedisBackend, BaseResultBackend):
     name = "redis"
     shared_across_processes = True
 
@@ -147,20 +145,14 @@ class RedisResultBackend(BaseResultBackend):
         ttl_secs: int | None = None,
         history_cap: int = HISTORY_CAP,
     ) -> None:
-        defaults = Defaults()
-        self.url = url or require_url(defaults.settings)
-        self.prefix = prefix or defaults.settings.redis_prefix
-        self.client = connect(self.url)
-        self.codec = defaults.codec(codec)
-        self.payloads = JobPayloadCodec(self.codec)
-        self.clock = defaults.clock(clock)
-        self.ttl_secs = ttl_secs if ttl_secs is not None else defaults.settings.result_ttl_secs
+        """``ttl_secs``: how long a finished job is kept (0: for ever; None: the setting)."""
         self.history_cap = history_cap
+        super().__init__(url, prefix=prefix, codec=codec, clock=clock)
+        self.ttl_secs = ttl_secs if ttl_secs is not None else Defaults().settings.result_ttl_secs
+
+    def ready(self) -> None:
         self._save = self.client.register_script(_SAVE)
         self._prune = self.client.register_script(_PRUNE)
-
-    def __repr__(self) -> str:
-        return f"RedisResultBackend({redact(self.url)!r}, prefix={self.prefix!r})"
 
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
         from nuvom.backends.redis.joint import RedisJointWriter

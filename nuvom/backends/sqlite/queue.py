@@ -11,21 +11,18 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from nuvom.backends.common import Defaults, claim_order, decode_claimed, owned_store
+from nuvom.backends.common import claim_order, decode_claimed
+from nuvom.backends.contract import Queues
 from nuvom.backends.sqlbase import SQLJobQueue, Taken
 from nuvom.backends.sqlite import sql
-from nuvom.backends.sqlite.store import SQLiteStore
+from nuvom.backends.sqlite.store import SQLiteBackend
 from nuvom.backends.sqlite.wakeup import WakeupSender, WakeupSocket
 from nuvom.records import StoredJob
 
 if TYPE_CHECKING:
-    from nuvom.clock import Clock
     from nuvom.records import WorkerInfo
-    from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.sqlite")
 
@@ -34,33 +31,14 @@ LISTENER_CACHE_SECS = 1.0  # producers re-read the listener ports at most this o
 LOST_WORKER_TTL_SECS = 24 * 3600.0  # a lost worker stays listed this long, then is forgotten
 
 
-class SQLiteJobQueue(SQLJobQueue):
-    store: SQLiteStore
+class SQLiteJobQueue(SQLiteBackend, SQLJobQueue):
     name = "sqlite"
     shared_across_processes = True
     pushes_wakeups = True
     records_workers = True
-    sql: ClassVar[ModuleType] = sql
+    path_setting = "effective_sqlite_queue_path"
 
-    def __init__(
-        self,
-        path: Path | str | None = None,
-        *,
-        store: SQLiteStore | None = None,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-        synchronous: str | None = None,
-        busy_timeout_secs: float | None = None,
-    ) -> None:
-        defaults = Defaults()
-        super().__init__(
-            *owned_store(store, lambda: SQLiteStore.from_settings(
-                path or defaults.settings.effective_sqlite_queue_path, defaults.settings,
-                synchronous=synchronous, busy_timeout_secs=busy_timeout_secs,
-            )),
-            codec=defaults.codec(codec),
-            clock=defaults.clock(clock),
-        )  # fmt: skip
+    def ready(self) -> None:
         self._sender = WakeupSender()
         self._ports: list[int] = []
         self._ports_read_at = float("-inf")
@@ -68,16 +46,13 @@ class SQLiteJobQueue(SQLJobQueue):
         self._listener_id: str | None = None
         self._listener_lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"SQLiteJobQueue({str(self.store.path)!r})"
-
     def take(
         self,
         conn: sqlite3.Connection,
         n: int,
         worker_id: str,
         lease_secs: float,
-        queues: Sequence[str] | None,
+        queues: Queues,
     ) -> Taken:
         now = self.clock.time()
         if queues:

@@ -8,50 +8,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, ClassVar
 
-from nuvom.backends.common import Defaults, owned_store
 from nuvom.backends.contract import BaseJobQueue, JointWriter
 from nuvom.backends.sqlbase import SQLResultBackend
 from nuvom.backends.sqlite import sql
-from nuvom.backends.sqlite.store import SQLiteStore
+from nuvom.backends.sqlite.store import SQLiteBackend
 from nuvom.job import FINAL_STATUSES, Job, JobStatus
 
-if TYPE_CHECKING:
-    from nuvom.clock import Clock
-    from nuvom.serialization import Codec
 
-
-class SQLiteResultBackend(SQLResultBackend):
-    store: SQLiteStore
+class SQLiteResultBackend(SQLiteBackend, SQLResultBackend):
     name = "sqlite"
     shared_across_processes = True
-    sql: ClassVar[ModuleType] = sql
-
-    def __init__(
-        self,
-        path: Path | str | None = None,
-        *,
-        store: SQLiteStore | None = None,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-        synchronous: str | None = None,
-        busy_timeout_secs: float | None = None,
-    ) -> None:
-        defaults = Defaults()
-        super().__init__(
-            *owned_store(store, lambda: SQLiteStore.from_settings(
-                path or defaults.settings.sqlite_db_path, defaults.settings,
-                synchronous=synchronous, busy_timeout_secs=busy_timeout_secs,
-            )),
-            codec=defaults.codec(codec),
-            clock=defaults.clock(clock),
-        )  # fmt: skip
-
-    def __repr__(self) -> str:
-        return f"SQLiteResultBackend({str(self.store.path)!r})"
+    path_setting = "sqlite_db_path"
 
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
         from nuvom.backends.sqlbase import SQLJointWriter

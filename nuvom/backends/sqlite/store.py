@@ -15,13 +15,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from nuvom.backends.common import Defaults, owned_store
+from nuvom.backends.sqlbase import SQLBackend
 from nuvom.backends.sqlite import sql
 from nuvom.errors import BackendError, BackendUnavailable
 
 if TYPE_CHECKING:
+    from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.sqlite")
 
@@ -211,3 +216,38 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.ProgrammingError):  # closed in its own thread
                 conn.close()
         self._local = threading.local()
+
+
+class SQLiteBackend(SQLBackend):
+    """How the SQLite queue and results are both built: on a file (in a store of their own)
+    or on a ``store`` given, which they then share; the current settings fill the rest."""
+
+    sql: ClassVar[ModuleType] = sql
+    store: SQLiteStore
+    #: The setting that names the file when no path or store is given.
+    path_setting: ClassVar[str]
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        store: SQLiteStore | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        synchronous: str | None = None,
+        busy_timeout_secs: float | None = None,
+    ) -> None:
+        defaults = Defaults()
+        made, owned = owned_store(
+            store,
+            lambda: SQLiteStore.from_settings(
+                path or getattr(defaults.settings, self.path_setting),
+                defaults.settings,
+                synchronous=synchronous,
+                busy_timeout_secs=busy_timeout_secs,
+            ),
+        )
+        self.attach(made, owned, defaults.codec(codec), defaults.clock(clock))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.store.path)!r})"
