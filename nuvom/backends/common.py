@@ -6,12 +6,13 @@ and the current settings a backend built without arguments starts from.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nuvom.backends.contract import BaseJobQueue, Claimed, Queues, QueueStats
 from nuvom.errors import CorruptJob, SerializationError
-from nuvom.job import Job, JobStatus
+from nuvom.job import DEFAULT_QUEUE, FINAL_STATUSES, Job, JobStatus
 from nuvom.records import JobPayloadCodec, JobRecord, Outcome, StoredJob
 
 if TYPE_CHECKING:
@@ -26,14 +27,16 @@ S = TypeVar("S")
 
 
 class Defaults:
-    """The current runtime's settings, codec and clock, read only when a backend lacks one.
+    """A runtime's settings, codec and clock, read only when a backend lacks one.
 
     A built-in backend built with no arguments (``SQLiteResultBackend()``) takes
-    everything from here; what it is given explicitly wins.
+    everything from the current runtime; given ``runtime=``, from that one (this is
+    how the runtime builds the backends its settings name). What it is given
+    explicitly wins.
     """
 
-    def __init__(self) -> None:
-        self._runtime: Runtime | None = None
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        self._runtime = runtime
 
     @property
     def runtime(self) -> Runtime:
@@ -53,10 +56,12 @@ class Defaults:
     def clock(self, given: Clock | None) -> Clock:
         return given if given is not None else self.runtime.clock
 
-
-def owned_store(store: S | None, build: Callable[[], S]) -> tuple[S, bool]:
-    """``store`` as given (someone else closes it), or a new one this backend owns and closes."""
-    return (build(), True) if store is None else (store, False)
+    def store(self, key: Any, build: Callable[[], S]) -> tuple[S, bool]:
+        """A store, and whether this backend closes it: built by a runtime, the one that
+        runtime keeps under ``key`` for all its backends; else a new one of its own."""
+        if self._runtime is not None:
+            return self._runtime.shared(key, build), False
+        return build(), True
 
 
 # -- claiming ---------------------------------------------------------------------
@@ -276,3 +281,20 @@ def fill_call(
         record.created_at = job.created_at
     if record.max_retries is None:
         record.max_retries = job.max_retries
+
+
+# -- whole records (the memory and file result backends) -------------------------------
+def status_counts(records: Iterable[JobRecord]) -> dict[str, int]:
+    return dict(Counter(record.status.value for record in records))
+
+
+def failed_by_queue(records: Iterable[JobRecord]) -> dict[str, int]:
+    return dict(Counter(r.queue or DEFAULT_QUEUE for r in records if r.status is JobStatus.FAILED))
+
+
+def prunable(
+    records: Iterable[JobRecord], older_than: float, statuses: Sequence[JobStatus] | None
+) -> list[JobRecord]:
+    """The finished records (of ``statuses``) last updated before ``older_than``."""
+    final = set(statuses or FINAL_STATUSES)
+    return [r for r in records if r.status in final and (r.updated_at or 0.0) < older_than]

@@ -1,7 +1,7 @@
 """Backend names: which engine ``NUVOM_QUEUE_BACKEND=<name>`` builds, and what plugins add.
 
-A built-in engine is one line in ``ENGINES``: its name and the package whose
-``build_queue(runtime)`` and ``build_results(runtime)`` make its backends.
+A built-in engine is one line in ``ENGINES``: its name and its queue and result
+backend classes (in its folder under ``nuvom/backends``).
 Plugins add names through ``nuvom.plugins.registry``. ``nuvom.runtime`` looks
 names up here, and ``nuvom.plugins`` registers them here; neither reaches into
 the other's state.
@@ -9,6 +9,7 @@ the other's state.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -28,16 +29,20 @@ Factory = Callable[["Runtime"], Any]
 
 KINDS = ("queue", "result")
 
-#: The built-in engines: name -> package with ``build_queue`` and ``build_results``.
-ENGINES: dict[str, str] = {
-    "memory": "nuvom.backends.memory",
-    "file": "nuvom.backends.file",
-    "sqlite": "nuvom.backends.sqlite",
-    "postgres": "nuvom.backends.postgres",
-    "redis": "nuvom.backends.redis",
+#: The built-in engines: name -> (queue class, result backend class), each built as
+#: ``cls(runtime=runtime)`` (from that runtime's settings, codec and clock).
+ENGINES: dict[str, tuple[str, str]] = {
+    "memory": ("memory.queue:MemoryJobQueue", "memory.results:MemoryResultBackend"),
+    "file": ("file.queue:FileJobQueue", "file.results:FileResultBackend"),
+    "sqlite": ("sqlite.queue:SQLiteJobQueue", "sqlite.results:SQLiteResultBackend"),
+    "postgres": ("postgres.queue:PostgresJobQueue", "postgres.results:PostgresResultBackend"),
+    "redis": ("redis.queue:RedisJobQueue", "redis.results:RedisResultBackend"),
 }
 
-_BUILDERS = {"queue": "build_queue", "result": "build_results"}
+
+def _built_in(spec: str, runtime: Runtime) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(f"nuvom.backends.{module}"), name)(runtime=runtime)
 
 
 def _variable(kind: str) -> str:
@@ -62,8 +67,7 @@ class BackendNames:
         engine = ENGINES.get(name)
         if engine is None:
             return None
-        builder: Factory = getattr(importlib.import_module(engine), _BUILDERS[kind])
-        return builder
+        return functools.partial(_built_in, engine[KINDS.index(kind)])
 
     def register(self, kind: str, name: str, factory: Factory, *, replace: bool = False) -> None:
         """Make ``name`` build with ``factory``. Refuses a built-in name unless ``replace``."""

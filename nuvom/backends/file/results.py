@@ -27,11 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nuvom.backends.common import result_blob, stored_result
+from nuvom.backends.common import (
+    failed_by_queue,
+    prunable,
+    result_blob,
+    status_counts,
+    stored_result,
+)
 from nuvom.backends.contract import BaseResultBackend
 from nuvom.backends.file import store as fs
 from nuvom.errors import BackendUnavailable, SerializationError
-from nuvom.job import FINAL_STATUSES, Job, JobStatus
+from nuvom.job import Job, JobStatus
 from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
 
 if TYPE_CHECKING:
@@ -430,26 +436,12 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
         return matching[offset : offset + limit]
 
     def status_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for record, blob, _ in self._all():
-            status = self._visible(record, blob).status.value
-            counts[status] = counts.get(status, 0) + 1
-        return counts
+        return status_counts(self._visible(record, blob) for record, blob, _ in self._all())
 
     def failed_by_queue(self) -> dict[str, int]:
-        """FAILED jobs per queue name, for ``nuvom queue stats``."""
-        counts: dict[str, int] = {}
-        for record, _, _ in self._all():
-            if record.status is JobStatus.FAILED:
-                queue = record.queue or "default"
-                counts[queue] = counts.get(queue, 0) + 1
-        return counts
+        return failed_by_queue(record for record, _, _ in self._all())
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
-        final = set(statuses or FINAL_STATUSES)
-        removed = 0
         with self._lock:
-            for record, _, _ in list(self._all()):
-                if record.status in final and (record.updated_at or 0.0) < older_than:
-                    removed += fs.unlink(self._path(record.id))
-        return removed
+            doomed = prunable([record for record, _, _ in self._all()], older_than, statuses)
+            return sum(fs.unlink(self._path(record.id)) for record in doomed)

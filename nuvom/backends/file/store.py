@@ -26,6 +26,7 @@ from nuvom.errors import BackendUnavailable
 if TYPE_CHECKING:
     from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
 RENAME_RETRY_SECS = 1.0  # how long a rename waits out Windows' "file in use" errors
@@ -278,8 +279,9 @@ class FileBackend:
         codec: Codec | None = None,
         clock: Clock | None = None,
         synchronous: str | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        defaults = Defaults()
+        defaults = Defaults(runtime)
         self.root = Path(directory or self.default_directory(defaults.settings))
         try:
             for name in self.folders:

@@ -21,6 +21,7 @@ from nuvom.records import JobPayloadCodec
 if TYPE_CHECKING:
     from nuvom.clock import Clock
     from nuvom.records import WorkerInfo
+    from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
 
@@ -29,8 +30,14 @@ class MemoryJobQueue(QuarantiningQueue):
     pushes_wakeups = True
     records_workers = True
 
-    def __init__(self, *, clock: Clock | None = None, codec: Codec | None = None) -> None:
-        defaults = Defaults()
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        codec: Codec | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        defaults = Defaults(runtime)
         super().__init__(clock=defaults.clock(clock))
         # Payloads are encoded only to check them, so a bad argument fails at
         # enqueue here as it does on every backend that stores bytes.

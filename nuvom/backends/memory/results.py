@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from nuvom.backends.common import Defaults
+from nuvom.backends.common import Defaults, failed_by_queue, prunable, status_counts
 from nuvom.backends.contract import (
     BaseJobQueue,
     BaseResultBackend,
@@ -20,18 +20,19 @@ from nuvom.backends.contract import (
     TwoStepWriter,
 )
 from nuvom.backends.memory.queue import MemoryJobQueue
-from nuvom.job import FINAL_STATUSES, Job, JobStatus
+from nuvom.job import Job, JobStatus
 from nuvom.records import ErrorInfo, JobRecord, Outcome
 
 if TYPE_CHECKING:
     from nuvom.clock import Clock
+    from nuvom.runtime import Runtime
 
 
 class MemoryResultBackend(BaseResultBackend):
     name = "memory"
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
-        self.clock = Defaults().clock(clock)
+    def __init__(self, *, clock: Clock | None = None, runtime: Runtime | None = None) -> None:
+        self.clock = Defaults(runtime).clock(clock)
         self._lock = threading.RLock()
         self._records: dict[str, JobRecord] = {}
 
@@ -123,30 +124,17 @@ class MemoryResultBackend(BaseResultBackend):
 
     def status_counts(self) -> dict[str, int]:
         with self._lock:
-            counts: dict[str, int] = {}
-            for record in self._records.values():
-                counts[record.status.value] = counts.get(record.status.value, 0) + 1
-            return counts
+            return status_counts(self._records.values())
 
     def failed_by_queue(self) -> dict[str, int]:
         with self._lock:
-            counts: dict[str, int] = {}
-            for record in self._records.values():
-                if record.status is JobStatus.FAILED:
-                    queue = record.queue or "default"
-                    counts[queue] = counts.get(queue, 0) + 1
-            return counts
+            return failed_by_queue(self._records.values())
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
-        final = set(statuses or FINAL_STATUSES)
         with self._lock:
-            doomed = [
-                r.id
-                for r in self._records.values()
-                if r.status in final and (r.updated_at or 0) < older_than
-            ]
-            for job_id in doomed:
-                del self._records[job_id]
+            doomed = prunable(self._records.values(), older_than, statuses)
+            for record in doomed:
+                del self._records[record.id]
             return len(doomed)
 
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:

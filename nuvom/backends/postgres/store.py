@@ -15,7 +15,7 @@ from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nuvom.backends.common import Defaults, owned_store
+from nuvom.backends.common import Defaults
 from nuvom.backends.postgres import sql as q
 from nuvom.backends.sqlbase import SQLBackend
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.postgres")
@@ -248,8 +249,9 @@ def _pool_errors() -> tuple[type[BaseException], ...]:
 
 
 class PostgresBackend(SQLBackend):
-    """How the PostgreSQL queue and results are both built: on a DSN and schema (in a pool of
-    their own) or on a ``store`` given, which they then share; the current settings fill the rest."""
+    """How the PostgreSQL queue and results are both built: on a DSN and schema, or on a
+    ``store`` given; the current settings (or the ``runtime``'s) fill in the rest. Built by a
+    runtime, every backend on one schema shares one pool, so their steps commit together."""
 
     sql: ClassVar[ModuleType] = q
     store: PostgresStore
@@ -262,15 +264,19 @@ class PostgresBackend(SQLBackend):
         store: PostgresStore | None = None,
         codec: Codec | None = None,
         clock: Clock | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        defaults = Defaults()
-        made, owned = owned_store(
-            store,
-            lambda: PostgresStore(
+        defaults = Defaults(runtime)
+        if store is not None:
+            made, owned = store, False
+        else:
+            url, name = (
                 dsn or require_dsn(defaults.settings),
-                schema=schema or defaults.settings.postgres_schema,
-            ),
-        )
+                schema or defaults.settings.postgres_schema,
+            )
+            made, owned = defaults.store(
+                ("postgres", url, name), lambda: PostgresStore(url, schema=name)
+            )
         self.attach(made, owned, defaults.codec(codec), defaults.clock(clock))
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from nuvom.records import JobPayloadCodec
 if TYPE_CHECKING:
     from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
 DEFAULT_PREFIX = "nuvom"
@@ -94,7 +95,8 @@ def text(value: bytes | str) -> str:
 
 class RedisBackend:
     """How the Redis queue and results are both built: a server URL and a key prefix (from
-    the settings when not given), a client with bounded timeouts, a codec and a clock."""
+    the current settings, or the ``runtime``'s, when not given), a client with bounded
+    timeouts, a codec and a clock."""
 
     def __init__(
         self,
@@ -103,8 +105,9 @@ class RedisBackend:
         prefix: str | None = None,
         codec: Codec | None = None,
         clock: Clock | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        defaults = Defaults()
+        defaults = Defaults(runtime)
         self.url = url or require_url(defaults.settings)
         self.prefix = prefix or defaults.settings.redis_prefix
         self.client = connect(self.url)

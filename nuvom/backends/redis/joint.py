@@ -13,7 +13,7 @@ from nuvom.backends.contract import JointWriter, Queues
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import in_transaction, translated
 from nuvom.backends.redis.queue import RedisJobQueue, stored_rows
-from nuvom.backends.redis.results import SAVE_SCRIPT, RedisResultBackend
+from nuvom.backends.redis.results import SAVE_SCRIPT, Item, RedisResultBackend
 from nuvom.job import Job
 from nuvom.records import ErrorInfo, Outcome
 
@@ -36,13 +36,9 @@ class RedisJointWriter(JointWriter):
         """Record and enqueue in one MULTI: no worker can finish a job before it is recorded."""
         if not jobs:
             return
-        args = self.queue.enqueue_args(jobs)
-        items = self.results.enqueued_items(jobs)
-        with translated(self.queue.url):
-            pipe = self.queue.client.pipeline(transaction=True)
-            self.results.save_in(pipe, items)
-            in_transaction(pipe, self.queue.script("ENQUEUE"), args)
-            pipe.execute()
+        self._in_one_multi(
+            self.results.enqueued_items(jobs), "ENQUEUE", self.queue.enqueue_args(jobs)
+        )
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -68,12 +64,16 @@ class RedisJointWriter(JointWriter):
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
         """The outcomes and every ack and nack in one MULTI."""
-        items = self.results.outcome_items(outcomes)
-        args = self.queue.settle_args(outcomes)
+        self._in_one_multi(
+            self.results.outcome_items(outcomes), "SETTLE", self.queue.settle_args(outcomes)
+        )
+
+    def _in_one_multi(self, records: Sequence[Item], script: str, args: list[object]) -> None:
+        """The result backend's writes, then one of the queue's scripts, in one MULTI."""
         with translated(self.queue.url):
             pipe = self.queue.client.pipeline(transaction=True)
-            self.results.save_in(pipe, items)
-            in_transaction(pipe, self.queue.script("SETTLE"), args)
+            self.results.save_in(pipe, records)
+            in_transaction(pipe, self.queue.script(script), args)
             pipe.execute()
 
     def cancel(self, job_id: str) -> bool:

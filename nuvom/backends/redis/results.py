@@ -24,6 +24,7 @@ from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
 
 if TYPE_CHECKING:
     from nuvom.clock import Clock
+    from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
 HISTORY_CAP = 100_000  # job ids the history indexes keep; older ones drop off the end
@@ -144,11 +145,14 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
         clock: Clock | None = None,
         ttl_secs: int | None = None,
         history_cap: int = HISTORY_CAP,
+        runtime: Runtime | None = None,
     ) -> None:
         """``ttl_secs``: how long a finished job is kept (0: for ever; None: the setting)."""
         self.history_cap = history_cap
-        super().__init__(url, prefix=prefix, codec=codec, clock=clock)
-        self.ttl_secs = ttl_secs if ttl_secs is not None else Defaults().settings.result_ttl_secs
+        super().__init__(url, prefix=prefix, codec=codec, clock=clock, runtime=runtime)
+        if ttl_secs is None:
+            ttl_secs = Defaults(runtime).settings.result_ttl_secs
+        self.ttl_secs = ttl_secs
 
     def ready(self) -> None:
         self._save = self.client.register_script(_SAVE)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nuvom.backends.common import Defaults, owned_store
+from nuvom.backends.common import Defaults
 from nuvom.backends.sqlbase import SQLBackend
 from nuvom.backends.sqlite import sql
 from nuvom.errors import BackendError, BackendUnavailable
@@ -26,6 +26,7 @@ from nuvom.errors import BackendError, BackendUnavailable
 if TYPE_CHECKING:
     from nuvom.clock import Clock
     from nuvom.config import Settings
+    from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
 log = logging.getLogger("nuvom.sqlite")
@@ -219,8 +220,9 @@ class SQLiteStore:
 
 
 class SQLiteBackend(SQLBackend):
-    """How the SQLite queue and results are both built: on a file (in a store of their own)
-    or on a ``store`` given, which they then share; the current settings fill the rest."""
+    """How the SQLite queue and results are both built: on a file, or on a ``store`` given;
+    the current settings (or those of the ``runtime`` building them) fill in the rest. Built
+    by a runtime, every backend on one file shares one store, so their steps commit together."""
 
     sql: ClassVar[ModuleType] = sql
     store: SQLiteStore
@@ -236,17 +238,22 @@ class SQLiteBackend(SQLBackend):
         clock: Clock | None = None,
         synchronous: str | None = None,
         busy_timeout_secs: float | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        defaults = Defaults()
-        made, owned = owned_store(
-            store,
-            lambda: SQLiteStore.from_settings(
-                path or getattr(defaults.settings, self.path_setting),
-                defaults.settings,
-                synchronous=synchronous,
-                busy_timeout_secs=busy_timeout_secs,
-            ),
-        )
+        defaults = Defaults(runtime)
+        if store is not None:
+            made, owned = store, False
+        else:
+            file = Path(path or getattr(defaults.settings, self.path_setting))
+            made, owned = defaults.store(
+                ("sqlite", file.resolve()),
+                lambda: SQLiteStore.from_settings(
+                    file,
+                    defaults.settings,
+                    synchronous=synchronous,
+                    busy_timeout_secs=busy_timeout_secs,
+                ),
+            )
         self.attach(made, owned, defaults.codec(codec), defaults.clock(clock))
 
     def __repr__(self) -> str:
