@@ -36,6 +36,7 @@ class Defaults:
     """
 
     def __init__(self, runtime: Runtime | None = None) -> None:
+        self._given = runtime  # the runtime building this backend, if one is
         self._runtime = runtime
 
     @property
@@ -59,8 +60,9 @@ class Defaults:
     def store(self, key: Any, build: Callable[[], S]) -> tuple[S, bool]:
         """A store, and whether this backend closes it: built by a runtime, the one that
         runtime keeps under ``key`` for all its backends; else a new one of its own."""
-        if self._runtime is not None:
-            return self._runtime.shared(key, build), False
+        if self._given is not None:
+            return self._given.shared(key, build), False
+        # Not the current runtime's to keep: configure() would close it under this backend.
         return build(), True
 
 

@@ -10,12 +10,13 @@ how idle workers are woken, the one-round-trip paths PostgreSQL has.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from nuvom.backends.common import (
+    Defaults,
     QuarantiningQueue,
     claimed_batch,
     decode_waiting,
@@ -34,6 +35,7 @@ from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, 
 PAYLOAD = 7  # where ``queue_rows`` keeps a job's encoded payload
 if TYPE_CHECKING:
     from nuvom.clock import Clock
+    from nuvom.config import Settings
     from nuvom.serialization import Codec
 
 Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
@@ -69,9 +71,22 @@ class SQLBackend:
     clock: Clock
     _owns_store: bool
 
-    def attach(self, store: Any, owned: bool, codec: Codec, clock: Clock) -> None:
-        self.store, self._owns_store = store, owned
-        self.codec, self.payloads, self.clock = codec, JobPayloadCodec(codec), clock
+    def attach(
+        self,
+        given: Any,
+        defaults: Defaults,
+        codec: Codec | None,
+        clock: Clock | None,
+        where: Callable[[Settings], tuple[Any, Callable[[], Any]]],
+    ) -> None:
+        """Use the store ``given`` (not this backend's to close), or the one ``where(settings)``
+        names by its key and opens: the runtime's for that key, or one of this backend's own."""
+        if given is not None:
+            self.store, self._owns_store = given, False
+        else:
+            self.store, self._owns_store = defaults.store(*where(defaults.settings))
+        self.codec, self.clock = defaults.codec(codec), defaults.clock(clock)
+        self.payloads = JobPayloadCodec(self.codec)
         self.ready()
 
     def ready(self) -> None:

@@ -106,13 +106,21 @@ class JobRunner:
             return self._failed(job, lost, started)
         return task, opts
 
-    def run(self, job: Job) -> Outcome:
+    def _start(self, job: Job) -> tuple[Any, RunOptions, float] | Outcome:
+        """``prepare``, then ``before_job``: the task, its options and the start time."""
         started = self.clock.time()
         prepared = self.prepare(job, started)
         if isinstance(prepared, Outcome):
             return prepared
         task, opts = prepared
         _run_hook("before_job", task.before_job, job)
+        return task, opts, started
+
+    def run(self, job: Job) -> Outcome:
+        begun = self._start(job)
+        if isinstance(begun, Outcome):
+            return begun
+        task, opts, started = begun
         try:
             result = self._call(task, job, opts)
         except JobTimeout:
@@ -127,12 +135,10 @@ class JobRunner:
         The timeout cancels the coroutine (its ``finally`` blocks run); a sync
         task given here is an error of the caller.
         """
-        started = self.clock.time()
-        prepared = self.prepare(job, started)
-        if isinstance(prepared, Outcome):
-            return prepared
-        task, opts = prepared
-        _run_hook("before_job", task.before_job, job)
+        begun = self._start(job)
+        if isinstance(begun, Outcome):
+            return begun
+        task, opts, started = begun
         try:
             coroutine = task.func(*job.args, **job.kwargs)
             if opts.timeout_policy == "ignore":

@@ -167,3 +167,18 @@ def test_a_plugin_backend_that_wraps_a_built_in_one_runs_jobs(tmp_path):
 
         assert handle.get(timeout=5) == 5
         assert (tmp_path / "wrapped.db").exists()
+
+
+def test_backends_built_bare_keep_their_store_when_configure_replaces_the_runtime(tmp_path):
+    """Their store is their own: closing the runtime they took settings from leaves it open."""
+    nuvom.configure(sqlite_db_path=tmp_path / "bare.db")
+    queue, results = SQLiteJobQueue(), SQLiteResultBackend()
+
+    nuvom.configure(queue_backend=queue, result_backend=results)  # closes the first runtime
+    job = Job("bare.task")
+    queue.submit([job], results)
+
+    (claimed,) = queue.claim(1, worker_id="w", lease_secs=30, results=results)
+    assert claimed.id == job.id
+    queue.close()
+    results.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -266,18 +266,12 @@ class PostgresBackend(SQLBackend):
         clock: Clock | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        defaults = Defaults(runtime)
-        if store is not None:
-            made, owned = store, False
-        else:
-            url, name = (
-                dsn or require_dsn(defaults.settings),
-                schema or defaults.settings.postgres_schema,
-            )
-            made, owned = defaults.store(
-                ("postgres", url, name), lambda: PostgresStore(url, schema=name)
-            )
-        self.attach(made, owned, defaults.codec(codec), defaults.clock(clock))
+
+        def where(settings: Settings) -> tuple[Any, Callable[[], PostgresStore]]:
+            url, name = dsn or require_dsn(settings), schema or settings.postgres_schema
+            return ("postgres", url, name), lambda: PostgresStore(url, schema=name)
+
+        self.attach(store, Defaults(runtime), codec, clock, where)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -240,21 +240,14 @@ class SQLiteBackend(SQLBackend):
         busy_timeout_secs: float | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        defaults = Defaults(runtime)
-        if store is not None:
-            made, owned = store, False
-        else:
-            file = Path(path or getattr(defaults.settings, self.path_setting))
-            made, owned = defaults.store(
-                ("sqlite", file.resolve()),
-                lambda: SQLiteStore.from_settings(
-                    file,
-                    defaults.settings,
-                    synchronous=synchronous,
-                    busy_timeout_secs=busy_timeout_secs,
-                ),
+
+        def where(settings: Settings) -> tuple[Any, Callable[[], SQLiteStore]]:
+            file = Path(path or getattr(settings, self.path_setting))
+            return ("sqlite", file.resolve()), lambda: SQLiteStore.from_settings(
+                file, settings, synchronous=synchronous, busy_timeout_secs=busy_timeout_secs
             )
-        self.attach(made, owned, defaults.codec(codec), defaults.clock(clock))
+
+        self.attach(store, Defaults(runtime), codec, clock, where)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.store.path)!r})"
