@@ -73,12 +73,8 @@ def setup_cli_logging(level: str) -> None:
     """A Rich handler on stderr at ``level``. Per-job lines are DEBUG, so INFO stays quiet."""
     from rich.logging import RichHandler
 
-    root = logging.getLogger("nuvom")
-    for handler in list(root.handlers):
-        if isinstance(handler, RichHandler):
-            root.removeHandler(handler)
+    from nuvom.log import attach
+
     handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+    attach(handler, level)

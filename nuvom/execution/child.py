@@ -83,12 +83,11 @@ def _exit_with_parent() -> None:
 
 def _log_to_stderr(level: str) -> None:
     """The child's own log lines go where the parent's go, marked with the child's pid."""
+    from nuvom.log import attach
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"[child {os.getpid()}] %(levelname)s %(message)s"))
-    root = logging.getLogger("nuvom")
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+    attach(handler, level)
 
 
 def _outcome_message(outcome: Outcome, measure_rss: bool) -> list[Any]:
