@@ -51,6 +51,7 @@ class Task(Generic[P, R]):
         self.name = name or func.__name__
         self._options = values
         functools.update_wrapper(self, func)
+        self.__dict__.update(values)  # plain attributes: __getattr__ is only the typed fallback
 
     def __getattr__(self, name: str) -> Any:
         options = self.__dict__.get("_options")
