@@ -7,6 +7,7 @@ so hooks and policies work on every backend without being serialized. What
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ def new_job_id() -> str:
     return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 
 
+# The per-job override fields read in one C call: every claim and enqueue reads them.
+_override_values = operator.attrgetter(*JOB_OVERRIDES)
+_NO_OVERRIDES = (None,) * len(JOB_OVERRIDES)
+
+
 @dataclass(slots=True, eq=False)
 class Job:
     """One call of a task. Build by hand as ``Job("name", args=[...])`` or via ``task.delay``."""
@@ -77,10 +83,8 @@ class Job:
             raise TypeError("Job kwargs must be a dict")
         if not isinstance(self.args, tuple | list):
             raise TypeError("Job args must be a list or tuple")
-        for name in JOB_OVERRIDES:
-            if getattr(self, name) is not None:  # most jobs set none: nothing to check
-                check_job_overrides(self.overrides())
-                break
+        if _override_values(self) != _NO_OVERRIDES:  # most jobs set none: nothing to check
+            check_job_overrides(self.overrides())
 
     @property
     def retries_left(self) -> int | None:
@@ -91,7 +95,14 @@ class Job:
 
     def overrides(self) -> dict[str, Any]:
         """The per-job options that were set, by field name."""
-        return {name: value for name in JOB_OVERRIDES if (value := getattr(self, name)) is not None}
+        values = _override_values(self)
+        if values == _NO_OVERRIDES:
+            return {}
+        return {
+            name: value
+            for name, value in zip(JOB_OVERRIDES, values, strict=True)
+            if value is not None
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {

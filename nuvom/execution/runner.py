@@ -69,11 +69,19 @@ class JobRunner:
         self.codec = codec
         self.clock = clock
         self.worker_id = worker_id
+        self._by_task: dict[Any, RunOptions] = {}  # for the jobs that override nothing (most)
+
+    def _options(self, job: Job, task: Any) -> RunOptions:
+        if task is None or job.overrides():
+            return RunOptions.resolve(job, task, self.defaults)
+        opts = self._by_task.get(task)
+        if opts is None:
+            opts = self._by_task[task] = RunOptions.resolve(job, task, self.defaults)
+        return opts
 
     def options_for(self, job: Job) -> RunOptions:
         """Options for a job, even when its task cannot be loaded (defaults then)."""
-        task = self.loader.registry.find(job.func_name)
-        return RunOptions.resolve(job, task, self.defaults)
+        return self._options(job, self.loader.registry.find(job.func_name))
 
     def watchdog_timeout(self, job: Job) -> float:
         """Seconds the watchdog lets the job run before its timeout policy applies.
@@ -86,7 +94,7 @@ class JobRunner:
         if task is None:
             with contextlib.suppress(Exception):  # a missing task is reported by the runner
                 task = self.loader.get(job.func_name)
-        timeout = RunOptions.resolve(job, task, self.defaults).timeout_secs
+        timeout = self._options(job, task).timeout_secs
         return timeout + ASYNC_CANCEL_GRACE_SECS if task is not None and task.is_async else timeout
 
     def prepare(self, job: Job, started: float) -> tuple[Any, RunOptions] | Outcome:
@@ -100,7 +108,7 @@ class JobRunner:
                 type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc)
             )
             return self._failed(job, error, started)
-        opts = RunOptions.resolve(job, task, self.defaults)
+        opts = self._options(job, task)
         lost = policies.too_many_lost_attempts(job, opts)
         if lost is not None:
             return self._failed(job, lost, started)
