@@ -260,7 +260,7 @@ class BaseJobQueue(ABC):
         worker_id: str,
         lease_secs: float,
         results: BaseResultBackend,
-        queues: Sequence[str] | None = None,
+        queues: Queues = None,
     ) -> list[Job]:
         """Claim jobs and record them RUNNING (``JointWriter.claim``)."""
         return self._writer_for(results).claim(
