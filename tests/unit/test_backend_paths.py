@@ -40,3 +40,9 @@ def test_an_old_path_gives_the_same_object(old, name, new):
 
 def test_get_queue_backend_is_the_runtime_queue(runtime):
     assert get_queue_backend() is runtime.queue
+
+
+def test_the_sqlite_store_keeps_its_old_transaction_name():
+    from nuvom.queue_backends.sqlite_store import SQLiteStore
+
+    assert SQLiteStore.write is SQLiteStore.transaction

@@ -179,6 +179,8 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise self._explain(exc) from None
 
+    write = transaction  # its name before it matched PostgresStore's; kept for code using it
+
     def _begin(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + self.busy_timeout_secs
         pause = LOCK_RETRY_SLEEP_SECS
