@@ -25,6 +25,14 @@ class TaskDefinitionError(NuvomError, ValueError):
     """A ``@task`` was declared with an unknown option or a bad value."""
 
 
+class InvalidJob(NuvomError, TypeError, ValueError):
+    """A ``Job`` field holds a value no queue could store or run; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class SerializationError(NuvomError, ValueError):
     """A value cannot be encoded, or bytes cannot be decoded, by the serializer."""
 

@@ -7,6 +7,7 @@ so hooks and policies work on every backend without being serialized. What
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from nuvom.errors import InvalidJob
 from nuvom.options import DEFAULT_QUEUE, JOB_OVERRIDES, check_job_overrides, retries_left
 
 __all__ = ["DEFAULT_QUEUE", "FINAL_STATUSES", "Job", "JobStatus", "new_job_id"]
@@ -37,6 +39,66 @@ class JobStatus(str, Enum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1  # what every engine can store and order by
+
+
+def _finite(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+# What each field must hold: checked when a Job is built (by hand, or decoded from a
+# store) and again when it is enqueued (a field may have changed since). The per-job
+# overrides are checked as their task options are (``nuvom.options``).
+EXPECTED = {
+    "func_name": "a task name (a non-empty string)",
+    "args": "a list or tuple",
+    "kwargs": "a dict with string keys",
+    "id": "a non-empty string",
+    "queue": "a queue name (a non-empty string)",
+    "priority": f"an int from {MIN_PRIORITY} to {MAX_PRIORITY}",
+    "status": "a JobStatus",
+    "attempts": "an int >= 0",
+    "created_at": "a finite number of seconds since the epoch",
+    "due_at": "None or a finite number of seconds since the epoch",
+    "lease_owner": "None or a worker id",
+    "lease_until": "None or a finite number of seconds since the epoch",
+}
+
+
+def _bad_field(job: Job) -> str | None:
+    """The first field of ``job`` not holding what ``EXPECTED`` says, or None (one pass)."""
+    j: Any = job  # the declared types are what is being checked
+    if not (isinstance(j.func_name, str) and j.func_name):
+        return "func_name"
+    if not isinstance(j.args, tuple | list):
+        return "args"
+    if not (isinstance(j.kwargs, dict) and all(isinstance(k, str) for k in j.kwargs)):
+        return "kwargs"
+    if not (isinstance(j.id, str) and j.id):
+        return "id"
+    if not (isinstance(j.queue, str) and j.queue):
+        return "queue"
+    return _bad_state_field(j)
+
+
+def _bad_state_field(j: Any) -> str | None:
+    if not (type(j.priority) is int and MIN_PRIORITY <= j.priority <= MAX_PRIORITY):
+        return "priority"
+    if not isinstance(j.status, JobStatus):
+        return "status"
+    if not (type(j.attempts) is int and 0 <= j.attempts <= MAX_PRIORITY):
+        return "attempts"
+    if not _finite(j.created_at):
+        return "created_at"
+    if j.due_at is not None and not _finite(j.due_at):
+        return "due_at"
+    if j.lease_owner is not None and not isinstance(j.lease_owner, str):
+        return "lease_owner"
+    if j.lease_until is not None and not _finite(j.lease_until):
+        return "lease_until"
+    return None
 
 
 def new_job_id() -> str:
@@ -77,12 +139,16 @@ class Job:
     lease_until: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.func_name, str) or not self.func_name:
-            raise TypeError("Job needs a task name (func_name) as a non-empty string")
-        if not isinstance(self.kwargs, dict):
-            raise TypeError("Job kwargs must be a dict")
-        if not isinstance(self.args, tuple | list):
-            raise TypeError("Job args must be a list or tuple")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``InvalidJob`` naming the first field whose value cannot be stored or run."""
+        name = _bad_field(self)
+        if name is not None:
+            value = getattr(self, name)
+            raise InvalidJob(
+                f"Job field {name} must be {EXPECTED[name]}, not {value!r}", field=name
+            )
         if _override_values(self) != _NO_OVERRIDES:  # most jobs set none: nothing to check
             check_job_overrides(self.overrides())
 

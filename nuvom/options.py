@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from nuvom.errors import TaskDefinitionError
+from nuvom.errors import InvalidJob, TaskDefinitionError
 
 DEFAULT_QUEUE = "default"
 TIMEOUT_POLICIES = ("fail", "retry", "ignore")
@@ -174,10 +174,13 @@ def check_task_options(given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_job_overrides(values: Mapping[str, Any]) -> None:
-    """Validate a job's per-job overrides (``None`` means "the task's")."""
+    """Validate a job's per-job overrides (``None`` means "the task's"); ``InvalidJob`` if bad."""
     for field, value in values.items():
         if value is not None:
-            JOB_OVERRIDES[field].validate(value, label=f"job option {field}")
+            try:
+                JOB_OVERRIDES[field].validate(value, label=f"Job field {field}")
+            except TaskDefinitionError as exc:
+                raise InvalidJob(str(exc), field=field) from None
 
 
 def run_defaults(settings: Any) -> dict[str, Any]:

@@ -196,6 +196,9 @@ class JobPayloadCodec:
         self.codec = codec
 
     def encode(self, job: Job) -> bytes:
+        """The payload of a job about to be stored; ``InvalidJob`` first if a field changed
+        to something no queue can store since the job was built."""
+        job.validate()
         # args as a list: a top-level tuple would go through the codec's slower extension hook.
         body = [PAYLOAD_VERSION, job.func_name, list(job.args), job.kwargs, job.created_at]
         overrides = job.overrides()
@@ -239,11 +242,11 @@ class JobPayloadCodec:
                 queue=queue,
                 priority=priority,
                 attempts=attempts,
-                created_at=float(created_at),
+                created_at=created_at,
                 due_at=due_at,
                 **overrides,
             )
-        except (SerializationError, TypeError, ValueError) as exc:
+        except Exception as exc:  # whatever is wrong with a record, it is that record's problem
             raise CorruptJob(f"job {job_id} cannot be decoded: {exc}", job_id=job_id) from None
         return job
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from nuvom.clock import FakeClock
+from nuvom.errors import InvalidJob
 from nuvom.job import FINAL_STATUSES, Job, JobStatus, new_job_id
 
 
@@ -86,3 +87,29 @@ def test_fake_clock_is_thread_safe():
         thread.join()
 
     assert clock.time() == 4000.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"priority": "high"}, "priority"), ({"priority": 1.5}, "priority"),
+     ({"priority": True}, "priority"), ({"priority": 2**31}, "priority"),
+     ({"queue": None}, "queue"), ({"queue": ""}, "queue"),
+     ({"due_at": float("nan")}, "due_at"), ({"due_at": "x"}, "due_at"),
+     ({"due_at": float("inf")}, "due_at"), ({"attempts": -1}, "attempts"),
+     ({"timeout_secs": "30"}, "timeout_secs"), ({"max_retries": "x"}, "max_retries"),
+     ({"kwargs": {1: 2}}, "kwargs"), ({"id": ""}, "id")],
+)  # fmt: skip
+def test_a_badly_typed_field_is_refused_with_its_name(fields, field):
+    with pytest.raises(InvalidJob, match=field) as refused:
+        Job("add", args=(1, 2), **fields)
+
+    assert refused.value.field == field
+    assert isinstance(refused.value, TypeError | ValueError), "old except clauses still catch it"
+
+
+def test_a_field_spoilt_after_the_job_was_built_is_caught_by_validate():
+    job = Job("add")
+    job.priority = "high"  # type: ignore[assignment]
+
+    with pytest.raises(InvalidJob, match="priority"):
+        job.validate()

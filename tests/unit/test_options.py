@@ -9,7 +9,7 @@ import pytest
 
 from nuvom.config import Settings, TimeoutPolicy, load_settings
 from nuvom.discovery import scanner
-from nuvom.errors import TaskDefinitionError
+from nuvom.errors import InvalidJob
 from nuvom.job import Job
 from nuvom.options import JOB_OVERRIDES, OPTIONS, TASK_OPTIONS, TIMEOUT_POLICIES
 from nuvom.task import TASK_OPTIONS as DECORATOR_OPTIONS
@@ -49,5 +49,6 @@ def test_discovery_reads_the_options_the_table_marks():
      ("timeout_policy", "explode"), ("store_result", "yes"), ("timeout_secs", float("nan"))],
 )  # fmt: skip
 def test_a_job_override_is_checked_as_its_option_is(field, value):
-    with pytest.raises(TaskDefinitionError, match=field):
+    with pytest.raises(InvalidJob, match=field) as refused:
         Job("t", **{field: value})
+    assert refused.value.field == field

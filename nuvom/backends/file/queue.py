@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING
 from nuvom.backends.common import QuarantiningQueue
 from nuvom.backends.contract import Claimed, Queues, QueueStats
 from nuvom.backends.file import store as fs
-from nuvom.errors import BackendError, BackendUnavailable, CorruptJob
-from nuvom.job import Job, JobStatus
+from nuvom.errors import BackendUnavailable, CorruptJob
+from nuvom.job import MAX_PRIORITY, Job, JobStatus
 from nuvom.records import JobPayloadCodec
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ FORMAT_VERSION = 1  # bump when the job file layout changes
 JOB_SUFFIX = ".job"
 CORRUPT_SUFFIX = ".corrupt"
 REASON_SUFFIX = ".reason"
-MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
 MICROS_PER_SEC = 1_000_000
 _STRING = struct.Struct(">H")  # length prefix of the id and queue stored in a job file
 
@@ -180,12 +179,6 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         return sorted(d for d in _listdir(area) if not d.startswith("."))
 
     def _encode(self, job: Job) -> tuple[str, bytes]:
-        if not MIN_PRIORITY <= job.priority <= MAX_PRIORITY:
-            raise BackendError(
-                f"priority {job.priority} of job {job.id} is outside "
-                f"{MIN_PRIORITY}..{MAX_PRIORITY}",
-                backend=self.name,
-            )
         payload = self.payloads.encode(job)
         body = b"".join(
             _STRING.pack(len(text)) + text for text in (job.id.encode(), job.queue.encode())
