@@ -20,12 +20,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from nuvom.errors import ConfigError, NuvomError
+from nuvom.execution import policies
 from nuvom.execution.inflight import InFlight, Running
 from nuvom.execution.pools import ExecutionPool, ThreadPool
 from nuvom.execution.runner import JobRunner
 from nuvom.job import JobStatus
 from nuvom.options import run_defaults
-from nuvom.records import Outcome, WorkerInfo
+from nuvom.records import ErrorInfo, Outcome, WorkerInfo
 
 if TYPE_CHECKING:
     from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
@@ -37,6 +38,7 @@ log = logging.getLogger("nuvom.worker")
 MIN_IDLE_POLL_SECS = 0.001  # first pause after an empty claim
 MAX_IDLE_POLL_SECS = 1.0  # longest pause between claims when idle (push wake-ups come sooner)
 BACKEND_RETRY_SECS = 0.5  # pause before retrying a claim or settle the backend refused
+BURST_CLAIM_ATTEMPTS = 5  # failed claims in a row after which a --burst worker stops trying
 WAKER_WAIT_SECS = 0.25  # the waker re-checks for shutdown this often
 POOLS = ("thread", "process", "async")
 
@@ -123,6 +125,7 @@ class Worker:
         self.stats = WorkerStats()
         self.held = InFlight(self.clock, self.events, self.worker_id)
         self._unsettled: list[Outcome] = []
+        self._claim_failures = 0  # claims in a row that raised (a burst worker retries them)
         self.executor = _make_pool(
             pool, self.runner, self.held, self.concurrency, max_tasks_per_child,
             max_memory_per_child_mb,
@@ -187,7 +190,14 @@ class Worker:
                 continue
             holding = held.count()
             if burst and not holding and not self._unsettled:
-                return
+                if not self._claim_failures:
+                    return  # the queue is empty, not merely out of reach
+                if self._claim_failures >= BURST_CLAIM_ATTEMPTS:
+                    log.error(
+                        "burst worker gives up: %d claims in a row failed", BURST_CLAIM_ATTEMPTS
+                    )
+                    return
+                continue  # _claim already paused before this retry
             # Busy: executors wake us when a job ends. Idle: poll with back-off
             # (a push backend's waker cuts the wait short when jobs arrive).
             busy = holding >= self.concurrency
@@ -209,10 +219,17 @@ class Worker:
                 results=self.results,
                 queues=self.queues,
             )
-        except NuvomError as exc:
-            log.error("claiming jobs failed: %s; retrying in %.1fs", exc, BACKEND_RETRY_SECS)
+        except Exception as exc:  # a backend refusing, or a backend's bug: never the worker's end
+            log.error(
+                "claiming jobs failed: %s; retrying in %.1fs",
+                exc,
+                BACKEND_RETRY_SECS,
+                exc_info=not isinstance(exc, NuvomError),
+            )
+            self._claim_failures += 1
             self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
+        self._claim_failures = 0
         self.held.add(jobs)
         for job in jobs:
             self.executor.submit(job)
@@ -224,15 +241,18 @@ class Worker:
             return 0
         try:
             self.queue.settle(batch, self.results)
+            stored, self._unsettled = batch, []
         except NuvomError as exc:
             # Keep the outcomes and try again: dropping them would lose work.
             log.error("storing %d outcomes failed: %s; retrying", len(batch), exc)
             self._unsettled = batch
             self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
-        self._unsettled = []
-        self.held.settled(batch)
-        for outcome in batch:
+        except Exception:
+            log.exception("storing %d outcomes failed; storing them one by one", len(batch))
+            stored, self._unsettled = self._settle_each(batch)
+        self.held.settled(stored)
+        for outcome in stored:
             self.stats.count(outcome)
             log.debug("job %s %s: %s", outcome.job.id, outcome.job.func_name, outcome.status.value)
             self.events.emit_outcome(outcome, self.clock.time())
@@ -241,7 +261,34 @@ class Worker:
                     self.on_outcome(outcome)
                 except Exception:
                     log.exception("on_outcome callback failed")
-        return len(batch)
+        return len(stored)
+
+    def _settle_each(self, batch: list[Outcome]) -> tuple[list[Outcome], list[Outcome]]:
+        """Store outcomes one at a time; one the backend refuses (a value it cannot take, not
+        an outage) is stored as its job's failure instead. Returns (stored, left to retry)."""
+        stored: list[Outcome] = []
+        left: list[Outcome] = []
+        for outcome in batch:
+            try:
+                self.queue.settle([outcome], self.results)
+                stored.append(outcome)
+                continue
+            except NuvomError:
+                left.append(outcome)
+                continue
+            except Exception as exc:
+                error = ErrorInfo("OutcomeNotStored", f"the outcome could not be stored: {exc!r}")
+            failure = policies.failed(
+                outcome.job, error, started=outcome.started_at, now=self.clock.time(),
+                worker_id=self.worker_id,
+            )  # fmt: skip
+            try:
+                self.queue.settle([failure], self.results)
+                stored.append(failure)
+            except Exception:
+                log.exception("job %s: not even its failure could be stored", outcome.job.id)
+                left.append(failure)
+        return stored, left
 
     # -- helpers -------------------------------------------------------------
     def _register(self) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger("nuvom.worker")
 
 MAX_TRACEBACK_CHARS = 32_000  # keep stored tracebacks bounded
 ASYNC_CANCEL_GRACE_SECS = 1.0  # extra time a cancelled coroutine gets before the watchdog steps in
+OPTIONS_FALLBACK_TIMEOUT_SECS = 30.0  # the watchdog's deadline for a job whose options are broken
 
 
 def _traceback_text(exc: BaseException) -> str:
@@ -94,7 +95,10 @@ class JobRunner:
         if task is None:
             with contextlib.suppress(Exception):  # a missing task is reported by the runner
                 task = self.loader.get(job.func_name)
-        timeout = self._options(job, task).timeout_secs
+        try:
+            timeout = self._options(job, task).timeout_secs
+        except Exception:  # the runner fails the job when it runs; the watchdog needs a number
+            timeout = float(self.defaults.get("timeout_secs") or OPTIONS_FALLBACK_TIMEOUT_SECS)
         return timeout + ASYNC_CANCEL_GRACE_SECS if task is not None and task.is_async else timeout
 
     def prepare(self, job: Job, started: float) -> tuple[Any, RunOptions] | Outcome:
@@ -108,11 +112,22 @@ class JobRunner:
                 type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc)
             )
             return self._failed(job, error, started)
-        opts = self._options(job, task)
-        lost = policies.too_many_lost_attempts(job, opts)
+        try:
+            opts = self._options(job, task)
+            lost = policies.too_many_lost_attempts(job, opts)
+        except Exception as exc:  # the job's options cannot be resolved: this job fails, alone
+            return self.broken(job, exc, started)
         if lost is not None:
             return self._failed(job, lost, started)
         return task, opts
+
+    def broken(self, job: Job, exc: Exception, started: float | None = None) -> Outcome:
+        """The outcome of a job nuvom itself could not handle (not its task's error): it fails,
+        with the traceback, and the worker goes on to the next job."""
+        log.error("job %s %s could not be run: %r", job.id, job.func_name, exc, exc_info=exc)
+        message = f"nuvom could not run this job: {type(exc).__name__}: {exc}"
+        error = ErrorInfo("JobNotRunnable", message, _traceback_text(exc))
+        return self._failed(job, error, self.clock.time() if started is None else started)
 
     def _start(self, job: Job) -> tuple[Any, RunOptions, float] | Outcome:
         """``prepare``, then ``before_job``: the task, its options and the start time."""
@@ -125,6 +140,13 @@ class JobRunner:
         return task, opts, started
 
     def run(self, job: Job) -> Outcome:
+        """How ``job`` ended; never raises (what nuvom itself cannot handle fails the job)."""
+        try:
+            return self._run(job)
+        except Exception as exc:
+            return self.broken(job, exc)
+
+    def _run(self, job: Job) -> Outcome:
         begun = self._start(job)
         if isinstance(begun, Outcome):
             return begun
@@ -141,8 +163,14 @@ class JobRunner:
         """``run`` for an ``async def`` task, awaited on the caller's event loop.
 
         The timeout cancels the coroutine (its ``finally`` blocks run); a sync
-        task given here is an error of the caller.
+        task given here is an error of the caller. Never raises but ``CancelledError``.
         """
+        try:
+            return await self._run_async(job)
+        except Exception as exc:
+            return self.broken(job, exc)
+
+    async def _run_async(self, job: Job) -> Outcome:
         begun = self._start(job)
         if isinstance(begun, Outcome):
             return begun
