@@ -67,29 +67,22 @@ class Defaults:
 
 
 # -- claiming ---------------------------------------------------------------------
-def claim_order(row: StoredJob, seq: int) -> tuple[int, float, int]:
-    """A claimed row's place in claim order: priority, due time, then FIFO (``seq``).
-
-    ``UPDATE … RETURNING`` gives rows in no set order, so SQL engines sort by this.
-    """
-    return (-row.priority, row.due_at or 0.0, seq)
-
-
 def decode_claimed(
     payloads: JobPayloadCodec,
-    rows: Iterable[StoredJob],
+    rows: Iterable[tuple[StoredJob, int]],
     *,
     worker_id: str,
     lease_until: float,
 ) -> tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]:
-    """Rebuild claimed rows as RUNNING jobs held by ``worker_id``; list the undecodable apart.
-
-    Each bad row comes back with its reason, for the engine to quarantine it; a
-    warning names it once here.
+    """Rebuild claimed ``(row, seq)`` pairs as RUNNING jobs held by ``worker_id``, in claim
+    order (priority, due time, then ``seq``: a claim's rows come back in no set order); list
+    the rows that are not a valid job apart, each with its reason, for the engine to
+    quarantine. A row is never trusted before it is decoded: a bad column (a priority that
+    is not a number) is the row's problem, not the claim's.
     """
-    claimed: list[tuple[Job, StoredJob]] = []
+    claimed: list[tuple[Job, StoredJob, int]] = []
     corrupt: list[tuple[StoredJob, str]] = []
-    for row in rows:
+    for row, seq in rows:
         try:
             job = payloads.decode_stored(row)
         except CorruptJob as exc:
@@ -97,8 +90,9 @@ def decode_claimed(
             corrupt.append((row, str(exc)))
             continue
         job.status, job.lease_owner, job.lease_until = JobStatus.RUNNING, worker_id, lease_until
-        claimed.append((job, row))
-    return claimed, corrupt
+        claimed.append((job, row, seq))
+    claimed.sort(key=lambda c: (-c[0].priority, c[0].due_at or 0.0, c[2]))
+    return [(job, row) for job, row, _ in claimed], corrupt
 
 
 def claimed_batch(

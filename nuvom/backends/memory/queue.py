@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from nuvom.backends.common import Defaults, QuarantiningQueue
 from nuvom.backends.contract import Claimed, Queues, QueueStats
+from nuvom.errors import InvalidJob
 from nuvom.job import Job
 from nuvom.records import JobPayloadCodec
 
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from nuvom.records import WorkerInfo
     from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
+
+
+log = logging.getLogger("nuvom.memory")
 
 
 class MemoryJobQueue(QuarantiningQueue):
@@ -52,6 +57,7 @@ class MemoryJobQueue(QuarantiningQueue):
         self._scheduled: list[tuple[float, int, str]] = []  # (due, seq, id)
         self._wakeups = 0
         self._workers: dict[str, WorkerInfo] = {}
+        self._dead: dict[str, tuple[str, str]] = {}  # quarantined: id -> (queue, reason)
 
     def _push(self, job: Job, seq: int | None = None) -> None:
         seq = next(self._seq) if seq is None else seq
@@ -93,6 +99,7 @@ class MemoryJobQueue(QuarantiningQueue):
     ) -> Claimed:
         wanted = set(queues) if queues else None
         claimed: list[Job] = []
+        quarantined: list[tuple[str, str]] = []
         with self._cond:
             now = self.clock.time()
             self._reclaim_expired(now)
@@ -109,17 +116,24 @@ class MemoryJobQueue(QuarantiningQueue):
                     skipped.append(entry)
                     continue
                 del self._waiting[job_id]
-                held = replace(
-                    job,
-                    attempts=job.attempts + 1,
-                    lease_owner=worker_id,
-                    lease_until=now + lease_secs,
-                )
+                try:  # the stored copy may have been changed to something invalid since
+                    held = replace(
+                        job,
+                        attempts=job.attempts + 1,
+                        lease_owner=worker_id,
+                        lease_until=now + lease_secs,
+                    )
+                except InvalidJob as exc:
+                    reason = f"job {job_id} cannot be run: {exc}"
+                    log.warning("quarantined job %s: %s", job_id, reason)
+                    self._dead[job_id] = (str(job.queue), reason)
+                    quarantined.append((job_id, reason))
+                    continue
                 self._claimed[job_id] = held
                 claimed.append(replace(held))
             for entry in skipped:
                 heapq.heappush(self._ready, entry)
-        return Claimed(claimed)
+        return Claimed(claimed, quarantined)
 
     def _held(self, job_id: str, worker_id: str | None) -> Job | None:
         job = self._claimed.get(job_id)
@@ -200,6 +214,8 @@ class MemoryJobQueue(QuarantiningQueue):
                     row.running += 1
                     owner = job.lease_owner or "?"
                     row.lease_owners[owner] = row.lease_owners.get(owner, 0) + 1
+            for queue, _ in self._dead.values():
+                rows.setdefault(queue, QueueStats(queue)).quarantined += 1
             return [rows[name] for name in sorted(rows)]
 
     def wait_for_jobs(self, timeout: float) -> bool:

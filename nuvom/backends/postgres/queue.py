@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nuvom.backends.common import claim_order, decode_claimed, queue_rows
+from nuvom.backends.common import decode_claimed, queue_rows
 from nuvom.backends.contract import Queues
 from nuvom.backends.postgres import sql
 from nuvom.backends.postgres.store import PostgresBackend
@@ -31,12 +31,9 @@ LISTEN_RETRY_MIN_SECS = 0.1  # first pause before reconnecting a dropped LISTEN 
 LISTEN_RETRY_MAX_SECS = 5.0  # longest pause between reconnect attempts
 
 
-def stored_rows(rows: Sequence[Sequence[Any]]) -> list[StoredJob]:
-    """Claimed rows (seq, id, queue, priority, due_at, attempts, payload, ...) in claim order."""
-    ordered = sorted(
-        ((stored_job(row[1:7]), row[0]) for row in rows), key=lambda p: claim_order(*p)
-    )
-    return [row for row, _ in ordered]
+def stored_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[StoredJob, int]]:
+    """Claimed rows (seq, id, queue, priority, due_at, attempts, payload, ...) with their seq."""
+    return [(stored_job(row[1:7]), row[0]) for row in rows]
 
 
 class PostgresJobQueue(PostgresBackend, SQLJobQueue):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from nuvom.backends.common import claim_order, decode_claimed
+from nuvom.backends.common import decode_claimed
 from nuvom.backends.contract import Queues
 from nuvom.backends.sqlbase import SQLJobQueue, Taken
 from nuvom.backends.sqlite import sql
@@ -60,15 +60,9 @@ class SQLiteJobQueue(SQLiteBackend, SQLJobQueue):
             params: tuple[object, ...] = (worker_id, now + lease_secs, now, *queues, n)
         else:
             statement, params = sql.CLAIM_ANY_QUEUE, (worker_id, now + lease_secs, now, n)
-        rows = sorted(
-            ((StoredJob(*row[1:]), row[0]) for row in conn.execute(statement, params)),
-            key=lambda pair: claim_order(*pair),
-        )
+        rows = ((StoredJob(*row[1:]), row[0]) for row in conn.execute(statement, params))
         claimed, corrupt = decode_claimed(
-            self.payloads,
-            (row for row, _ in rows),
-            worker_id=worker_id,
-            lease_until=now + lease_secs,
+            self.payloads, rows, worker_id=worker_id, lease_until=now + lease_secs
         )
         for row, reason in corrupt:
             conn.execute(sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
