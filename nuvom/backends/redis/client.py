@@ -6,9 +6,10 @@ surfaces the same way from either: ``BackendUnavailable`` within seconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nuvom.backends.common import Defaults
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError
@@ -20,10 +21,14 @@ if TYPE_CHECKING:
     from nuvom.runtime import Runtime
     from nuvom.serialization import Codec
 
+T = TypeVar("T")
+
 DEFAULT_PREFIX = "nuvom"
 SOCKET_TIMEOUT_SECS = 10.0  # a command that gets no answer in this long fails (never hangs)
 CONNECT_TIMEOUT_SECS = 5.0  # a TCP connect to Redis gives up after this long
 HEALTH_CHECK_SECS = 30  # an idle connection is pinged before reuse after this long
+SEND_ATTEMPTS = 3  # an idempotent command is sent at most this often when replies are lost
+RETRY_FIRST_PAUSE_SECS = 0.2  # pause before sending it again; doubles each time
 INSTALL_HINT = 'the Redis backend needs redis-py: pip install "nuvom[redis]"'
 
 
@@ -46,14 +51,39 @@ def require_url(settings: Settings) -> str:
 
 
 def connect(url: str) -> Any:
-    """A client with bounded timeouts; it reconnects by itself after the server comes back."""
+    """A client with bounded timeouts; it reconnects by itself after the server comes back.
+
+    It never sends a command again by itself: a command whose reply was lost may have
+    run, and most of nuvom's are not safe to run twice. Enqueues carry a token and are
+    retried by ``retried``; a lost claim comes back when its lease runs out.
+    """
     redis = import_redis()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     return redis.Redis.from_url(
         url,
         socket_timeout=SOCKET_TIMEOUT_SECS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECS,
         health_check_interval=HEALTH_CHECK_SECS,
+        retry=Retry(NoBackoff(), 0),
     )
+
+
+def retried(url: str, send: Callable[[], T]) -> T:
+    """``send()`` an idempotent command, again after a connection error or a time-out (up to
+    ``SEND_ATTEMPTS`` in all, backing off), as ``translated`` errors once they run out."""
+    pause = RETRY_FIRST_PAUSE_SECS
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            with translated(url):
+                return send()
+        except BackendUnavailable:
+            if attempt == SEND_ATTEMPTS:
+                raise
+        time.sleep(pause)  # back-off before sending the same command again
+        pause *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @contextmanager

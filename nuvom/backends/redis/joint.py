@@ -7,12 +7,13 @@ script, so their record changes happen in the same atomic step.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from nuvom.backends.contract import JointWriter, Queues
 from nuvom.backends.redis import scripts as lua
-from nuvom.backends.redis.client import in_transaction, translated
-from nuvom.backends.redis.queue import RedisJobQueue, stored_rows
+from nuvom.backends.redis.client import in_transaction, retried, translated
+from nuvom.backends.redis.queue import RedisJobQueue, pairs, stored_rows
 from nuvom.backends.redis.results import SAVE_SCRIPT, Item, RedisResultBackend
 from nuvom.job import Job
 from nuvom.records import ErrorInfo, Outcome
@@ -36,9 +37,9 @@ class RedisJointWriter(JointWriter):
         """Record and enqueue in one MULTI: no worker can finish a job before it is recorded."""
         if not jobs:
             return
-        self._in_one_multi(
-            self.results.enqueued_items(jobs), "ENQUEUE", self.queue.enqueue_args(jobs)
-        )
+        token = uuid.uuid4().hex  # the MULTI is sent again if its reply is lost: stored once
+        records, args = self.results.enqueued_items(jobs), self.queue.enqueue_args(jobs, token)
+        retried(self.queue.url, lambda: self._in_one_multi(records, "ENQUEUE", args, token))
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -50,16 +51,16 @@ class RedisJointWriter(JointWriter):
         args = [queue.prefix, repr(now), repr(until), worker_id, n, *self._record_args(),
                 *(queues or ())]  # fmt: skip
         with translated(queue.url):
-            flat = self._claim_and_start(args=args)
+            flat, dead = self._claim_and_start(args=args)
         rows = stored_rows(flat, CLAIM_AND_START_ROW)
         flags = flat[CLAIM_AND_START_ROW - 1 :: CLAIM_AND_START_ROW]
-        recorded = {row.id for row, flag in zip(rows, flags, strict=True) if int(flag)}
+        recorded = {row.id for (row, _), flag in zip(rows, flags, strict=True) if int(flag)}
         claimed, corrupt = queue.decode_taken(rows, worker_id, until)
         unrecorded = [job for job, _ in claimed if job.id not in recorded]
         if unrecorded:
             self.results.mark_running(unrecorded, worker_id=worker_id, started_at=now)
-        for row, reason in corrupt:
-            self.results.set_error(row.id, ErrorInfo("CorruptJob", reason))
+        for job_id, reason in [(row.id, why) for row, why in corrupt] + pairs(dead):
+            self.results.set_error(job_id, ErrorInfo("CorruptJob", reason))
         return [job for job, _ in claimed]
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
@@ -68,11 +69,13 @@ class RedisJointWriter(JointWriter):
             self.results.outcome_items(outcomes), "SETTLE", self.queue.settle_args(outcomes)
         )
 
-    def _in_one_multi(self, records: Sequence[Item], script: str, args: list[object]) -> None:
+    def _in_one_multi(
+        self, records: Sequence[Item], script: str, args: list[object], token: str = ""
+    ) -> None:
         """The result backend's writes, then one of the queue's scripts, in one MULTI."""
         with translated(self.queue.url):
             pipe = self.queue.client.pipeline(transaction=True)
-            self.results.save_in(pipe, records)
+            self.results.save_in(pipe, records, token)
             in_transaction(pipe, self.queue.script(script), args)
             pipe.execute()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from nuvom.backends.redis.client import (
     RedisBackend,
     connect,
     import_redis,
+    retried,
     text,
     translated,
 )
@@ -47,15 +49,28 @@ CLAIM_ROW = (
 Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
 
 
-def stored_rows(flat: Sequence[Any], width: int = CLAIM_ROW) -> list[StoredJob]:
-    """The claim script's flat reply as rows, already in claim order."""
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` as a number if it is one, else as it came (the job's check then names it)."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def stored_rows(flat: Sequence[Any], width: int = CLAIM_ROW) -> list[tuple[StoredJob, int]]:
+    """The claim script's flat reply as rows, with their place in it (already claim order)."""
     rows = []
     for i in range(0, len(flat), width):
         job_id, queue, priority, due, attempts, payload = flat[i : i + CLAIM_ROW]
-        rows.append(
-            StoredJob(text(job_id), text(queue), int(priority), float(due), int(attempts), payload)
-        )
+        row = StoredJob(text(job_id), text(queue), _number(priority, int), _number(due, float),
+                        _number(attempts, int), payload)  # fmt: skip
+        rows.append((row, i))
     return rows
+
+
+def pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:
+    """A script's flat ``id, reason, ...`` reply as pairs (what it quarantined)."""
+    return [(text(flat[i]), text(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
 
 
 class RedisJobQueue(RedisBackend, QuarantiningQueue):
@@ -66,8 +81,8 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
     def ready(self) -> None:
         self._scripts = {
             name: self.client.register_script(getattr(lua, name))
-            for name in ("ENQUEUE", "CLAIM", "SETTLE", "RELEASE", "HEARTBEAT", "CANCEL", "CLEAR",
-                         "STATS", "WAITING")
+            for name in ("ENQUEUE", "CLAIM", "SETTLE", "QUARANTINE", "RELEASE", "HEARTBEAT",
+                         "CANCEL", "CLEAR", "STATS", "WAITING")
         }  # fmt: skip
         self._waker: Any = None
         self._wake_lock = threading.Lock()
@@ -83,9 +98,10 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             return self._scripts[script](args=[self.prefix, *args])
 
     # -- script arguments (the joint writer queues them in a MULTI) --------------
-    def enqueue_args(self, jobs: Sequence[Job]) -> list[object]:
+    def enqueue_args(self, jobs: Sequence[Job], token: str = "") -> list[object]:
+        """ENQUEUE's arguments; with ``token``, running them twice stores the jobs once."""
         now = self.clock.time()
-        args: list[object] = [self.prefix, repr(now)]
+        args: list[object] = [self.prefix, repr(now), token]
         for job in jobs:  # every payload encoded before anything is written: all or nothing
             due = job.due_at if job.due_at is not None else now
             payload = self.payloads.encode(job)
@@ -104,13 +120,15 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             ]
         return args
 
-    def decode_taken(self, rows: Sequence[StoredJob], worker_id: str, until: float) -> Taken:
-        """Claimed rows as jobs; an undecodable one is acked away (it is logged as quarantined)."""
+    def decode_taken(
+        self, rows: Sequence[tuple[StoredJob, int]], worker_id: str, until: float
+    ) -> Taken:
+        """Claimed rows as jobs; an undecodable one is quarantined with its reason."""
         claimed, corrupt = decode_claimed(
             self.payloads, rows, worker_id=worker_id, lease_until=until
         )
-        for row, _ in corrupt:
-            self.run("SETTLE", repr(self.clock.time()), "ack", row.id, "", "0")
+        if corrupt:
+            self.run("QUARANTINE", worker_id, *(v for row, why in corrupt for v in (row.id, why)))
         return claimed, corrupt
 
     # -- producing -------------------------------------------------------
@@ -118,10 +136,10 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         self.enqueue_many([job])
 
     def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        """One script; sent again (with the same token) if its reply is lost."""
         if jobs:
-            args = self.enqueue_args(jobs)
-            with translated(self.url):
-                self._scripts["ENQUEUE"](args=args)
+            args = self.enqueue_args(jobs, token=uuid.uuid4().hex)
+            retried(self.url, lambda: self._scripts["ENQUEUE"](args=args))
 
     # -- wake-ups --------------------------------------------------------
     def wait_for_jobs(self, timeout: float) -> bool:
@@ -170,8 +188,10 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
     ) -> Claimed:
         now = self.clock.time()
         until = now + lease_secs
-        flat = self.run("CLAIM", repr(now), repr(until), worker_id, n, *(queues or ()))
-        return claimed_batch(*self.decode_taken(stored_rows(flat), worker_id, until))
+        flat, dead = self.run("CLAIM", repr(now), repr(until), worker_id, n, *(queues or ()))
+        claimed = claimed_batch(*self.decode_taken(stored_rows(flat), worker_id, until))
+        claimed.quarantined += pairs(dead)
+        return claimed
 
     def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         with translated(self.url):
@@ -211,10 +231,12 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         flat = self.run("WAITING")
         rows = [flat[i : i + 7] for i in range(0, len(flat), 7)]
         rows.sort(key=lambda r: (-int(r[2]), float(r[3]), int(r[6])))
-        return decode_waiting(self.payloads, stored_rows([v for r in rows for v in r[:6]]))
+        return decode_waiting(
+            self.payloads, (row for row, _ in stored_rows([v for r in rows for v in r[:6]]))
+        )
 
     def stats(self) -> dict[str, int]:
-        pending, scheduled, running, expired = (
+        pending, scheduled, running, expired, quarantined = (
             int(v) for v in self.run("STATS", repr(self.clock.time()))
         )
         return {
@@ -222,6 +244,7 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             "scheduled": scheduled,
             "running": running,
             "expired": expired,
+            "quarantined": quarantined,
             "waiting": pending + scheduled,
         }
 

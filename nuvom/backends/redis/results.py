@@ -30,13 +30,17 @@ if TYPE_CHECKING:
 HISTORY_CAP = 100_000  # job ids the history indexes keep; older ones drop off the end
 _DELETE = b"\x00"  # a field value meaning "remove this field"
 
-# ARGV: P, ttl (0 = none), cap, then per job:
+# ARGV: P, ttl (0 = none), cap, token ('' = none), then per job:
 #   id, updated_at, op, a1..a5, nfields, field, value, ...
 # A field named "?x" is set only when x is absent. op: start | finish | release | "".
+# With a token, a second call with the same one writes nothing (a retried submit).
 _SAVE = r"""
-local P, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local P, ttl, cap, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if token ~= '' and not redis.call('SET', P .. ':tok:r:' .. token, 1, 'NX', 'EX', 300) then
+  return 0
+end
 local FINAL = {SUCCESS = true, FAILED = true, CANCELLED = true}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local id, updated, op = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local a1, a2, a3, a4, a5 = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -173,9 +177,9 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
         with translated(self.url):
             self._save(args=self._save_args(items))
 
-    def _save_args(self, items: Sequence[Item]) -> list[Any]:
+    def _save_args(self, items: Sequence[Item], token: str = "") -> list[Any]:
         now = repr(self.clock.time())
-        args: list[Any] = [self.prefix, self.ttl_secs or 0, self.history_cap]
+        args: list[Any] = [self.prefix, self.ttl_secs or 0, self.history_cap, token]
         for job_id, op, op_args, fields in items:
             padded = [_DELETE if a is None else a for a in op_args] + [""] * (5 - len(op_args))
             args += [job_id, now, op, *padded, len(fields)]
@@ -183,10 +187,11 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
                 args += [name, _DELETE if value is None else value]
         return args
 
-    def save_in(self, pipe: Any, items: Sequence[Item]) -> None:
-        """Queue the writes on a MULTI pipeline the caller executes (the joint writer's)."""
+    def save_in(self, pipe: Any, items: Sequence[Item], token: str = "") -> None:
+        """Queue the writes on a MULTI pipeline the caller executes (the joint writer's);
+        with ``token``, sending that pipeline again writes them once."""
         if items:
-            in_transaction(pipe, self._save, self._save_args(items))
+            in_transaction(pipe, self._save, self._save_args(items, token))
 
     # -- the four methods every result backend has ------------------------------
     def set_result(self, job_id: str, result: Any) -> None:

@@ -3,16 +3,23 @@
 Keys live under one prefix (ARGV[1]); the scripts build key names from it, so
 this backend targets a single Redis (or a cluster with the prefix as hash tag).
 
+Redis does not roll back a script that fails part-way, so a script reads and
+checks everything it will rely on before its first write: a record it cannot
+use is quarantined by id with its reason, an entry that is not nuvom's is
+dropped, and nothing else is touched. Enqueueing carries a token, so sending the
+same enqueue twice (a retry after a lost reply) stores the jobs once.
+
 Layout under prefix P:
   P:job:<id>          hash: queue, priority, due, seq, attempts, payload, state, owner, stream, entry
   P:s:<queue>:<prio>  stream of due job ids, consumer group "nuvom" (one per queue and priority)
   P:prios:<queue>     zset of the priority levels a queue has streams for
-  P:cursor            hash: stream -> last id handed to the group (for peeking in claim order)
   P:queues, P:jobs    sets of queue names and of every queued job id
   P:delayed           zset id -> due time (scheduled jobs and retry delays)
   P:leases            zset id -> lease end (0: released, waiting in its old place)
   P:waiting           hash: queue -> jobs waiting (due or scheduled)
   P:wake              capped stream idle workers block on (XREAD BLOCK)
+  P:dead, P:dead:<id> set of quarantined job ids; each one's record, with its reason
+  P:tok:q:<token>     an enqueue already applied (kept 5 minutes, far past any resend)
 """
 
 from __future__ import annotations
@@ -39,31 +46,79 @@ local function to_stream(id)
   redis.call('HSET', job, 'state', 'waiting', 'stream', key, 'entry', entry, 'owner', '')
 end
 
-local function promote(now)
-  local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', P .. ':delayed', id)
-    to_stream(id)
-  end
-  return #due
-end
-
 local function forget(id)
   local job = P .. ':job:' .. id
   local f = redis.call('HMGET', job, 'state', 'stream', 'entry', 'queue')
   if not f[1] then return false end
-  if f[3] and f[3] ~= '' then
-    redis.call('XACK', f[2], GROUP, f[3])
-    redis.call('XDEL', f[2], f[3])
+  if f[2] and f[3] and f[3] ~= '' then
+    redis.pcall('XACK', f[2], GROUP, f[3])
+    redis.pcall('XDEL', f[2], f[3])
   end
   redis.call('ZREM', P .. ':delayed', id)
-  local lease = redis.call('ZSCORE', P .. ':leases', id)
   redis.call('ZREM', P .. ':leases', id)
-  local waiting = f[1] == 'delayed' or (f[1] == 'waiting')
-  if waiting then redis.call('HINCRBY', P .. ':waiting', f[4], -1) end
+  if (f[1] == 'delayed' or f[1] == 'waiting') and f[4] then
+    redis.call('HINCRBY', P .. ':waiting', f[4], -1)
+  end
   redis.call('DEL', job)
   redis.call('SREM', P .. ':jobs', id)
   return f[1]
+end
+
+-- A job's fields if its record is whole, else nil and the reason (nothing is written).
+local function parse(id)
+  local f = redis.call('HMGET', P .. ':job:' .. id, 'queue', 'priority', 'due', 'seq',
+    'attempts', 'state', 'stream', 'entry', 'payload')
+  if not f[6] then return nil, 'the job has no record' end
+  if not f[1] or f[1] == '' then return nil, 'the job has no queue' end
+  local prio, due = tonumber(f[2]), tonumber(f[3])
+  local seq, attempts = tonumber(f[4]), tonumber(f[5])
+  if not prio or prio ~= math.floor(prio) or prio < -2147483648 or prio > 2147483647 then
+    return nil, 'priority ' .. tostring(f[2]) .. ' is not an int'
+  end
+  if not due or due ~= due or due == math.huge or due == -math.huge then
+    return nil, 'due time ' .. tostring(f[3]) .. ' is not a number'
+  end
+  if not seq then return nil, 'its sequence number is not a number' end
+  if not attempts or attempts ~= math.floor(attempts) or attempts < 0 then
+    return nil, 'attempts ' .. tostring(f[5]) .. ' is not a count'
+  end
+  if not f[9] then return nil, 'the job has no payload' end
+  return {id = id, queue = f[1], prio = prio, due = due, seq = seq, state = f[6],
+          stream = f[7], entry = f[8]}
+end
+
+-- Set a job aside with its reason, whatever state its record is in: it is never claimed
+-- again, and its record stays, for a person to read.
+local function quarantine(id, reason)
+  local job = P .. ':job:' .. id
+  local f = redis.call('HMGET', job, 'state', 'stream', 'entry', 'queue')
+  if f[2] and f[3] and f[3] ~= '' then
+    redis.pcall('XACK', f[2], GROUP, f[3])
+    redis.pcall('XDEL', f[2], f[3])
+  end
+  redis.call('ZREM', P .. ':delayed', id)
+  redis.call('ZREM', P .. ':leases', id)
+  if (f[1] == 'waiting' or f[1] == 'delayed') and f[4] then
+    redis.call('HINCRBY', P .. ':waiting', f[4], -1)
+  end
+  redis.call('SREM', P .. ':jobs', id)
+  if redis.call('EXISTS', job) == 1 then redis.call('RENAME', job, P .. ':dead:' .. id) end
+  redis.call('HSET', P .. ':dead:' .. id, 'reason', reason)
+  redis.call('SADD', P .. ':dead', id)
+end
+
+local function promote(now)
+  local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    local job, why = parse(id)
+    if job then
+      redis.call('ZREM', P .. ':delayed', id)
+      to_stream(id)
+    else
+      quarantine(id, why)
+    end
+  end
+  return #due
 end
 
 local function wake()
@@ -92,13 +147,17 @@ local function unlink(id)
 end
 """
 
-# ARGV: P, now, then per job: id, queue, priority, due, attempts, payload
+# ARGV: P, now, token ('' = none), then per job: id, queue, priority, due, attempts, payload.
+# Returns 1, or 0 when an enqueue with this token was already applied (nothing is written).
 ENQUEUE = (
     _COMMON
     + r"""
 local now = tonumber(ARGV[2])
+if ARGV[3] ~= '' and not redis.call('SET', P .. ':tok:q:' .. ARGV[3], 1, 'NX', 'EX', 300) then
+  return 0
+end
 promote(ARGV[2])
-for i = 3, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   local id, queue, due = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   forget(id)
   local seq = redis.call('INCR', P .. ':seq')
@@ -120,11 +179,14 @@ return 1
 )
 
 # ARGV: P, now, lease_until, consumer, n, queue names... (none: every queue)
-# Returns flat rows: id, queue, priority, due, attempts, payload, in claim order.
+# Returns {rows, dead}: rows flat (id, queue, priority, due, attempts, payload) in claim
+# order; dead flat (id, reason) for each record the script quarantined.
+# Everything is read and checked first; the writes come after, on checked records only.
 CLAIM = (
     _COMMON
     + r"""
 local now, lease_end, consumer, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local SCAN_PAGES = 10
 promote(now)
 local queues = {}
 if #ARGV > 5 then
@@ -135,49 +197,92 @@ end
 local wanted = {}
 for _, q in ipairs(queues) do wanted[q] = true end
 
-local function key_of(id)
-  local f = redis.call('HMGET', P .. ':job:' .. id, 'priority', 'due', 'seq', 'queue', 'state')
-  return {id = id, prio = tonumber(f[1]), due = tonumber(f[2]), seq = tonumber(f[3]),
-          queue = f[4], state = f[5]}
-end
 local function before(a, b)
   if a.prio ~= b.prio then return a.prio > b.prio end
   if a.due ~= b.due then return a.due < b.due end
   return a.seq < b.seq
 end
+local function is_stream(key)
+  return key and redis.call('TYPE', key).ok == 'stream'
+end
+local function last_delivered(key)
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
+  if type(groups) ~= 'table' or groups.err then return nil end
+  for _, g in ipairs(groups) do
+    local fields = {}
+    for i = 1, #g, 2 do fields[g[i]] = g[i + 1] end
+    if fields['name'] == GROUP then return fields['last-delivered-id'] end
+  end
+  return nil
+end
 
--- Sources: expired leases (reclaimed with XCLAIM), then each stream's undelivered head.
+local bad, stale = {}, {}  -- records to quarantine, lease entries to drop: after the reads
+
+-- Sources: expired leases (and released jobs, lease 0), taken with XCLAIM, in claim order...
 local sources = {}
 local expired = {}
 local cursor = 0
 repeat
   local page = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', cursor, 200)
   for _, id in ipairs(page) do
-    local k = key_of(id)
-    if k.queue and wanted[k.queue] then expired[#expired + 1] = k end
+    local k, why = parse(id)
+    if not k then
+      bad[#bad + 1] = {id, why}
+    elseif (k.state ~= 'claimed' and k.state ~= 'waiting') or not k.entry or k.entry == ''
+        or not is_stream(k.stream) then
+      stale[#stale + 1] = id
+    elseif wanted[k.queue] then
+      expired[#expired + 1] = k
+    end
   end
   cursor = cursor + #page
 until #page < 200 or #expired >= n
 table.sort(expired, before)
 sources[1] = {items = expired, pos = 1, stream = false}
+-- ...then each stream's undelivered head. An entry is a job's only if the job is waiting
+-- on that very entry; any other is dropped once the group has read past it.
 for _, q in ipairs(queues) do
   local prios = redis.call('ZREVRANGE', P .. ':prios:' .. q, 0, -1)
   for _, prio in ipairs(prios) do
     local key = P .. ':s:' .. q .. ':' .. prio
-    local last = redis.call('HGET', P .. ':cursor', key) or '0-0'
-    local rows = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', n)
-    local items = {}
-    for _, row in ipairs(rows) do
-      local k = key_of(row[2][2])
-      if k.queue then items[#items + 1] = k end
-      k.entry = row[1]
+    local last = last_delivered(key)
+    if last then
+      -- Read on past entries that are not jobs until n jobs are found (or SCAN_PAGES pages):
+      -- a run of garbage never hides the jobs behind it.
+      local rows, items, kinds, start, page = {}, {}, {}, '(' .. last, math.max(n, 100)
+      for _ = 1, SCAN_PAGES do
+        local got = redis.call('XRANGE', key, start, '+', 'COUNT', page)
+        for _, row in ipairs(got) do
+          local r = #rows + 1
+          rows[r] = row
+          local fields, id = row[2], nil
+          if #fields == 2 and fields[1] == 'id' then id = fields[2] end
+          local k, why = nil, nil
+          if id then k, why = parse(id) end
+          if k and k.state == 'waiting' and k.entry == row[1] then
+            k.row = r
+            items[#items + 1] = k
+            kinds[r] = 'job'
+          else
+            kinds[r] = 'other'
+            if id and not k and redis.call('HGET', P .. ':job:' .. id, 'entry') == row[1] then
+              bad[#bad + 1] = {id, why}
+            end
+          end
+        end
+        if #items >= n or #got < page then break end
+        start = '(' .. got[#got][1]
+      end
+      if #rows > 0 then
+        sources[#sources + 1] = {items = items, pos = 1, stream = key, rows = rows,
+                                 kinds = kinds, chosen = {}}
+      end
     end
-    if #rows > 0 then sources[#sources + 1] = {items = items, pos = 1, stream = key} end
   end
 end
 
 -- Merge the sources in claim order, each taken as a prefix (streams are read in order).
-local chosen, taken = {}, {}
+local chosen = {}
 while #chosen < n do
   local best = nil
   for _, s in ipairs(sources) do
@@ -189,13 +294,29 @@ while #chosen < n do
   best.pos = best.pos + 1
   item.source = best
   chosen[#chosen + 1] = item
-  if best.stream then taken[best.stream] = (taken[best.stream] or 0) + 1 end
+  if best.stream then best.chosen[item.row] = true end
 end
-for stream, count in pairs(taken) do
-  local got = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count,
-    'STREAMS', stream, '>')
-  local rows = got[1][2]
-  redis.call('HSET', P .. ':cursor', stream, rows[#rows][1])
+
+-- The writes. The group reads each stream up to its last chosen entry and past any
+-- entries before it (or at its head) that were not jobs; those are acked and deleted.
+for _, s in ipairs(sources) do
+  if s.stream then
+    local consume = 0
+    for r = 1, #s.rows do
+      if s.kinds[r] == 'job' and not s.chosen[r] then break end
+      consume = r
+    end
+    if consume > 0 then
+      redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', consume,
+        'STREAMS', s.stream, '>')
+      for r = 1, consume do
+        if s.kinds[r] ~= 'job' then
+          redis.call('XACK', s.stream, GROUP, s.rows[r][1])
+          redis.call('XDEL', s.stream, s.rows[r][1])
+        end
+      end
+    end
+  end
 end
 
 local out = {}
@@ -204,8 +325,7 @@ for _, item in ipairs(chosen) do
   if item.source.stream then
     redis.call('HINCRBY', P .. ':waiting', item.queue, -1)
   else
-    local f = redis.call('HMGET', job, 'stream', 'entry')
-    redis.call('XCLAIM', f[1], GROUP, consumer, 0, f[2], 'JUSTID')
+    redis.call('XCLAIM', item.stream, GROUP, consumer, 0, item.entry, 'JUSTID')
     if item.state == 'waiting' then redis.call('HINCRBY', P .. ':waiting', item.queue, -1) end
   end
   local attempts = redis.call('HINCRBY', job, 'attempts', 1)
@@ -214,18 +334,28 @@ for _, item in ipairs(chosen) do
   local f = redis.call('HMGET', job, 'queue', 'priority', 'due', 'payload')
   for _, v in ipairs({item.id, f[1], f[2], f[3], attempts, f[4]}) do out[#out + 1] = v end
 end
-return out
+local seen, dead = {}, {}
+for _, b in ipairs(bad) do
+  if not seen[b[1]] then
+    seen[b[1]] = true
+    quarantine(b[1], b[2])
+    dead[#dead + 1] = b[1]
+    dead[#dead + 1] = b[2]
+  end
+end
+for _, id in ipairs(stale) do redis.call('ZREM', P .. ':leases', id) end
+return {out, dead}
 """
 )
 
 _CLAIM_QUEUES_FROM_6 = "if #ARGV > 5 then\n  for i = 6, #ARGV do"
 _CLAIM_QUEUES_FROM_9 = "if #ARGV > 8 then\n  for i = 9, #ARGV do"
-_CLAIM_RETURN = "\nreturn out\n"
+_CLAIM_RETURN = "\nreturn {out, dead}\n"
 # After the claim: mark each job with a result record RUNNING through the result
 # backend's save script (as ``save_records``); report which ones had no record.
 _START_CLAIMED = r"""
 local RP, started = ARGV[6], ARGV[2]
-local save = {RP, ARGV[7], ARGV[8]}
+local save = {RP, ARGV[7], ARGV[8], ''}
 local flagged = {}
 for k = 1, #out, 6 do
   local id = out[k]
@@ -240,8 +370,8 @@ for k = 1, #out, 6 do
   for j = 0, 5 do flagged[#flagged + 1] = out[k + j] end
   flagged[#flagged + 1] = recorded and 1 or 0
 end
-if #save > 3 then save_records(save) end
-return flagged
+if #save > 4 then save_records(save) end
+return {flagged, dead}
 """
 
 
@@ -252,7 +382,8 @@ def claim_and_start(save_script: str) -> str:
     local function over its own argument list. ARGV: P, now, lease_until,
     consumer, n, result prefix, result ttl, history cap, queue names...
     Returns CLAIM's rows, each with a seventh field: 1 if the job had a result
-    record (now RUNNING), 0 if the caller still has to write one.
+    record (now RUNNING), 0 if the caller still has to write one; then, as CLAIM,
+    the (id, reason) pairs it quarantined.
     """
     body = CLAIM[len(_COMMON) :]
     for part in (_CLAIM_QUEUES_FROM_6, _CLAIM_RETURN):
@@ -295,6 +426,20 @@ for i = 3, #ARGV, 4 do
   end
 end
 if woke then wake() end
+return 1
+"""
+)
+
+# ARGV: P, owner, then pairs of id, reason. Sets aside claimed jobs whose payload the
+# claimer could not decode (only while this owner holds them).
+QUARANTINE = (
+    _COMMON
+    + r"""
+local owner = ARGV[2]
+for i = 3, #ARGV, 2 do
+  local f = redis.call('HMGET', P .. ':job:' .. ARGV[i], 'state', 'owner')
+  if f[1] == 'claimed' and f[2] == owner then quarantine(ARGV[i], ARGV[i + 1]) end
+end
 return 1
 """
 )
@@ -345,7 +490,7 @@ CANCEL = _COMMON + _CANCEL + "return 1\n"
 # With the cancel, record it CANCELLED through the result backend's save script.
 _RECORD_CANCELLED = r"""
 local now = ARGV[6]
-save_records({ARGV[3], ARGV[4], ARGV[5], id, now, '', '', '', '', '', '', 2,
+save_records({ARGV[3], ARGV[4], ARGV[5], '', id, now, '', '', '', '', '', '', 2,
               'status', 'CANCELLED', 'finished_at', now})
 return 1
 """
@@ -371,11 +516,11 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   redis.call('DEL', P .. ':prios:' .. q)
 end
 redis.call('DEL', P .. ':jobs', P .. ':queues', P .. ':delayed', P .. ':leases',
-  P .. ':waiting', P .. ':cursor')
+  P .. ':waiting')
 return #ids
 """
 
-# ARGV: P, now.  Returns pending, scheduled, running, expired.
+# ARGV: P, now.  Returns pending, scheduled, running, expired, quarantined.
 STATS = r"""
 local P, now = ARGV[1], ARGV[2]
 local waiting = 0
@@ -383,7 +528,8 @@ for _, v in ipairs(redis.call('HVALS', P .. ':waiting')) do waiting = waiting + 
 local scheduled = redis.call('ZCARD', P .. ':delayed')
 local running = redis.call('ZCOUNT', P .. ':leases', '(' .. now, '+inf')
 local expired = redis.call('ZCOUNT', P .. ':leases', '(0', now)
-return {waiting - scheduled, scheduled, running, expired}
+local quarantined = redis.call('SCARD', P .. ':dead')
+return {waiting - scheduled, scheduled, running, expired, quarantined}
 """
 
 # ARGV: P.  Waiting jobs (not claimed): id, queue, priority, due, attempts, payload.
