@@ -34,10 +34,34 @@ log = logging.getLogger("nuvom.sqlite")
 LOCK_RETRY_SLEEP_SECS = 0.005  # first pause when SQLite reports busy past its own timeout
 LOCK_RETRY_MAX_SLEEP_SECS = 0.2
 
+# SQLite's primary result codes (the sqlite3 module names them only from Python 3.11).
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_CORRUPT = 5, 6, 8, 11
+SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 13, 14, 26
+# How to tell them when the error has no code: raised by the sqlite3 module, or Python 3.10.
+_CODES_BY_TEXT = (
+    ("not a database", SQLITE_NOTADB),
+    ("malformed", SQLITE_CORRUPT),
+    ("readonly", SQLITE_READONLY),
+    ("read-only", SQLITE_READONLY),
+    ("unable to open", SQLITE_CANTOPEN),
+    ("locked", SQLITE_BUSY),
+    ("busy", SQLITE_BUSY),
+    ("disk is full", SQLITE_FULL),
+)
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """The primary result code, by number when SQLite gave one (a trigger's RAISE text may
+    say anything), else by the text."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
     text = str(exc).lower()
-    return "locked" in text or "busy" in text
+    return next((code for words, code in _CODES_BY_TEXT if words in text), None)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return _code(exc) in (SQLITE_BUSY, SQLITE_LOCKED)
 
 
 class SQLiteStore:
@@ -45,7 +69,8 @@ class SQLiteStore:
 
     ``transaction()`` yields a connection inside ``BEGIN IMMEDIATE`` and commits on
     exit; SQLite's busy errors are retried until ``busy_timeout_secs`` passes,
-    then surface as ``BackendUnavailable``, never as "database is locked".
+    then surface as ``BackendUnavailable``, never as "database is locked"; any other
+    ``sqlite3.Error`` as a ``BackendError`` naming the file.
     """
 
     def __init__(
@@ -116,25 +141,35 @@ class SQLiteStore:
             self._all.append(conn)
         return conn
 
-    def _explain(self, exc: sqlite3.Error) -> BackendError:
+    def _explain(self, exc: sqlite3.Error, doing: str = "opening it") -> BackendError:
+        """``exc`` as a nuvom error naming this file, what was being done, and what to do."""
         text = str(exc)
-        if "not a database" in text or "malformed" in text:
+        code = _code(exc)
+        if code in (SQLITE_NOTADB, SQLITE_CORRUPT):
             return BackendError(
                 f"{self.path} is not a SQLite database nuvom can use ({text}); "
                 "move it aside or point NUVOM_SQLITE_DB_PATH elsewhere",
                 backend="sqlite",
             )
-        if "readonly" in text or "unable to open" in text or "read-only" in text:
+        if code in (SQLITE_READONLY, SQLITE_CANTOPEN):
             return BackendError(
                 f"cannot write to {self.path} ({text}): check that {self.path.parent} "
                 "is writable, or point NUVOM_SQLITE_DB_PATH elsewhere",
                 backend="sqlite",
             )
-        if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+        if code in (SQLITE_BUSY, SQLITE_LOCKED):
             return BackendUnavailable(
                 f"{self.path} stayed locked for over {self.busy_timeout_secs:g}s", backend="sqlite"
             )
-        return BackendError(f"SQLite error on {self.path}: {text}", backend="sqlite")
+        if code == SQLITE_FULL:
+            return BackendError(
+                f"cannot write to {self.path} ({text}): free some space on its disk",
+                backend="sqlite",
+            )
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        return BackendError(
+            f"SQLite error on {self.path} {doing}: {text} ({name})", backend="sqlite"
+        )
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -163,21 +198,24 @@ class SQLiteStore:
     # -- transactions ----------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; commits on success, rolls back on error."""
+        """A write transaction; commits on success, rolls back on error.
+
+        An ``sqlite3.Error`` from any statement in it, or from the commit, is rolled back
+        and raised as a ``BackendError``: callers never see the driver's exceptions, and
+        the connection stays usable for the next transaction.
+        """
         conn = self.conn
         self._begin(conn)
         try:
             yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._explain(exc) from None
+            if self._rollback(conn) and _code(exc) == SQLITE_FULL:
+                self._reclaim_wal(conn)
+            raise self._explain(exc, "during a write") from None
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     write = transaction  # its name before it matched PostgresStore's; kept for code using it
 
@@ -188,20 +226,56 @@ class SQLiteStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise self._explain(exc) from None
+                    raise self._explain(exc, "starting a write") from None
                 log.debug("SQLite busy on %s; retrying", self.path)
                 time.sleep(pause)
                 pause = min(pause * 2, LOCK_RETRY_MAX_SLEEP_SECS)
-            except sqlite3.Error as exc:
-                raise self._explain(exc) from None
+
+    def _rollback(self, conn: sqlite3.Connection) -> bool:
+        """End the failed transaction; True if ``conn`` is still usable. One that cannot roll
+        back is dropped, and the next use opens a fresh one (closing it rolls back the rest)."""
+        try:
+            if conn.in_transaction:  # SQLite itself rolls back on a full disk or an I/O error
+                conn.execute("ROLLBACK")
+            return True
+        except sqlite3.Error:
+            log.warning("rollback failed on %s; reopening its connection", self.path, exc_info=True)
+            self._discard(conn)
+            return False
+
+    def _reclaim_wal(self, conn: sqlite3.Connection) -> None:
+        """After a full disk: copy the WAL into the database and truncate it. The WAL keeps
+        its largest size for reuse, so the space it holds would stay taken, and the store
+        stuck, after the disk has room again. May fail too (still full): then it only logs."""
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("disk full on %s; could not checkpoint its WAL: %s", self.path, exc)
+            return
+        if busy:
+            log.warning(
+                "disk full on %s; its WAL is still in use (%d of %d frames copied)",
+                self.path, copied, frames,
+            )  # fmt: skip
+        else:
+            log.warning("disk full on %s; checkpointed and truncated its WAL", self.path)
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
     def read(self, query: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(query, params).fetchall()
         except sqlite3.Error as exc:
-            raise self._explain(exc) from None
+            raise self._explain(exc, "during a read") from None
 
     def reads(self, *queries: tuple[str, Any]) -> list[list[sqlite3.Row]]:
         """Several reads in a row on this thread's connection."""
@@ -209,7 +283,7 @@ class SQLiteStore:
 
     def data_version(self) -> int:
         """Changes whenever another connection commits; cheap to poll."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        return int(self.read("PRAGMA data_version")[0][0])
 
     def close(self) -> None:
         self._closed = True
