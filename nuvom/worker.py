@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from nuvom.errors import ConfigError, NuvomError
+from nuvom.errors import BackendUnavailable, ConfigError, NuvomError
 from nuvom.execution import policies
 from nuvom.execution.inflight import InFlight, Running
 from nuvom.execution.pools import ExecutionPool, ThreadPool
 from nuvom.execution.runner import JobRunner
-from nuvom.job import JobStatus
+from nuvom.job import Job, JobStatus
 from nuvom.options import run_defaults
 from nuvom.records import ErrorInfo, Outcome, WorkerInfo
 
@@ -124,6 +124,7 @@ class Worker:
         )
         self.stats = WorkerStats()
         self.held = InFlight(self.clock, self.events, self.worker_id)
+        self.held.charge = self._charge
         self._unsettled: list[Outcome] = []
         self._claim_failures = 0  # claims in a row that raised (a burst worker retries them)
         self.executor = _make_pool(
@@ -242,15 +243,20 @@ class Worker:
         try:
             self.queue.settle(batch, self.results)
             stored, self._unsettled = batch, []
-        except NuvomError as exc:
+        except BackendUnavailable as exc:
             # Keep the outcomes and try again: dropping them would lose work.
             log.error("storing %d outcomes failed: %s; retrying", len(batch), exc)
             self._unsettled = batch
             self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
-        except Exception:
-            log.exception("storing %d outcomes failed; storing them one by one", len(batch))
+        except Exception as exc:
+            log.error(
+                "storing %d outcomes failed: %s; storing them one by one", len(batch), exc,
+                exc_info=not isinstance(exc, NuvomError),
+            )  # fmt: skip
             stored, self._unsettled = self._settle_each(batch)
+            if not stored:
+                self.held.wait_stopping(BACKEND_RETRY_SECS)
         self.held.settled(stored)
         for outcome in stored:
             self.stats.count(outcome)
@@ -268,16 +274,20 @@ class Worker:
         an outage) is stored as its job's failure instead. Returns (stored, left to retry)."""
         stored: list[Outcome] = []
         left: list[Outcome] = []
+        refused: list[tuple[Outcome, Exception]] = []
         for outcome in batch:
             try:
                 self.queue.settle([outcome], self.results)
                 stored.append(outcome)
-                continue
-            except NuvomError:
+            except BackendUnavailable:
                 left.append(outcome)
-                continue
             except Exception as exc:
-                error = ErrorInfo("OutcomeNotStored", f"the outcome could not be stored: {exc!r}")
+                refused.append((outcome, exc))
+        if not stored and all(isinstance(exc, NuvomError) for _, exc in refused):
+            # The store refuses every write (read-only, full): not these outcomes' fault.
+            return [], left + [outcome for outcome, _ in refused]
+        for outcome, exc in refused:
+            error = ErrorInfo("OutcomeNotStored", f"the outcome could not be stored: {exc!r}")
             failure = policies.failed(
                 outcome.job, error, started=outcome.started_at, now=self.clock.time(),
                 worker_id=self.worker_id,
@@ -349,9 +359,32 @@ class Worker:
         except NuvomError as exc:
             log.warning("lease heartbeat failed: %s", exc)
             return
-        lost = set(ids) - set(kept)
+        # A job settled while the heartbeat was on its way has no lease left: it is not lost.
+        lost = self.held.unsettled(set(ids) - set(kept))
         if lost:
             log.warning("lost the lease on %d job(s): %s", len(lost), ", ".join(sorted(lost)))
+        self._refund_prefetched()
+
+    def _refund_prefetched(self) -> None:
+        """Give back the claim's attempt of each held job not started yet: if this worker
+        dies, a job it only prefetched has not used up its lost-attempt allowance."""
+        tried = self.held.to_refund()
+        if not tried:
+            return
+        try:
+            applied = self.queue.adjust_attempts(dict.fromkeys(tried, -1), worker_id=self.worker_id)
+        except Exception as exc:  # the attempts stay counted: the old behaviour, not a loss
+            log.warning("refunding %d prefetched attempt(s) failed: %s", len(tried), exc)
+            applied = []
+        for job in self.held.refunds_done(tried, applied):
+            self._charge(job)
+
+    def _charge(self, job: Job) -> None:
+        """Count the attempt of a refunded job that starts now."""
+        try:
+            self.queue.adjust_attempts({job.id: 1}, worker_id=self.worker_id)
+        except Exception as exc:
+            log.warning("counting the attempt of job %s failed: %s", job.id, exc)
 
     def _time_out(self, running: Running) -> None:
         job = running.job
@@ -399,9 +432,12 @@ class Worker:
             held.wake.wait(min(0.1, max(0.0, deadline - time.monotonic())))
             held.wake.clear()
         self._settle()
+        refunded = held.refunded()
         unfinished = held.release_all()
         if unfinished:
             try:
+                if refunded:  # release gives the attempt back: count it first, not twice off
+                    self.queue.adjust_attempts(dict.fromkeys(refunded, 1), worker_id=self.worker_id)
                 self.queue.release(unfinished, worker_id=self.worker_id)
                 self.results.mark_released(unfinished)
                 self.stats.released += len(unfinished)
