@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -141,6 +141,17 @@ class BaseJobQueue(ABC):
     @abstractmethod
     def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
         """Extend the leases ``worker_id`` holds on ``job_ids``; return the ids still held."""
+
+    def adjust_attempts(self, deltas: Mapping[str, int], *, worker_id: str) -> list[str]:
+        """Add each delta to the attempt count of a job ``worker_id`` holds (never below 0);
+        return the ids changed.
+
+        A claim counts an attempt. A worker refunds it (-1) for a job it holds but has not
+        started, and charges it again (+1) when the job starts, so a worker that dies with
+        jobs only prefetched does not use up their lost-attempt allowance. The default
+        changes nothing (the worker then never refunds).
+        """
+        return []
 
     def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """Ack each outcome's job, or nack it at its ``retry_at`` when it will be retried.

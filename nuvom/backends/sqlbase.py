@@ -10,7 +10,7 @@ how idle workers are woken, the one-round-trip paths PostgreSQL has.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -187,6 +187,16 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             cur.executemany(self.sql.RELEASE, [(now, job_id, worker_id) for job_id in job_ids])
             self.requeued(cur)
         self.nudge()
+
+    def adjust_attempts(self, deltas: Mapping[str, int], *, worker_id: str) -> list[str]:
+        if not deltas:
+            return []
+        changed: list[str] = []
+        with self.store.transaction() as cur:
+            for job_id, delta in deltas.items():
+                if cur.execute(self.sql.ADJUST_ATTEMPTS, (delta, job_id, worker_id)).fetchone():
+                    changed.append(job_id)
+        return changed
 
     def qsize(self, queue: str | None = None) -> int:
         if queue is None:

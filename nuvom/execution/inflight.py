@@ -13,7 +13,7 @@ import logging
 import queue as queue_module
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,9 @@ class Running:
     reported: bool = False  # its outcome went to the dispatcher; another one is dropped
     abandoned: bool = False  # its timeout was reported; the pool cut it loose
     warned: bool = False  # its ``ignore`` timeout passed and was logged
+    # Its claim's attempt while it waits unstarted: "" counted, "refunding" (a heartbeat is
+    # giving it back), "refunded"; "started" when it began during a refund (charge it again).
+    refund: str = ""
 
 
 class InFlight:
@@ -58,6 +61,8 @@ class InFlight:
         self.watch = threading.Event()
         self._stopping = threading.Event()
         self._forced = threading.Event()
+        #: Charges the attempt of a refunded job that starts (set by the worker).
+        self.charge: Callable[[Job], None] | None = None
 
     # -- what a pool calls -------------------------------------------------------
     @property
@@ -79,6 +84,10 @@ class InFlight:
             running.executor = executor
             if timeout_secs is not None:
                 running.deadline = time.monotonic() + timeout_secs
+            refunded = running.refund == "refunded"
+            running.refund = "started" if running.refund == "refunding" else ""
+        if refunded and self.charge is not None:
+            self.charge(job)  # counted again before it runs: a job that kills workers stops
         if timeout_secs is not None:
             self.watch.set()
         if self.events.active:
@@ -136,6 +145,42 @@ class InFlight:
     def ids(self) -> list[str]:
         with self._lock:
             return list(self._held)
+
+    def to_refund(self) -> list[str]:
+        """Held jobs not started (prefetched), whose claim's attempt can be given back."""
+        with self._lock:
+            waiting = [r for r in self._held.values() if r.started_at is None and not r.refund]
+            for running in waiting:
+                running.refund = "refunding"
+            return [r.job.id for r in waiting]
+
+    def refunds_done(self, tried: Sequence[str], applied: Iterable[str]) -> list[Job]:
+        """The store gave back the attempts of ``applied`` (of ``tried``); the jobs that
+        started meanwhile, whose attempt must be charged again."""
+        done = set(applied)
+        charge: list[Job] = []
+        with self._lock:
+            for job_id in tried:
+                running = self._held.get(job_id)
+                if running is None:
+                    continue
+                if job_id in done and running.refund == "refunding":
+                    running.refund = "refunded"
+                    continue
+                if job_id in done and running.refund == "started":
+                    charge.append(running.job)
+                running.refund = ""
+        return charge
+
+    def refunded(self) -> list[str]:
+        """Held jobs whose attempt is given back (released as they are, not refunded again)."""
+        with self._lock:
+            return [r.job.id for r in self._held.values() if r.refund == "refunded"]
+
+    def unsettled(self, job_ids: Iterable[str]) -> list[str]:
+        """Those of ``job_ids`` still held with no outcome reported."""
+        with self._lock:
+            return [i for i in job_ids if i in self._held and not self._held[i].reported]
 
     def any_started(self) -> bool:
         with self._lock:

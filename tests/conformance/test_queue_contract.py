@@ -224,6 +224,24 @@ def test_heartbeat_extends_the_lease_and_returns_only_held_ids(backends, make_jo
     assert ids(pop(backends, worker="worker-3")) == [job.id]
 
 
+def test_adjust_attempts_changes_only_jobs_the_worker_holds(backends, make_job):
+    prefetched, started, other = make_job(), make_job(), make_job()
+    backends.queue.enqueue_many([prefetched, started, other])
+    pop(backends, 2, W1)
+    pop(backends, 1, W2)
+
+    changed = backends.queue.adjust_attempts(
+        {prefetched.id: -1, started.id: -1, other.id: -1, "no-such-job": -1}, worker_id=W1
+    )
+    assert sorted(changed) == sorted([prefetched.id, started.id]), "only W1's own jobs"
+    assert backends.queue.adjust_attempts({started.id: 1}, worker_id=W1) == [started.id]
+    assert backends.queue.adjust_attempts({prefetched.id: -5}, worker_id=W1) == [prefetched.id]
+
+    backends.clock.advance(LEASE_SECS)  # W1 died: its prefetched job was never charged
+    again = {job.id: job.attempts for job in pop(backends, 3, "worker-3")}
+    assert again == {prefetched.id: 1, started.id: 2, other.id: 2}, "never below 0"
+
+
 def test_every_expired_lease_comes_back_to_the_next_claim(backends, make_job):
     jobs = [make_job() for _ in range(3)]
     backends.queue.enqueue_many(jobs)

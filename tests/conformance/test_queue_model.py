@@ -1,9 +1,11 @@
 """Model-based test of the queue state machine, on all five engines.
 
 Hypothesis drives enqueue, claim, ack, nack (fail/retry), release, heartbeat,
-crash (a claimer vanishes without acking), cancel and clock moves against each
-backend and against a tiny in-memory model, and checks after every step: no
-job lost, none held by two claimers, attempts never go down, order kept.
+crash (a claimer vanishes without acking), cancel, clock moves, a poison record
+(a stored job spoilt behind the queue's back) and a backend error injected
+mid-claim against each backend and against a tiny in-memory model, and checks
+after every step: no job lost, none held by two claimers, attempts never go
+down, order kept, and a good job behind a poison one still comes out.
 Time is a ``FakeClock``; nothing sleeps.
 """
 
@@ -13,17 +15,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nuvom.clock import FakeClock
+from nuvom.errors import BackendUnavailable
 from nuvom.job import Job
 from nuvom.queue_backends.base import BaseJobQueue, QueueStats
 from nuvom.queue_backends.file_queue import FileJobQueue
 from nuvom.queue_backends.memory_queue import MemoryJobQueue
 from nuvom.queue_backends.sqlite_queue import SQLiteJobQueue
+
+from .test_poison import spoil
 
 LEASE_SECS = 10.0  # every claim in the model lasts this long
 WORKERS = ("w1", "w2", "w3")
@@ -42,10 +49,11 @@ class ModelJob:
     priority: int
     due: float
     attempts: int = 0
-    state: str = "waiting"  # waiting | held | gone (acked or cancelled)
+    state: str = "waiting"  # waiting | held | gone (acked or cancelled) | dead (quarantined)
     holder: str | None = None
     lease_until: float = 0.0
     orphaned: bool = False  # its claimer crashed: only the lease can bring it back
+    spoilt: bool = False  # its stored copy went bad: it must be quarantined, never run
 
     @property
     def order(self) -> tuple[int, float]:
@@ -61,7 +69,10 @@ class QueueMachine(RuleBasedStateMachine):
         self.folder = Path(tempfile.mkdtemp(prefix="nuvom-model-"))
         self.queue = self.build(self.folder, self.clock)
         self.jobs: dict[str, ModelJob] = {}
+        self.built: dict[str, Job] = {}
         self.counter = 0
+
+    kind = ""  # the conformance kind, for ``spoil``
 
     def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
         raise NotImplementedError
@@ -83,6 +94,10 @@ class QueueMachine(RuleBasedStateMachine):
         ]
 
     def _claimable(self, job: ModelJob, now: float) -> bool:
+        return not job.spoilt and self._due(job, now)
+
+    def _due(self, job: ModelJob, now: float) -> bool:
+        """Due to come out of a claim (as a job, or as a poison to quarantine)."""
         if job.state == "waiting":
             return job.due <= now
         return job.state == "held" and job.lease_until <= now
@@ -100,14 +115,24 @@ class QueueMachine(RuleBasedStateMachine):
         job = Job("model.task", args=(self.counter,), priority=priority, due_at=due_at)
         self.queue.enqueue(job)
         self.jobs[job.id] = ModelJob(job.id, priority, now if due_at is None else due_at)
+        self.built[job.id] = job
 
     @rule(worker=st.sampled_from(WORKERS), n=st.integers(1, 4))
     def claim(self, worker: str, n: int) -> None:
         """Due jobs and jobs whose lease ran out are claimable; live claims are not."""
         now = self.clock.time()
-        claimed = self.queue.pop_batch(n, worker_id=worker, lease_secs=LEASE_SECS)
+        batch = self.queue.claim_batch(n, worker_id=worker, lease_secs=LEASE_SECS)
+        claimed = batch.jobs
+        for job_id, reason in batch.quarantined:
+            model = self.jobs.get(job_id)
+            assert model is not None, f"quarantined a job never enqueued: {job_id}"
+            assert model.spoilt, f"a good job quarantined: {reason}"
+            model.state, model.holder = "dead", None
         eligible = [j for j in self.jobs.values() if self._claimable(j, now)]
-        assert len(claimed) == min(n, len(eligible)), (claimed, eligible)
+        poisons = [j for j in self.jobs.values() if j.spoilt and self._due(j, now)]
+        assert len(claimed) <= min(n, len(eligible)), (claimed, eligible)
+        if len(claimed) + len(batch.quarantined) < n and not poisons:
+            assert len(claimed) == min(n, len(eligible)), "a good job was left behind a poison"
         keys = []
         for job in claimed:
             model = self.jobs.get(job.id)
@@ -164,23 +189,85 @@ class QueueMachine(RuleBasedStateMachine):
         for job in mine:
             job.lease_until = self.clock.time() + LEASE_SECS
 
+    @precondition(lambda self: self._live_held())
+    @rule(data=st.data(), delta=st.sampled_from([-1, 1]), by_holder=st.booleans())
+    def adjust_attempts(self, data: st.DataObject, delta: int, by_holder: bool) -> None:
+        """A worker refunds a prefetched job's attempt, or counts it again as it starts."""
+        job = data.draw(st.sampled_from(self._live_held()))
+        assert job.holder is not None
+        worker = job.holder if by_holder else next(w for w in WORKERS if w != job.holder)
+        changed = self.queue.adjust_attempts({job.id: delta}, worker_id=worker)
+        assert changed == ([job.id] if by_holder else []), "only the holder changes its jobs"
+        if by_holder:
+            job.attempts = max(0, job.attempts + delta)
+
     @rule(worker=st.sampled_from(WORKERS))
     def crash(self, worker: str) -> None:
         """The claimer vanishes without a word: its jobs wait for their leases to run out."""
         for job in self._live_held(worker):
             job.orphaned = True
 
+    def _spoilable(self) -> list[ModelJob]:
+        return [j for j in self.jobs.values() if j.state == "waiting" and not j.spoilt]
+
+    @precondition(lambda self: self._spoilable())
+    @rule(data=st.data())
+    def poison(self, data: st.DataObject) -> None:
+        """A waiting job's stored copy goes bad: it must be quarantined, never run or block."""
+        job = data.draw(st.sampled_from(self._spoilable()))
+        spoil(SimpleNamespace(kind=self.kind, queue=self.queue), self.built[job.id], "payload")  # type: ignore[arg-type]
+        job.spoilt = True
+
+    @rule(worker=st.sampled_from(WORKERS), n=st.integers(1, 4), at=st.integers(0, 2))
+    def claim_fails(self, worker: str, n: int, at: int) -> None:
+        """The backend fails part-way through a claim (the reply is lost, the connection drops).
+
+        The claimer gets a ``BackendError``; each job the backend claimed anyway is held
+        by nobody who knows it, so it must come back when its lease runs out.
+        """
+        now = self.clock.time()
+        codec: Any = getattr(self.queue, "payloads", None)
+        if codec is None or any(j.spoilt and self._due(j, now) for j in self.jobs.values()):
+            return  # a poison's quarantine lost with the error is not what this rule is about
+        real, calls = codec.decode, []
+
+        def decode(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) > at:
+                raise BackendUnavailable("injected: connection lost mid-claim", backend="model")
+            return real(*args, **kwargs)
+
+        codec.decode = decode
+        try:
+            self.queue.claim_batch(n, worker_id=worker, lease_secs=LEASE_SECS)
+        except BackendUnavailable:
+            pass  # some engines decode nothing in a claim (memory): then it just succeeds
+        finally:
+            del codec.decode  # the instance attribute goes; the class's method shows again
+        candidates = [j for j in self.jobs.values() if self._due(j, now)]
+        taken = set(
+            self.queue.heartbeat(
+                [j.id for j in candidates], worker_id=worker, lease_secs=LEASE_SECS
+            )
+        )  # same clock: renewing a lease the failed claim just took changes nothing
+        for model in candidates:
+            if model.id in taken:
+                model.state, model.holder, model.lease_until = "held", worker, now + LEASE_SECS
+                model.attempts += 1
+                model.orphaned = True
+
     @rule(secs=st.sampled_from([1.0, 5.0, 11.0]))
     def advance(self, secs: float) -> None:
         self.clock.advance(secs)
 
-    @precondition(lambda self: any(j.state != "gone" for j in self.jobs.values()))
+    @precondition(lambda self: any(j.state not in ("gone", "dead") for j in self.jobs.values()))
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
-        job = data.draw(st.sampled_from([j for j in self.jobs.values() if j.state != "gone"]))
+        live = [j for j in self.jobs.values() if j.state not in ("gone", "dead")]
+        job = data.draw(st.sampled_from(live))
         cancelled = self.queue.cancel(job.id)
         if job.state == "waiting":
-            assert cancelled, "a waiting job can be cancelled"
+            assert cancelled or job.spoilt, "a waiting job can be cancelled"
         elif job.lease_until > self.clock.time():
             assert not cancelled, "a job under a live lease cannot be cancelled"
         # else: an expired claim may or may not have been moved back yet; either is right.
@@ -192,6 +279,8 @@ class QueueMachine(RuleBasedStateMachine):
     def nothing_is_lost(self) -> None:
         totals = QueueStats.totals(self.queue.queue_stats())
         waiting = sum(1 for j in self.jobs.values() if j.state == "waiting")
+        dead = sum(1 for j in self.jobs.values() if j.state == "dead")
+        assert totals["quarantined"] == dead, "every quarantined job is counted, none else"
         held = sum(1 for j in self.jobs.values() if j.state == "held")
         size = self.queue.qsize()
         assert waiting <= size <= waiting + len(self._expired())
@@ -203,16 +292,22 @@ class QueueMachine(RuleBasedStateMachine):
 
 
 class MemoryMachine(QueueMachine):
+    kind = "memory"
+
     def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
         return MemoryJobQueue(clock=clock)
 
 
 class FileMachine(QueueMachine):
+    kind = "file"
+
     def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
         return FileJobQueue(folder / "queue", clock=clock)
 
 
 class SQLiteMachine(QueueMachine):
+    kind = "sqlite"
+
     def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
         return SQLiteJobQueue(folder / "queue.db", clock=clock, synchronous="normal")
 
@@ -230,6 +325,8 @@ SERVER_MACHINE_SETTINGS = settings(MACHINE_SETTINGS, max_examples=25)  # a round
 
 
 class PostgresMachine(QueueMachine):
+    kind = "postgres"
+
     def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
         from nuvom.queue_backends.postgres_queue import PostgresJobQueue
 
@@ -249,6 +346,8 @@ class PostgresMachine(QueueMachine):
 
 
 class RedisMachine(QueueMachine):
+    kind = "redis"
+
     def build(self, folder: Path, clock: FakeClock) -> BaseJobQueue:
         from nuvom.queue_backends.redis_queue import RedisJobQueue
 

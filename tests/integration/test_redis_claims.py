@@ -134,3 +134,20 @@ def test_a_lost_reply_is_resent_and_the_jobs_are_stored_once(queue: RedisJobQueu
     assert sends == [1, 0]
     assert queue.qsize() == len(jobs)
     assert sorted(_claim_all(queue, 3)) == sorted(job.id for job in jobs)
+
+
+def test_a_spoilt_scheduled_job_is_quarantined_by_a_claim_that_reports_it(
+    queue: RedisJobQueue,
+) -> None:
+    clock: Any = queue.clock
+    later = Job("add", args=(1, 1), due_at=clock.time() + 5)
+    queue.enqueue(later)
+    queue.client.hset(f"{queue.prefix}:job:{later.id}", "due", "soon")
+    clock.advance(10)
+    good = Job("add", args=(2, 2))
+    queue.enqueue(good)  # an enqueue moves due jobs too, but leaves a bad one for a claim
+
+    claimed = queue.claim_batch(5, worker_id="w1", lease_secs=LEASE_SECS)
+
+    assert [job.id for job in claimed.jobs] == [good.id]
+    assert [job_id for job_id, _ in claimed.quarantined] == [later.id], "reported, to record"

@@ -10,7 +10,7 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -115,7 +115,6 @@ class MemoryJobQueue(QuarantiningQueue):
                 if wanted is not None and job.queue not in wanted:
                     skipped.append(entry)
                     continue
-                del self._waiting[job_id]
                 try:  # the stored copy may have been changed to something invalid since
                     held = replace(
                         job,
@@ -126,9 +125,11 @@ class MemoryJobQueue(QuarantiningQueue):
                 except InvalidJob as exc:
                     reason = f"job {job_id} cannot be run: {exc}"
                     log.warning("quarantined job %s: %s", job_id, reason)
+                    del self._waiting[job_id]
                     self._dead[job_id] = (str(job.queue), reason)
                     quarantined.append((job_id, reason))
                     continue
+                del self._waiting[job_id]  # only once its claimed copy exists: never lost
                 self._claimed[job_id] = held
                 claimed.append(replace(held))
             for entry in skipped:
@@ -171,6 +172,16 @@ class MemoryJobQueue(QuarantiningQueue):
                     job.lease_until = until
                     held.append(job_id)
         return held
+
+    def adjust_attempts(self, deltas: Mapping[str, int], *, worker_id: str) -> list[str]:
+        changed: list[str] = []
+        with self._cond:
+            for job_id, delta in deltas.items():
+                job = self._held(job_id, worker_id)
+                if job is not None:
+                    job.attempts = max(0, job.attempts + delta)
+                    changed.append(job_id)
+        return changed
 
     def qsize(self, queue: str | None = None) -> int:
         with self._cond:

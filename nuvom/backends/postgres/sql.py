@@ -177,6 +177,10 @@ HEARTBEAT = """
 UPDATE nuvom_queue SET available_at = %s
 WHERE id = ANY(%s) AND lease_owner = %s RETURNING id
 """
+ADJUST_ATTEMPTS = """
+UPDATE nuvom_queue SET attempts = greatest(attempts + %s, 0) WHERE id = %s AND lease_owner = %s
+RETURNING id
+"""
 # Counts come back as RETURNING rows: rowcount is not known inside a pipeline.
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = %s"

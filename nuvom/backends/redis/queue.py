@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,7 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         self._scripts = {
             name: self.client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "SETTLE", "QUARANTINE", "RELEASE", "HEARTBEAT",
+                         "ADJUST_ATTEMPTS",
                          "CANCEL", "CLEAR", "STATS", "WAITING")
         }  # fmt: skip
         self._waker: Any = None
@@ -212,6 +213,12 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             return []
         until = self.clock.time() + lease_secs
         return [text(i) for i in self.run("HEARTBEAT", worker_id, repr(until), *job_ids)]
+
+    def adjust_attempts(self, deltas: Mapping[str, int], *, worker_id: str) -> list[str]:
+        if not deltas:
+            return []
+        flat = [v for job_id, delta in deltas.items() for v in (job_id, delta)]
+        return [text(i) for i in self.run("ADJUST_ATTEMPTS", worker_id, *flat)]
 
     # -- inspecting and removing -----------------------------------------
     def qsize(self, queue: str | None = None) -> int:

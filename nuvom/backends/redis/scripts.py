@@ -107,15 +107,19 @@ local function quarantine(id, reason)
   redis.call('SADD', P .. ':dead', id)
 end
 
-local function promote(now)
+-- Move due jobs to their streams. A bad record is quarantined and listed in ``dead`` (id,
+-- reason) for the caller to record; with no ``dead`` (an enqueue) it is left for a claim.
+local function promote(now, dead)
   local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     local job, why = parse(id)
     if job then
       redis.call('ZREM', P .. ':delayed', id)
       to_stream(id)
-    else
+    elseif dead then
       quarantine(id, why)
+      dead[#dead + 1] = id
+      dead[#dead + 1] = why
     end
   end
   return #due
@@ -187,7 +191,8 @@ CLAIM = (
     + r"""
 local now, lease_end, consumer, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local SCAN_PAGES = 10
-promote(now)
+local dead = {}
+promote(now, dead)
 local queues = {}
 if #ARGV > 5 then
   for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
@@ -334,7 +339,7 @@ for _, item in ipairs(chosen) do
   local f = redis.call('HMGET', job, 'queue', 'priority', 'due', 'payload')
   for _, v in ipairs({item.id, f[1], f[2], f[3], attempts, f[4]}) do out[#out + 1] = v end
 end
-local seen, dead = {}, {}
+local seen = {}
 for _, b in ipairs(bad) do
   if not seen[b[1]] then
     seen[b[1]] = true
@@ -462,6 +467,22 @@ wake()
 return 1
 """
 )
+
+# ARGV: P, owner, then pairs of id, delta.  Returns the ids whose attempts changed.
+ADJUST_ATTEMPTS = r"""
+local P, owner = ARGV[1], ARGV[2]
+local changed = {}
+for i = 3, #ARGV, 2 do
+  local id, job = ARGV[i], P .. ':job:' .. ARGV[i]
+  local f = redis.call('HMGET', job, 'state', 'owner', 'attempts')
+  local attempts = tonumber(f[3])
+  if f[1] == 'claimed' and f[2] == owner and attempts then
+    redis.call('HSET', job, 'attempts', math.max(attempts + tonumber(ARGV[i + 1]), 0))
+    changed[#changed + 1] = id
+  end
+end
+return changed
+"""
 
 # ARGV: P, owner, lease_until, ids...  Returns the ids still held.
 HEARTBEAT = r"""

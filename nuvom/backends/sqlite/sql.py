@@ -137,6 +137,10 @@ UPDATE nuvom_queue SET lease_owner = NULL, available_at = ?, attempts = max(atte
 WHERE id = ? AND lease_owner = ?
 """
 HEARTBEAT = "UPDATE nuvom_queue SET available_at = ? WHERE id = ? AND lease_owner = ? RETURNING id"
+ADJUST_ATTEMPTS = """
+UPDATE nuvom_queue SET attempts = max(attempts + ?, 0) WHERE id = ? AND lease_owner = ?
+RETURNING id
+"""
 QSIZE = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL"
 QSIZE_OF = "SELECT count(*) FROM nuvom_queue WHERE lease_owner IS NULL AND queue = ?"
 CLEAR = "DELETE FROM nuvom_queue RETURNING id"
