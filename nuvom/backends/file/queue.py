@@ -5,6 +5,7 @@ Layout under ``NUVOM_FILE_QUEUE_DIR`` (default ``.nuvom/queue``)::
     pending/<queue>/<P>_<DUE>_<SEQ>_<ATTEMPTS>_<ID>.job          waiting (due or scheduled)
     claimed/<queue>/<LEASE>_<OWNER>_<P>_<DUE>_<SEQ>_<ATTEMPTS>_<ID>.job   held by a worker
     corrupt/<queue>/<name>.corrupt  +  <name>.reason             quarantined, with why
+    submitting/<WRITTEN>_<PID>-<RANDOM>.sub                       ids of a submit under way
     tmp/                                                          writes in progress
 
 ``P`` is ``2**31 - 1 - priority`` in 10 digits, ``DUE`` and ``LEASE`` are epoch
@@ -20,7 +21,15 @@ for exactly one process: a claim renames ``pending/`` → ``claimed/`` (attempts
 lease, ack unlinks, nack/release/an expired lease rename back to ``pending/``.
 New files are written to ``tmp/``, fsynced, then renamed in. A file whose name
 or contents cannot be decoded moves to ``corrupt/`` beside a ``.reason`` file
-and is logged once. No ``fcntl``; Windows' "file in use" errors are retried.
+(``corrupt/_/`` for one found outside any queue folder) and is logged once, when
+a claim reaches it; the claim reports the job its contents name, so its record
+ends FAILED ``CorruptJob``. No ``fcntl``; Windows' "file in use" errors are retried.
+
+A submit with a result backend apart writes the records, then the files. It
+first notes its job ids in ``submitting/`` and removes the note at the end; a
+note older than ``NEVER_ENQUEUED_GRACE_SECS`` outlived a producer that died in
+between, and a claim records FAILED ``NeverEnqueued`` each job it names that
+still waits with no file queued.
 
 Re-enqueueing a waiting id writes a newer file; readers keep the newest file
 per id and delete older ones. ``enqueue_many`` refuses the whole batch on bad
@@ -31,20 +40,27 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nuvom.backends.common import QuarantiningQueue
-from nuvom.backends.contract import Claimed, Queues, QueueStats
+from nuvom.backends.contract import (
+    BaseResultBackend,
+    Claimed,
+    Queues,
+    QueueStats,
+    TwoStepWriter,
+)
 from nuvom.backends.file import store as fs
-from nuvom.errors import BackendUnavailable, CorruptJob
-from nuvom.job import MAX_PRIORITY, Job, JobStatus
-from nuvom.records import JobPayloadCodec
+from nuvom.errors import BackendUnavailable, CorruptJob, NuvomError
+from nuvom.job import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
+from nuvom.records import ErrorInfo, JobPayloadCodec
 
 if TYPE_CHECKING:
     from nuvom.config import Settings
@@ -55,8 +71,17 @@ FORMAT_VERSION = 1  # bump when the job file layout changes
 JOB_SUFFIX = ".job"
 CORRUPT_SUFFIX = ".corrupt"
 REASON_SUFFIX = ".reason"
+INTENT_SUFFIX = ".sub"
+STRAY_FOLDER = "_"  # corrupt/_/ keeps files found outside any queue folder (no queue is "_")
 MICROS_PER_SEC = 1_000_000
+NEVER_ENQUEUED_GRACE_SECS = 300.0  # seconds after which a submit's note means its producer died
+SWEEP_EVERY_SECS = 60.0  # seconds between two looks for submits that died half-way
+NEVER_ENQUEUED = "NeverEnqueued"  # error type of a job recorded by a submit that died half-way
+NEVER_ENQUEUED_REASON = "the producer stopped after recording the job and before queueing it"
 _STRING = struct.Struct(">H")  # length prefix of the id and queue stored in a job file
+_PENDING_NAME = re.compile(r"([0-9]{10})_([0-9]{17})_([0-9]{20})_([0-9]{1,10})_([^_]+)")
+_CLAIMED_NAME = re.compile(r"([0-9]{17})_([^_]+)_(.+)", re.DOTALL)
+_INTENT_NAME = re.compile(r"([0-9]{17})_[0-9a-f-]+" + re.escape(INTENT_SUFFIX))
 
 
 def _micros(seconds: float) -> int:
@@ -106,31 +131,54 @@ class _Held:
     owner: str
 
 
-def _parse_pending(queue_dir: str, name: str) -> _Entry | None:
+@dataclass(frozen=True, slots=True)
+class _BadName:
+    """A file in the queue's folders whose name (or folder) is not one this queue writes."""
+
+    path: Path
+    queue_dir: str  # the corrupt/ subfolder it goes to
+    reason: str
+
+
+def _parse_pending(queue_dir: str, name: str) -> _Entry:
+    """A pending file's name, parsed; raises ``DecodeFailure`` saying what is wrong with it."""
     if not name.endswith(JOB_SUFFIX):
-        return None
-    parts = name[: -len(JOB_SUFFIX)].split("_")
-    if len(parts) != 5:
-        return None
-    prio, due, seq, attempts, id_field = parts
-    if not (len(prio) == 10 and len(due) == 17 and seq.isdigit() and id_field):
-        return None
+        raise fs.DecodeFailure(f"not a job file name (no {JOB_SUFFIX} suffix)")
+    match = _PENDING_NAME.fullmatch(name[: -len(JOB_SUFFIX)])
+    if match is None:
+        raise fs.DecodeFailure("not a job file name (want PRIORITY_DUE_SEQ_ATTEMPTS_ID.job)")
+    prio, due, seq, attempts, id_field = match.groups()
+    priority = MAX_PRIORITY - int(prio)
+    if priority < MIN_PRIORITY:
+        raise fs.DecodeFailure(f"not a job file name (priority field {prio} is out of range)")
+    if int(attempts) > MAX_PRIORITY:
+        raise fs.DecodeFailure(f"not a job file name (attempts field {attempts} is out of range)")
     try:
-        return _Entry(
-            queue_dir, name, MAX_PRIORITY - int(prio), int(due), seq, int(attempts), id_field
-        )
-    except ValueError:
-        return None
+        fs.decode_field(id_field)
+    except fs.DecodeFailure as exc:
+        raise fs.DecodeFailure(f"not a job file name (job id field: {exc})") from None
+    return _Entry(queue_dir, name, priority, int(due), seq, int(attempts), id_field)
 
 
-def _parse_claimed(queue_dir: str, name: str) -> _Held | None:
-    parts = name.split("_", 2)
-    if len(parts) != 3 or len(parts[0]) != 17 or not parts[0].isdigit():
+def _parse_claimed(queue_dir: str, name: str) -> _Held:
+    """A claimed file's name, parsed; raises ``DecodeFailure`` saying what is wrong with it."""
+    match = _CLAIMED_NAME.fullmatch(name)
+    if match is None:
+        raise fs.DecodeFailure("not a claimed job file name (want LEASE_OWNER_<pending name>)")
+    lease, owner, rest = match.groups()
+    try:
+        fs.decode_field(owner)
+    except fs.DecodeFailure as exc:
+        raise fs.DecodeFailure(f"not a claimed job file name (owner field: {exc})") from None
+    entry = _parse_pending(queue_dir, rest)
+    return _Held(_Entry(queue_dir, name, *_fields(entry)), int(lease), owner)
+
+
+def _maybe_pending(queue_dir: str, name: str) -> _Entry | None:
+    try:
+        return _parse_pending(queue_dir, name)
+    except fs.DecodeFailure:
         return None
-    entry = _parse_pending(queue_dir, parts[2])
-    if entry is None:
-        return None
-    return _Held(_Entry(queue_dir, name, *_fields(entry)), int(parts[0]), parts[1])
 
 
 def _fields(entry: _Entry) -> tuple[int, int, str, int, str]:
@@ -140,14 +188,26 @@ def _fields(entry: _Entry) -> tuple[int, int, str, int, str]:
 def _listdir(path: Path) -> list[str]:
     try:
         return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    """``path``'s entries but hidden ones (``.nfs*`` and the like)."""
+    try:
+        return [entry for entry in os.scandir(path) if not entry.name.startswith(".")]
     except FileNotFoundError:
         return []
+
+
+def _corrupt_dirs(corrupt_dir: Path) -> list[str]:
+    return sorted(entry.name for entry in _scandir(corrupt_dir) if entry.is_dir())
 
 
 class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     name = "file"
     shared_across_processes = True
-    folders = ("pending", "claimed", "corrupt", "tmp")
+    folders = ("pending", "claimed", "corrupt", "submitting", "tmp")
     what = "the file queue"
 
     @staticmethod
@@ -158,12 +218,17 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         self.pending_dir = self.root / "pending"
         self.claimed_dir = self.root / "claimed"
         self.corrupt_dir = self.root / "corrupt"
+        self.submitting_dir = self.root / "submitting"
         self.tmp_dir = self.root / "tmp"
         self.payloads = JobPayloadCodec(self.codec)
         self._made_dirs: set[Path] = set()
         # Where this process last put each job it holds, so ack/heartbeat skip a listing.
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
+        # One change at a time to a file this process holds: a heartbeat renaming it
+        # under an ack would leave the renamed file claimed, and the job run again.
+        self._moving = threading.RLock()
+        self._next_sweep = float("-inf")  # clock time of the next look for dead submits
 
     # -- files -------------------------------------------------------------
     def _dir(self, area: Path, queue_dir: str) -> Path:
@@ -173,10 +238,35 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             self._made_dirs.add(path)
         return path
 
-    def _queue_dirs(self, area: Path, queues: Sequence[str] | None) -> list[str]:
+    def _queue_dirs(
+        self, area: Path, queues: Sequence[str] | None, bad: list[_BadName] | None = None
+    ) -> list[str]:
+        """The queue folders in ``pending/`` or ``claimed/`` (those of ``queues`` when given).
+
+        A folder whose name no queue has and a file outside any folder are left
+        out, and each such file is added to ``bad``: they hold no job this queue can run.
+        """
         if queues:
             return sorted({fs.encode_field(q, directory=True) for q in queues})
-        return sorted(d for d in _listdir(area) if not d.startswith("."))
+        found = []
+        for entry in _scandir(area):
+            if not entry.is_dir():
+                if bad is not None:
+                    bad.append(_BadName(Path(entry.path), STRAY_FOLDER, "not in a queue folder"))
+                continue
+            try:
+                fs.decode_field(entry.name, directory=True)
+            except fs.DecodeFailure as exc:
+                if bad is not None:
+                    reason = f"its folder is not a queue folder: {exc}"
+                    bad.extend(
+                        _BadName(Path(entry.path) / name, entry.name, reason)
+                        for name in _listdir(Path(entry.path))
+                        if not name.startswith(".")
+                    )
+                continue
+            found.append(entry.name)
+        return sorted(found)
 
     def _encode(self, job: Job) -> tuple[str, bytes]:
         payload = self.payloads.encode(job)
@@ -185,22 +275,33 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         )
         return fs.encode_field(job.queue, directory=True), fs.frame(body + payload, FORMAT_VERSION)
 
-    def _decode(self, data: bytes, entry: _Entry, due_us: int) -> Job:
-        """Rebuild a job from its file; raises ``DecodeFailure`` with the reason."""
-        body = fs.unframe(data, FORMAT_VERSION)
+    @staticmethod
+    def _header(body: bytes) -> tuple[str, str, int]:
+        """The job id and queue at the start of a job file's body, and where the payload starts."""
         texts: list[str] = []
         offset = 0
         try:
             for _ in range(2):
                 (length,) = _STRING.unpack_from(body, offset)
                 offset += _STRING.size
+                if offset + length > len(body):
+                    raise fs.DecodeFailure("bad id/queue header: cut short")
                 texts.append(body[offset : offset + length].decode())
                 offset += length
         except (struct.error, UnicodeDecodeError) as exc:
             raise fs.DecodeFailure(f"bad id/queue header: {exc}") from None
-        job_id, queue = texts
+        return texts[0], texts[1], offset
+
+    def _decode(self, data: bytes, entry: _Entry, due_us: int) -> Job:
+        """Rebuild a job from its file; raises ``DecodeFailure`` with the reason."""
+        body = fs.unframe(data, FORMAT_VERSION)
+        job_id, queue, offset = self._header(body)
         if fs.encode_field(job_id) != entry.id_field:
             raise fs.DecodeFailure(f"file holds job {job_id!r}, its name says {entry.id_field!r}")
+        if fs.encode_field(queue, directory=True) != entry.queue_dir:
+            raise fs.DecodeFailure(
+                f"file holds a job of queue {queue!r}, its folder is {entry.queue_dir!r}"
+            )
         try:
             return self.payloads.decode(
                 body[offset:],
@@ -213,14 +314,17 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         except CorruptJob as exc:
             raise fs.DecodeFailure(str(exc)) from None
 
-    def _quarantine(self, path: Path, queue_dir: str, reason: str) -> None:
-        """Move ``path`` aside as ``*.corrupt`` with a ``.reason`` file; log it once."""
+    def _quarantine(self, path: Path, queue_dir: str, reason: str) -> Path | None:
+        """Move ``path`` aside as ``*.corrupt`` with a ``.reason`` file; log it once.
+
+        Returns where it went, or None when another process quarantined it first.
+        """
         target_dir = self._dir(self.corrupt_dir, queue_dir)
         target = target_dir / f"{path.name}{CORRUPT_SUFFIX}"
         try:
             fs.replace(path, target)
         except FileNotFoundError:
-            return  # another process quarantined it first, and logged it
+            return None  # another process quarantined it first, and logged it
         fs.write_atomically(
             self._writer,
             target_dir / f"{path.name}{REASON_SUFFIX}",
@@ -228,6 +332,27 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             durable=False,
         )
         log.warning("quarantined %s: %s", target, reason)
+        return target
+
+    def _set_aside(self, bad: Sequence[_BadName], claimed: Claimed) -> None:
+        """Quarantine files with bad names; report the job each holds, when its body says.
+
+        Only the body is trusted for the id: a name that does not parse proves nothing.
+        """
+        for found in bad:
+            reason = f"job file {found.path.name!r}: {found.reason}"
+            try:
+                target = self._quarantine(found.path, found.queue_dir, reason)
+            except OSError as exc:  # a folder where a file was expected, and the like
+                log.warning("cannot quarantine %s (%s): %s", found.path, reason, exc)
+                continue
+            if target is None:
+                continue
+            try:
+                job_id, _, _ = self._header(fs.unframe(target.read_bytes(), FORMAT_VERSION))
+            except (fs.DecodeFailure, OSError):
+                continue  # not a job file at all: there is no job to fail
+            claimed.quarantined.append((job_id, reason))
 
     # -- producing -------------------------------------------------------
     def enqueue(self, job: Job) -> None:
@@ -261,14 +386,154 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         for job in jobs:
             self._encode(job)
 
+    # -- submits that died half-way ------------------------------------------
+    def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
+        """A two-step submit, bracketed by a note in ``submitting/`` naming its jobs.
+
+        The records are written before the files; a producer killed between the
+        two leaves records no file backs, and nobody to tell. The note it leaves
+        lets a claimer fail those jobs (``fail_never_enqueued``) instead of leaving
+        them PENDING for ever.
+        """
+        if not jobs or not isinstance(self._writer_for(results), TwoStepWriter):
+            super().submit(jobs, results)
+            return
+        self.check_jobs(jobs)  # a refused batch writes nothing, not even its note
+        note = self._write_note(jobs)
+        super().submit(jobs, results)
+        fs.unlink(note)  # a submit that raised keeps its note: some records may be stranded
+
+    def _write_note(self, jobs: Sequence[Job]) -> Path:
+        written_us = _micros(self.clock.time())
+        name = f"{written_us:017d}_{os.getpid():x}-{os.urandom(6).hex()}{INTENT_SUFFIX}"
+        path = self.submitting_dir / name
+        data = fs.frame(self.codec.dumps([job.id for job in jobs]), FORMAT_VERSION)
+        try:
+            fs.write_atomically(self._writer, path, data)  # durable before any record is
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot write to {self.submitting_dir}: {exc}", backend=self.name
+            ) from exc
+        return path
+
+    def _read_note(self, path: Path) -> list[str]:
+        """The job ids a note names; raises ``DecodeFailure``, or ``OSError`` when it is gone."""
+        ids = self.codec.loads(fs.unframe(path.read_bytes(), FORMAT_VERSION))
+        if not (isinstance(ids, list) and all(isinstance(job_id, str) for job_id in ids)):
+            raise fs.DecodeFailure("not a list of job ids")
+        return ids
+
+    def claim(
+        self,
+        n: int,
+        *,
+        worker_id: str,
+        lease_secs: float,
+        results: BaseResultBackend,
+        queues: Queues = None,
+    ) -> list[Job]:
+        """The contract's claim, after a look (once every ``SWEEP_EVERY_SECS``) for dead submits."""
+        now = self.clock.time()
+        with self._lock:
+            sweep = now >= self._next_sweep
+            if sweep:
+                self._next_sweep = now + SWEEP_EVERY_SECS
+        if sweep:
+            try:
+                self.fail_never_enqueued(results)
+            except (OSError, NuvomError) as exc:  # the claim matters more; next sweep retries
+                log.warning("looking for jobs that were never queued failed: %s", exc)
+        return super().claim(
+            n, worker_id=worker_id, lease_secs=lease_secs, results=results, queues=queues
+        )
+
+    def fail_never_enqueued(
+        self, results: BaseResultBackend, *, grace_secs: float = NEVER_ENQUEUED_GRACE_SECS
+    ) -> int:
+        """Record FAILED ``NeverEnqueued`` each job of a dead submit; return how many.
+
+        A note older than ``grace_secs`` outlived its submit: a job it names whose
+        record still waits (PENDING or SCHEDULED) but which has no file in
+        ``pending/`` or ``claimed/`` was recorded and never queued. Idempotent, and
+        safe in several processes at once.
+        """
+        cutoff_us = _micros(self.clock.time() - grace_secs)
+        notes = []
+        for name in sorted(_listdir(self.submitting_dir)):
+            match = _INTENT_NAME.fullmatch(name)
+            if match is not None and int(match[1]) <= cutoff_us:
+                notes.append(self.submitting_dir / name)
+        if not notes:
+            return 0
+        named: list[str] = []
+        for path in notes:
+            try:
+                named.extend(self._read_note(path))
+            except FileNotFoundError:
+                continue  # another claimer swept it
+            except (fs.DecodeFailure, NuvomError, OSError) as exc:
+                self._set_note_aside(path, str(exc))
+        stranded = self._stranded(named, results)
+        for job_id in stranded:
+            results.set_error(job_id, ErrorInfo(NEVER_ENQUEUED, NEVER_ENQUEUED_REASON))
+        for path in notes:
+            fs.unlink(path)
+        if stranded:
+            log.warning(
+                "%d jobs recorded FAILED %s: %s", len(stranded), NEVER_ENQUEUED,
+                NEVER_ENQUEUED_REASON,
+            )  # fmt: skip
+        return len(stranded)
+
+    def _stranded(self, job_ids: Sequence[str], results: BaseResultBackend) -> list[str]:
+        """The ``job_ids`` whose records wait while no file of theirs is queued.
+
+        Files are listed before the records are read: a job's file goes only after
+        its record is final. A file moving between folders as they are listed (a
+        release) could be missed, so the folders are listed again before answering.
+        """
+        queued = self._queued_id_fields()
+        waiting = (JobStatus.PENDING, JobStatus.SCHEDULED)
+        stranded = [
+            job_id
+            for job_id in dict.fromkeys(job_ids)
+            if fs.encode_field(job_id) not in queued and results.get_status(job_id) in waiting
+        ]
+        if stranded:
+            queued = self._queued_id_fields()
+            stranded = [job_id for job_id in stranded if fs.encode_field(job_id) not in queued]
+        return stranded
+
+    def _queued_id_fields(self) -> set[str]:
+        """The id field of every job file in ``claimed/``, ``pending/``, then ``claimed/`` again."""
+        fields: set[str] = set()
+        for area in (self.claimed_dir, self.pending_dir, self.claimed_dir):
+            for queue_dir in _listdir(area):
+                fields.update(
+                    name[: -len(JOB_SUFFIX)].rpartition("_")[2]
+                    for name in _listdir(area / queue_dir)
+                    if name.endswith(JOB_SUFFIX)
+                )
+        return fields
+
+    def _set_note_aside(self, path: Path, reason: str) -> None:
+        try:
+            fs.replace(path, path.with_name(path.name + CORRUPT_SUFFIX))
+        except FileNotFoundError:
+            return
+        log.warning("set aside submit note %s: %s", path, reason)
+
     # -- reading the folders ----------------------------------------------
-    def _pending(self, queues: Sequence[str] | None) -> Iterator[_Entry]:
+    def _pending(
+        self, queues: Sequence[str] | None, bad: list[_BadName] | None = None
+    ) -> Iterator[_Entry]:
         """Waiting jobs in claim order, the newest file per id, parsed only as they are read.
 
-        Older duplicates of an id are removed; files with foreign names are quarantined.
+        Older duplicates of an id are removed. Files whose names do not parse are
+        skipped, and added to ``bad`` (a claim quarantines them and fails their jobs).
         """
         listed: list[tuple[str, str]] = []
-        for queue_dir in self._queue_dirs(self.pending_dir, queues):
+        for queue_dir in self._queue_dirs(self.pending_dir, queues, bad):
             listed.extend(
                 (name, queue_dir)
                 for name in _listdir(self.pending_dir / queue_dir)
@@ -279,45 +544,46 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         if len(set(ids)) != len(ids):
             listed = self._drop_duplicates(listed)
         for name, queue_dir in listed:
-            entry = _parse_pending(queue_dir, name)
-            if entry is None:
-                path = self.pending_dir / queue_dir / name
-                self._quarantine(path, queue_dir, "not a job file name")
+            try:
+                entry = _parse_pending(queue_dir, name)
+            except fs.DecodeFailure as exc:
+                if bad is not None:
+                    bad.append(_BadName(self.pending_dir / queue_dir / name, queue_dir, str(exc)))
                 continue
             yield entry
 
     def _drop_duplicates(self, listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Keep the newest file (highest enqueue stamp) of each id; remove the others."""
-        newest: dict[str, tuple[str, str]] = {}
+        newest: dict[str, _Entry] = {}
         for name, queue_dir in listed:
-            entry = _parse_pending(queue_dir, name)
+            entry = _maybe_pending(queue_dir, name)
             if entry is None:
                 continue
             kept = newest.get(entry.id_field)
-            if kept is None or _parse_pending(kept[1], kept[0]).seq < entry.seq:  # type: ignore[union-attr]
-                newest[entry.id_field] = (name, queue_dir)
-        keep = set(newest.values())
+            if kept is None or kept.seq < entry.seq:
+                newest[entry.id_field] = entry
+        keep = {(entry.name, entry.queue_dir) for entry in newest.values()}
         survivors = []
         for name, queue_dir in listed:
-            entry = _parse_pending(queue_dir, name)
-            if entry is not None and (name, queue_dir) not in keep:
+            if (name, queue_dir) not in keep and _maybe_pending(queue_dir, name) is not None:
                 fs.unlink(self.pending_dir / queue_dir / name)
             else:
                 survivors.append((name, queue_dir))
         return survivors
 
-    def _claimed(self) -> list[_Held]:
+    def _claimed(self, bad: list[_BadName] | None = None) -> list[_Held]:
+        """Every claimed file, parsed; those whose names do not parse go to ``bad``."""
         held: list[_Held] = []
-        for queue_dir in self._queue_dirs(self.claimed_dir, None):
+        for queue_dir in self._queue_dirs(self.claimed_dir, None, bad):
             directory = self.claimed_dir / queue_dir
             for name in _listdir(directory):
                 if name.startswith("."):
                     continue
-                parsed = _parse_claimed(queue_dir, name)
-                if parsed is None:
-                    self._quarantine(directory / name, queue_dir, "not a claimed job file name")
-                    continue
-                held.append(parsed)
+                try:
+                    held.append(_parse_claimed(queue_dir, name))
+                except fs.DecodeFailure as exc:
+                    if bad is not None:
+                        bad.append(_BadName(directory / name, queue_dir, str(exc)))
         return held
 
     def _find_held(self, job_id: str, worker_id: str | None) -> _Held | None:
@@ -347,12 +613,13 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     ) -> Claimed:
         now = self.clock.time()
         now_us = _micros(now)
-        self._requeue_expired(now_us)
+        bad: list[_BadName] = []
+        self._requeue_expired(now_us, bad)
         owner = fs.encode_field(worker_id)
         lease_until = now + lease_secs
         lease_us = _micros(lease_until)
         claimed = Claimed([])
-        for entry in self._pending(queues):
+        for entry in self._pending(queues, bad):
             if len(claimed.jobs) >= n:
                 break
             if entry.due_us > now_us:
@@ -370,15 +637,16 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 job = self._decode(target.read_bytes(), held, entry.due_us)
             except (fs.DecodeFailure, OSError) as exc:
                 reason = f"job file {entry.name} cannot be decoded: {exc}"
-                self._quarantine(target, entry.queue_dir, reason)
-                job_id = fs.decode_field(entry.id_field)
-                if job_id is not None:
-                    claimed.quarantined.append((job_id, reason))
+                if self._quarantine(target, entry.queue_dir, reason) is not None:
+                    job_id = fs.decode_field(entry.id_field)  # the name parsed: it decodes
+                    if job_id is not None:
+                        claimed.quarantined.append((job_id, reason))
                 continue
             job.status, job.lease_owner, job.lease_until = JobStatus.RUNNING, worker_id, lease_until
             with self._lock:
                 self._held[job.id] = _Held(held, lease_us, owner)
             claimed.jobs.append(job)
+        self._set_aside(bad, claimed)
         return claimed
 
     def _move_back(self, held: _Held, *, attempts: int, due_us: int | None = None) -> bool:
@@ -392,49 +660,79 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         return True
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
-        held = self._find_held(job_id, worker_id)
-        if held is not None:
-            fs.unlink(self.claimed_dir / held.entry.queue_dir / held.entry.name)
-        self._forget(job_id)
+        with self._moving:
+            held = self._find_held(job_id, worker_id)
+            if held is not None:
+                fs.unlink(self.claimed_dir / held.entry.queue_dir / held.entry.name)
+            self._forget(job_id)
 
     def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
-        held = self._find_held(job_id, worker_id)
-        if held is not None:
-            self._move_back(held, attempts=held.entry.attempts, due_us=_micros(retry_at))
-        self._forget(job_id)
+        with self._moving:
+            held = self._find_held(job_id, worker_id)
+            if held is not None:
+                self._move_back(held, attempts=held.entry.attempts, due_us=_micros(retry_at))
+            self._forget(job_id)
 
     def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
         for job_id in job_ids:
-            held = self._find_held(job_id, worker_id)
-            if held is not None:
-                self._move_back(held, attempts=max(0, held.entry.attempts - 1))
-            self._forget(job_id)
+            with self._moving:
+                held = self._find_held(job_id, worker_id)
+                if held is not None:
+                    self._move_back(held, attempts=max(0, held.entry.attempts - 1))
+                self._forget(job_id)
 
     def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
         lease_us = _micros(self.clock.time() + lease_secs)
-        kept: list[str] = []
-        for job_id in job_ids:
+        return [
+            job_id
+            for job_id in job_ids
+            if self._rename_held(job_id, worker_id, lease_us=lease_us) is not None
+        ]
+
+    def adjust_attempts(self, deltas: Mapping[str, int], *, worker_id: str) -> list[str]:
+        return [
+            job_id
+            for job_id, delta in deltas.items()
+            if self._rename_held(job_id, worker_id, attempts_delta=delta) is not None
+        ]
+
+    def _rename_held(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        lease_us: int | None = None,
+        attempts_delta: int = 0,
+    ) -> _Held | None:
+        """Rename the file ``worker_id`` holds for ``job_id`` to a new lease end or attempt
+        count; the renamed file, or None when it holds it no more."""
+        with self._moving:
             held = self._find_held(job_id, worker_id)
             if held is None:
                 self._forget(job_id)
-                continue
+                return None
             entry = held.entry
-            rest = entry.name.split("_", 2)[2]
-            name = f"{lease_us:017d}_{held.owner}_{rest}"
+            lease_us = held.lease_us if lease_us is None else lease_us
+            attempts = max(0, entry.attempts + attempts_delta)
+            name = f"{lease_us:017d}_{held.owner}_{entry.pending_name(attempts=attempts)}"
             directory = self.claimed_dir / entry.queue_dir
             try:
                 fs.replace(directory / entry.name, directory / name)
             except FileNotFoundError:
                 self._forget(job_id)  # its lease ran out and another process took it back
-                continue
-            renewed = _Entry(entry.queue_dir, name, *_fields(entry))
+                return None
+            renamed = _Held(
+                _Entry(entry.queue_dir, name, entry.priority, entry.due_us, entry.seq,
+                       attempts, entry.id_field),
+                lease_us,
+                held.owner,
+            )  # fmt: skip
             with self._lock:
-                self._held[job_id] = _Held(renewed, lease_us, held.owner)
-            kept.append(job_id)
-        return kept
+                self._held[job_id] = renamed
+            return renamed
 
-    def _requeue_expired(self, now_us: int) -> None:
-        for held in self._claimed():
+    def _requeue_expired(self, now_us: int, bad: list[_BadName]) -> None:
+        for held in self._claimed(bad):
             if held.lease_us <= now_us:
                 self._move_back(held, attempts=held.entry.attempts)
 
@@ -445,7 +743,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     def clear(self) -> int:
         removed = 0
         for area in (self.pending_dir, self.claimed_dir):
-            for queue_dir in self._queue_dirs(area, None):
+            for queue_dir in _listdir(area):  # every folder, a queue's or not
                 for name in _listdir(area / queue_dir):
                     removed += fs.unlink(area / queue_dir / name)
         with self._lock:
@@ -478,7 +776,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
 
         def row(queue_dir: str) -> QueueStats:
             if queue_dir not in rows:
-                rows[queue_dir] = QueueStats(fs.decode_field(queue_dir) or queue_dir)
+                rows[queue_dir] = QueueStats(fs.field_label(queue_dir, directory=True))
             return rows[queue_dir]
 
         for entry in self._pending(None):
@@ -493,9 +791,9 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 stats.expired += 1
             else:
                 stats.running += 1
-                owner = fs.decode_field(held.owner) or held.owner
+                owner = fs.field_label(held.owner)
                 stats.lease_owners[owner] = stats.lease_owners.get(owner, 0) + 1
-        for queue_dir in self._queue_dirs(self.corrupt_dir, None):
+        for queue_dir in _corrupt_dirs(self.corrupt_dir):
             names = _listdir(self.corrupt_dir / queue_dir)
             count = sum(1 for name in names if name.endswith(CORRUPT_SUFFIX))
             if count:
@@ -504,7 +802,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
 
     def quarantined(self) -> Iterable[tuple[Path, str]]:
         """Each quarantined file with the reason it was set aside."""
-        for queue_dir in self._queue_dirs(self.corrupt_dir, None):
+        for queue_dir in _corrupt_dirs(self.corrupt_dir):
             directory = self.corrupt_dir / queue_dir
             for name in sorted(_listdir(directory)):
                 if name.endswith(CORRUPT_SUFFIX):

@@ -45,6 +45,7 @@ _WINDOWS_RESERVED = frozenset(
 )
 _HEX_PREFIX = "="
 _HASH_PREFIX = "~"
+_HASHED = re.compile(r"~[0-9a-f]{40}")  # what encode_field writes for a long text
 
 
 def synchronous_flag(mode: str) -> bool:
@@ -71,13 +72,32 @@ def encode_field(text: str, *, directory: bool = False) -> str:
     return encoded
 
 
-def decode_field(field: str) -> str | None:
-    """The text behind ``encode_field``; None when it was hashed (too long to keep)."""
+def decode_field(field: str, *, directory: bool = False) -> str | None:
+    """The text behind ``encode_field``; None when it was hashed (too long to keep).
+
+    Raises ``DecodeFailure`` for a field ``encode_field`` never writes: a name
+    edited by hand or by another program must quarantine its file, not stop a claim.
+    """
     if field.startswith(_HEX_PREFIX):
-        return bytes.fromhex(field[1:]).decode()
+        try:
+            return bytes.fromhex(field[1:]).decode()
+        except ValueError:  # UnicodeDecodeError included
+            raise DecodeFailure(f"{field!r} is not hex-encoded text") from None
     if field.startswith(_HASH_PREFIX):
+        if _HASHED.fullmatch(field) is None:
+            raise DecodeFailure(f"{field!r} is not a hashed name")
         return None
+    if (_SAFE_DIR if directory else _SAFE_FIELD).fullmatch(field) is None:
+        raise DecodeFailure(f"{field!r} is not a file-name field")
     return field
+
+
+def field_label(field: str, *, directory: bool = False) -> str:
+    """``field`` as people should read it: its text when that can be recovered, else as is."""
+    try:
+        return decode_field(field, directory=directory) or field
+    except DecodeFailure:
+        return field
 
 
 def frame(body: bytes, version: int) -> bytes:
