@@ -29,6 +29,7 @@ CONNECT_TIMEOUT_SECS = 5.0  # a TCP connect to Redis gives up after this long
 HEALTH_CHECK_SECS = 30  # an idle connection is pinged before reuse after this long
 SEND_ATTEMPTS = 3  # an idempotent command is sent at most this often when replies are lost
 RETRY_FIRST_PAUSE_SECS = 0.2  # pause before sending it again; doubles each time
+SEND_BUDGET_SECS = SOCKET_TIMEOUT_SECS  # no resend starts later than this after the first send
 INSTALL_HINT = 'the Redis backend needs redis-py: pip install "nuvom[redis]"'
 
 
@@ -74,13 +75,14 @@ def retried(url: str, send: Callable[[], T]) -> T:
     """``send()`` an idempotent command, again after a connection error or a time-out (up to
     ``SEND_ATTEMPTS`` in all, backing off), as ``translated`` errors once they run out."""
     pause = RETRY_FIRST_PAUSE_SECS
+    give_up_at = time.monotonic() + SEND_BUDGET_SECS
     for attempt in range(1, SEND_ATTEMPTS + 1):
         try:
             with translated(url):
                 return send()
         except BackendUnavailable:
-            if attempt == SEND_ATTEMPTS:
-                raise
+            if attempt == SEND_ATTEMPTS or time.monotonic() + pause > give_up_at:
+                raise  # a server that takes a whole time-out to fail gets no second one
         time.sleep(pause)  # back-off before sending the same command again
         pause *= 2
     raise AssertionError("unreachable")  # pragma: no cover
