@@ -283,11 +283,11 @@ class Worker:
                 left.append(outcome)
             except Exception as exc:
                 refused.append((outcome, exc))
-        if not stored and all(isinstance(exc, NuvomError) for _, exc in refused):
+        if not stored and all(isinstance(why, NuvomError) for _, why in refused):
             # The store refuses every write (read-only, full): not these outcomes' fault.
             return [], left + [outcome for outcome, _ in refused]
-        for outcome, exc in refused:
-            error = ErrorInfo("OutcomeNotStored", f"the outcome could not be stored: {exc!r}")
+        for outcome, why in refused:
+            error = ErrorInfo("OutcomeNotStored", f"the outcome could not be stored: {why!r}")
             failure = policies.failed(
                 outcome.job, error, started=outcome.started_at, now=self.clock.time(),
                 worker_id=self.worker_id,
