@@ -27,6 +27,9 @@ DEFAULT_RETRY_DELAY_SECS: float = setting_default("retry_delay_secs")
 DEFAULT_SHUTDOWN_GRACE_SECS = 10.0  # seconds in-flight jobs get to finish on SIGINT/SIGTERM
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # largest encoded args+kwargs accepted at enqueue
 DEFAULT_SQLITE_BUSY_TIMEOUT_SECS = 10.0  # how long a writer waits for SQLite's lock before failing
+# About the longest a call waits on PostgreSQL (to connect, for a pooled connection, for a
+# statement, for any answer) before BackendUnavailable: a frozen server never hangs it.
+DEFAULT_POSTGRES_TIMEOUT_SECS = 10.0
 DEFAULT_PROMETHEUS_PORT = 9150  # TCP port of the Prometheus exporter plugin
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -75,6 +78,7 @@ class Settings(BaseSettings):
     file_synchronous: Literal["full", "normal"] = "full"
     postgres_dsn: str | None = None
     postgres_schema: str = Field(default="nuvom", min_length=1, max_length=63)
+    postgres_timeout_secs: float = Field(default=DEFAULT_POSTGRES_TIMEOUT_SECS, gt=0)
     redis_url: str | None = None
     redis_prefix: str = Field(default="nuvom", min_length=1)  # every nuvom key starts with it
     # 0: any free port (the exporter logs the one it got)

@@ -28,7 +28,12 @@ def migrate_schema() -> None:
 
     settings = current().settings
     dsn = require_dsn(settings)
-    store = PostgresStore(dsn, schema=settings.postgres_schema, migrate=False)
+    store = PostgresStore(
+        dsn,
+        schema=settings.postgres_schema,
+        migrate=False,
+        timeout_secs=settings.postgres_timeout_secs,
+    )
     try:
         before, after = store.migrate()
     finally:

@@ -1,13 +1,17 @@
 """One PostgreSQL schema, shared by the queue and the result backend when both point at it.
 
 A ``psycopg_pool`` pool whose connections use nuvom's schema as ``search_path``;
-the schema is created and migrated on first use. Connection failures surface as
-``BackendUnavailable`` within a bounded time, never as a hang.
+the schema is created and migrated on first use. Connection failures, and a server
+that stops answering, surface as ``BackendUnavailable`` within a bounded time, never
+as a hang.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from nuvom.backends.common import Defaults
 from nuvom.backends.postgres import sql as q
 from nuvom.backends.sqlbase import SQLBackend
+from nuvom.config import DEFAULT_POSTGRES_TIMEOUT_SECS
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
@@ -32,8 +37,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("nuvom.postgres")
 
 DEFAULT_SCHEMA = "nuvom"
-CONNECT_TIMEOUT_SECS = 5  # a TCP connect to the server gives up after this long
-POOL_TIMEOUT_SECS = 10.0  # a caller waits this long for a pooled connection before failing
+# One setting, NUVOM_POSTGRES_TIMEOUT_SECS, bounds every wait on the server: a connect,
+# a pooled connection, each statement (server side) and each answer (client side).
+MIN_CONNECT_TIMEOUT_SECS = 2  # libpq's floor: connect_timeout=1 means 2 s
+KEEPALIVE_PROBES = 3  # unanswered TCP keepalives before an idle connection counts as dead
+# Past statement_timeout, the client waits this much longer before giving up itself, so
+# a live but slow server's own cancellation (a clean error, the connection kept) wins.
+CLIENT_GRACE_SECS = 1.0
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 16  # connections one process opens at most
 # A connection that worked this recently is lent without a test query first; an
@@ -63,6 +73,30 @@ def require_dsn(settings: Settings) -> str:
     return settings.postgres_dsn
 
 
+def connection_params(dsn: str, timeout_secs: float) -> dict[str, Any]:
+    """libpq parameters that notice a dead server or network: each unless the DSN sets it.
+
+    Keepalives find a peer gone while the connection is idle (the LISTEN one most of
+    the time), ``tcp_user_timeout`` one that stops acknowledging what was sent.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    whole_secs = max(1, math.ceil(timeout_secs))
+    wanted: dict[str, Any] = {
+        "connect_timeout": max(MIN_CONNECT_TIMEOUT_SECS, whole_secs),
+        "keepalives": 1,
+        "keepalives_idle": whole_secs,
+        "keepalives_interval": max(1, math.ceil(timeout_secs / KEEPALIVE_PROBES)),
+        "keepalives_count": KEEPALIVE_PROBES,
+        "tcp_user_timeout": math.ceil(timeout_secs * 1000),  # milliseconds
+    }
+    try:
+        given = conninfo_to_dict(dsn)
+    except Exception:  # a bad DSN fails at connect, with libpq's own message
+        return wanted
+    return {name: value for name, value in wanted.items() if name not in given}
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for messages."""
     try:
@@ -76,18 +110,115 @@ def redact(dsn: str) -> str:
     return make_conninfo(**params)  # type: ignore[arg-type]
 
 
-class PostgresStore:
-    """Pooled connections, schema migrations and transactions for one schema of one database."""
+class Watchdog:
+    """Shuts down the socket of a connection whose server has not answered in time.
 
-    def __init__(self, dsn: str, *, schema: str = DEFAULT_SCHEMA, migrate: bool = True) -> None:
+    A stopped server (SIGSTOP, a frozen VM) still has a kernel that accepts and
+    ACKs TCP: keepalives and ``tcp_user_timeout`` never fire, and its own
+    ``statement_timeout`` cannot run. Only the client can give up. Shutting the
+    socket down wakes libpq's wait with end-of-file, so the waiting call fails
+    (in its own thread: nothing of libpq is touched here) and the connection is
+    broken, never lent again. One thread per store sleeps until the next deadline.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._deadlines: dict[int, tuple[float, int]] = {}  # token -> (monotonic, socket fd)
+        self._fired: set[int] = set()  # tokens whose socket was shut
+        self._tokens = itertools.count()
+        self._wake_at: float | None = None  # when the thread looks next; None: when told
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def watch(self, fd: int, secs: float) -> int:
+        """Shut socket ``fd`` down in ``secs`` unless ``unwatch`` comes first; a token."""
+        deadline = time.monotonic() + secs
+        with self._cond:
+            token = next(self._tokens)
+            self._deadlines[token] = (deadline, fd)
+            if self._thread is None or not self._thread.is_alive():  # first use, or forked
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            elif self._wake_at is None or deadline < self._wake_at:
+                self._cond.notify()
+        return token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; True when the deadline passed and the socket was shut down."""
+        with self._cond:
+            self._deadlines.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                for token, (deadline, fd) in list(self._deadlines.items()):
+                    if deadline <= now:
+                        # Under the lock: the owner is still inside its watch, so fd is its.
+                        del self._deadlines[token]
+                        self._fired.add(token)
+                        _shut_down(fd)
+                self._wake_at = min((d for d, _ in self._deadlines.values()), default=None)
+                self._cond.wait(None if self._wake_at is None else self._wake_at - now)
+
+
+def _shut_down(fd: int) -> None:
+    """Shut down a socket another object owns, leaving its file descriptor open."""
+    try:
+        borrowed = socket.socket(fileno=fd)
+    except OSError:
+        log.debug("cannot reach socket %d to shut it down", fd, exc_info=True)
+        return
+    try:
+        borrowed.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already disconnected: the waiting call fails by itself
+        log.debug("shutting socket %d down failed", fd, exc_info=True)
+    finally:
+        borrowed.detach()  # libpq owns and closes it
+
+
+class PostgresStore:
+    """Pooled connections, schema migrations and transactions for one schema of one database.
+
+    ``timeout_secs`` bounds every wait on the server (see ``NUVOM_POSTGRES_TIMEOUT_SECS``).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        migrate: bool = True,
+        timeout_secs: float = DEFAULT_POSTGRES_TIMEOUT_SECS,
+    ) -> None:
         psycopg = import_psycopg()
         from psycopg import sql
         from psycopg_pool import ConnectionPool
 
         if not schema or len(schema) > 63:
             raise BackendError(f"bad PostgreSQL schema name {schema!r}", backend="postgres")
+        if not timeout_secs > 0:
+            raise BackendError(
+                f"the PostgreSQL timeout must be above 0 seconds, not {timeout_secs!r}",
+                backend="postgres",
+            )
         self.dsn = dsn
         self.schema = schema
+        self.timeout_secs = timeout_secs
+        self._params = connection_params(dsn, timeout_secs)
+        self._watchdog = Watchdog(f"nuvom-{schema}-watchdog")
+        timeout_ms = str(math.ceil(timeout_secs * 1000))
+        self._timeouts = ("statement_timeout", timeout_ms, "lock_timeout", timeout_ms)
         self.channel = f"nuvom_{schema}"[:63]  # LISTEN/NOTIFY channel for this schema's queue
         self._psycopg = psycopg
         self._search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
@@ -98,8 +229,8 @@ class PostgresStore:
             dsn,
             min_size=POOL_MIN_SIZE,
             max_size=POOL_MAX_SIZE,
-            timeout=POOL_TIMEOUT_SECS,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECS},
+            timeout=timeout_secs,
+            kwargs=self._params,
             configure=self._configure,
             check=self._check,
             open=False,
@@ -117,12 +248,42 @@ class PostgresStore:
         return other is self or (other.dsn, other.schema) == (self.dsn, self.schema)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(self._search_path)
-        # nuvom's statements are short and index-driven; re-planning them on every
-        # call (PostgreSQL's default for the first executions and whenever a custom
-        # plan looks cheaper) costs more than running them: about 0.4 ms per claim.
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.commit()
+        with self._answering(conn):
+            conn.execute(self._search_path)
+            # nuvom's statements are short and index-driven; re-planning them on every
+            # call (PostgreSQL's default for the first executions and whenever a custom
+            # plan looks cheaper) costs more than running them: about 0.4 ms per claim.
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            # A slow statement or a lock wait ends on the server, with a clean error.
+            conn.execute(
+                "SELECT set_config(%s, %s, false), set_config(%s, %s, false)", self._timeouts
+            )
+            conn.commit()
+
+    @contextmanager
+    def _answering(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Bound how long the block waits for the server on ``conn``; past the bound the
+        connection is shut and closed, and a call still waiting raises ``BackendUnavailable``."""
+        token = self._watchdog.watch(conn.pgconn.socket, self.timeout_secs + CLIENT_GRACE_SECS)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            if self._watchdog.unwatch(token):
+                self._used_at.pop(id(conn), None)
+                conn.close()  # its socket is shut: never lend it again
+                if failed:
+                    log.warning(
+                        "PostgreSQL at %s did not answer within %gs; connection dropped",
+                        redact(self.dsn),
+                        self.timeout_secs,
+                    )
+                    raise BackendUnavailable(
+                        f"PostgreSQL at {redact(self.dsn)} did not answer within "
+                        f"{self.timeout_secs:g}s",
+                        backend="postgres",
+                    ) from None
 
     def explain(self, exc: BaseException) -> BackendError:
         """A driver or pool error as a nuvom error."""
@@ -145,15 +306,33 @@ class PostgresStore:
 
         Statements are pipelined: they go out together and the server answers
         once, when a result is read or at commit, so a short transaction costs
-        one or two round trips instead of one per statement.
+        one or two round trips instead of one per statement. Commit included, it
+        must end within the timeout (plus ``CLIENT_GRACE_SECS``): a server that
+        stops answering fails it with ``BackendUnavailable``.
         """
         try:
             with self.pool.connection() as conn:
-                with conn.pipeline() if pipelined else nullcontext(), conn.cursor() as cur:
-                    yield cur
+                with self._answering(conn):
+                    try:
+                        with conn.pipeline() if pipelined else nullcontext(), conn.cursor() as cur:
+                            yield cur
+                        conn.commit()  # here, not on leaving the pool's block: bounded too
+                    except BaseException:
+                        self._roll_back(conn)
+                        raise
                 self._used_at[id(conn)] = time.monotonic()
         except (self._psycopg.Error, *_pool_errors()) as exc:
             raise self.explain(exc) from None
+
+    @staticmethod
+    def _roll_back(conn: psycopg.Connection[Any]) -> None:
+        """Roll back after an error, keeping the error: a broken connection is discarded anyway."""
+        if conn.closed:
+            return
+        try:
+            conn.rollback()
+        except Exception:
+            log.debug("rollback after an error failed", exc_info=True)
 
     def _check(self, conn: psycopg.Connection[Any]) -> None:
         """Before lending a connection: skip the test query if it worked a moment ago."""
@@ -162,7 +341,8 @@ class PostgresStore:
             return
         from psycopg_pool import ConnectionPool
 
-        ConnectionPool.check_connection(conn)
+        with self._answering(conn):
+            ConnectionPool.check_connection(conn)
 
     def execute_alone(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one statement as its own transaction and return its rows: one round trip.
@@ -172,13 +352,15 @@ class PostgresStore:
         """
         try:
             with self.pool.connection() as conn:
-                conn.autocommit = True
-                try:
-                    rows: list[tuple[Any, ...]] = conn.execute(
-                        query, params, prepare=True
-                    ).fetchall()
-                finally:
-                    conn.autocommit = False
+                with self._answering(conn):
+                    conn.autocommit = True
+                    try:
+                        rows: list[tuple[Any, ...]] = conn.execute(
+                            query, params, prepare=True
+                        ).fetchall()
+                    finally:
+                        if not conn.closed:
+                            conn.autocommit = False
                 self._used_at[id(conn)] = time.monotonic()
         except (self._psycopg.Error, *_pool_errors()) as exc:
             raise self.explain(exc) from None
@@ -195,11 +377,13 @@ class PostgresStore:
             return [cur.execute(query, params or None).fetchall() for query, params in queries]
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        """A connection of its own, outside the pool (the LISTEN connection)."""
+        """A connection of its own, outside the pool (the LISTEN connection).
+
+        It has the pool's keepalives, so a listener on a vanished server notices, but
+        no statement timeout: LISTEN waits idle, which no statement timeout limits.
+        """
         try:
-            conn = self._psycopg.connect(
-                self.dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_SECS
-            )
+            conn = self._psycopg.connect(self.dsn, autocommit=autocommit, **self._params)
         except self._psycopg.Error as exc:
             raise self.explain(exc) from None
         return conn  # type: ignore[no-any-return]
@@ -240,6 +424,7 @@ class PostgresStore:
                 return
             self._closed = True
         self.pool.close()
+        self._watchdog.close()
 
 
 def _pool_errors() -> tuple[type[BaseException], ...]:
@@ -269,7 +454,10 @@ class PostgresBackend(SQLBackend):
 
         def where(settings: Settings) -> tuple[Any, Callable[[], PostgresStore]]:
             url, name = dsn or require_dsn(settings), schema or settings.postgres_schema
-            return ("postgres", url, name), lambda: PostgresStore(url, schema=name)
+            secs = settings.postgres_timeout_secs
+            return ("postgres", url, name), lambda: PostgresStore(
+                url, schema=name, timeout_secs=secs
+            )
 
         self.attach(store, Defaults(runtime), codec, clock, where)
 
