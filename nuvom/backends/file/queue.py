@@ -400,7 +400,8 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             return
         self.check_jobs(jobs)  # a refused batch writes nothing, not even its note
         note = self._write_note(jobs)
-        super().submit(jobs, results)
+        results.record_enqueued(jobs)  # TwoStepWriter.submit, less its check: done above
+        self.enqueue_many(jobs)
         fs.unlink(note)  # a submit that raised keeps its note: some records may be stranded
 
     def _write_note(self, jobs: Sequence[Job]) -> Path:
