@@ -27,6 +27,10 @@ class ErrorInfo:
     def from_exception(cls, exc: BaseException, traceback: str | None = None) -> ErrorInfo:
         return cls(type=type(exc).__name__, message=str(exc), traceback=traceback)
 
+    def __str__(self) -> str:
+        # What ``get_error`` returns, so a result backend that stores ``str(error)`` keeps it.
+        return f"{self.type}: {self.message}"
+
 
 @dataclass(slots=True)
 class Outcome:

@@ -300,11 +300,14 @@ class BaseResultBackend(ABC):
     """Keeps what happened to each job. Methods are safe to call from several threads.
 
     Only the four methods of nuvom's first releases are abstract, so a plugin that
-    writes just ``set_result/get_result/set_error/get_error`` works; the richer
-    methods have documented defaults that built-in backends override.
+    writes just ``set_result/get_result/set_error/get_error`` works: the richer
+    methods have documented defaults derived from those four (a listing refuses
+    with a ``BackendError`` saying so), which built-in backends override. A plugin
+    class with the four methods and no base is wrapped (``nuvom.plugins.registry``).
     """
 
-    name: ClassVar[str] = "base"
+    #: What logs and errors call it; a plugin backend left at "base" gets its registered name.
+    name: str = "base"
     shared_across_processes: ClassVar[bool] = False
 
     @abstractmethod
@@ -351,13 +354,16 @@ class BaseResultBackend(ABC):
         """Everything known about a job, or ``None``.
 
         The default can only tell a failure from a non-``None`` result; a job
-        that returned ``None`` looks unfinished. Built-in backends know better.
+        that returned ``None`` looks unfinished, and a job not finished yet is
+        unknown. Built-in backends know better.
         """
         error = self.get_error(job_id)
         if error is not None:
-            kind, _, message = error.partition(": ")
-            status = JobStatus.CANCELLED if kind == "Cancelled" else JobStatus.FAILED
-            return JobRecord(id=job_id, status=status, error_type=kind, error_message=message)
+            info = self.describe_error(str(error))
+            status = JobStatus.CANCELLED if info.type == "Cancelled" else JobStatus.FAILED
+            return JobRecord(
+                id=job_id, status=status, error_type=info.type, error_message=info.message
+            )
         result = self.get_result(job_id)
         if result is None:
             return None
@@ -373,7 +379,9 @@ class BaseResultBackend(ABC):
     ) -> list[JobRecord]:
         """Most recently updated jobs first. Default: refuses, as four methods cannot list."""
         raise BackendError(
-            f"the {self.name!r} result backend keeps no job history", backend=self.name
+            f"the {self.name!r} result backend keeps no job history: it stores only each "
+            "job's result or error (look one up with `nuvom status <id>`)",
+            backend=self.name,
         )
 
     def status_counts(self) -> dict[str, int] | None:

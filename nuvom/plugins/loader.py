@@ -2,7 +2,8 @@
 entry-point group, remembering where each came from and why any of them failed.
 
 A failing plugin is reported (logged, and shown by ``nuvom plugin status``); it
-stops nothing else unless it was to provide the backend the settings ask for.
+stops nothing else unless it was to provide the backend the settings ask for. A
+plugin is logged as loaded once its ``start`` returned, never before.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from nuvom.errors import ConfigError, PluginError
 from nuvom.plugins.contracts import (
     BACKEND_KINDS,
     KINDS,
+    MEMBERS,
     Extras,
     MetricsProvider,
     Plugin,
+    PluginProtocol,
+    call_update_runtime,
     check_contract,
+    not_a_plugin,
     overrides,
+    start_call,
 )
 
 if TYPE_CHECKING:
@@ -60,10 +66,12 @@ class PluginSpec:
 @dataclass
 class LoadedPlugin:
     spec: PluginSpec
-    plugin: Plugin | None = None
+    plugin: PluginProtocol | None = None
     error: str | None = None
     started: bool = False
     reported: bool = False  # its failure has been logged
+    announced: bool = False  # "loaded" has been logged (after its first start)
+    start_with: Callable[[Settings, Extras], None] | None = None  # from ``start_call``
     backends: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) it registered
     _unsubscribe: Callable[[], None] | None = None
 
@@ -81,8 +89,9 @@ class LoadedPlugin:
     def version(self) -> str | None:
         if self.spec.dist_version:  # what pip installed is the truth for an entry point
             return self.spec.dist_version
-        if self.plugin is not None and self.plugin.version:
-            return str(self.plugin.version)
+        declared = getattr(self.plugin, "version", None)
+        if declared:
+            return str(declared)
         if self.plugin is not None:
             module = sys.modules.get(type(self.plugin).__module__.split(".")[0])
             found = getattr(module, "__version__", None)
@@ -173,8 +182,11 @@ def entry_point_specs() -> list[PluginSpec]:
     return specs
 
 
-def import_plugin(spec: PluginSpec | str) -> Plugin:
-    """Import ``module:attr`` and return the plugin (the class instantiated), contract checked."""
+def import_plugin(spec: PluginSpec | str) -> PluginProtocol:
+    """Import ``module:attr`` and return the plugin (the class instantiated), contract checked.
+
+    The class need not subclass ``Plugin``: it needs the members of ``PluginProtocol``.
+    """
     if isinstance(spec, str):
         spec = PluginSpec(spec, "the command line")
     text = spec.spec
@@ -193,10 +205,7 @@ def import_plugin(spec: PluginSpec | str) -> Plugin:
         raise PluginError(f"{text}: module {module_name!r} has no {attr!r}", spec=text) from None
     if isinstance(target, type):
         if not issubclass(target, Plugin):
-            raise PluginError(
-                f"{text}: {target.__name__} is not a nuvom.plugins.contracts.Plugin subclass",
-                spec=text,
-            )
+            _check_class_shape(target, text)  # before running a constructor of a non-plugin
         try:
             target = target()
         except TypeError as exc:  # abstract start/stop missing, or a constructor needing args
@@ -204,12 +213,18 @@ def import_plugin(spec: PluginSpec | str) -> Plugin:
     return check_contract(target, text)
 
 
+def _check_class_shape(cls: type, spec: str) -> None:
+    missing = [name for name in MEMBERS if not hasattr(cls, name)]
+    if "start" in missing or "stop" in missing:  # data members may still come from __init__
+        raise not_a_plugin(spec, cls.__name__, missing)
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
 
 
-def _missing_requirement(plugin: Plugin, loaded_names: set[str]) -> str | None:
-    for needed in plugin.requires:
+def _missing_requirement(plugin: PluginProtocol, loaded_names: set[str]) -> str | None:
+    for needed in getattr(plugin, "requires", ()):
         if needed in loaded_names:
             continue
         try:
@@ -230,9 +245,7 @@ class PluginManager:
     ) -> None:
         self.settings = settings
         self.events = events
-        self.announce = (
-            announce  # log each plugin loaded (off for `plugin status`, a report itself)
-        )
+        self.announce = announce  # log each plugin loaded (off for `plugin status`, a report)
         self.records: list[LoadedPlugin] = []
         self.file_error: str | None = None
         self._loaded = False
@@ -262,23 +275,14 @@ class PluginManager:
                 record = LoadedPlugin(spec)
                 try:
                     record.plugin = import_plugin(spec)
+                    record.start_with = start_call(record.plugin, spec.spec)
                 except Exception as exc:
                     record.error = _reason(exc).removeprefix(f"{spec.spec}: ")
                 self.records.append(record)
             names = {r.plugin.name for r in self.records if r.plugin is not None}
             for record in self.records:
-                if record.plugin is None:
-                    continue
-                record.error = _missing_requirement(record.plugin, names)
-                if record.error is None and self.announce:
-                    version = f" {record.version}" if record.version else ""
-                    log.info(
-                        "plugin %s%s loaded from %s (provides %s)",
-                        record.name,
-                        version,
-                        record.spec.source,
-                        ", ".join(record.provides) or "nothing",
-                    )
+                if record.plugin is not None and record.error is None:
+                    record.error = _missing_requirement(record.plugin, names)
             return self.records
 
     def report_failures(self, level: int = logging.ERROR) -> None:
@@ -312,8 +316,8 @@ class PluginManager:
         failed: list[LoadedPlugin] = []
         with self._lock:
             for record in self.load():
-                plugin = record.plugin
-                if plugin is None or record.error is not None:
+                plugin, start = record.plugin, record.start_with
+                if plugin is None or start is None or record.error is not None:
                     failed.append(record)
                     continue
                 if record.started:
@@ -324,7 +328,7 @@ class PluginManager:
                     continue
                 try:
                     with capture_registrations() as registered:
-                        plugin.start(self.settings, extras)
+                        start(self.settings, extras)
                 except Exception as exc:
                     record.error = f"start failed: {_reason(exc)}"
                     failed.append(record)
@@ -332,14 +336,37 @@ class PluginManager:
                 record.backends = registered
                 record.started = True
                 self._started.append(record)
-                if self.events is not None and overrides(plugin, "on_event"):
-                    record._unsubscribe = self.events.subscribe(plugin.on_event)
-                log.info("plugin %s started (%s)", record.name, extras.role)
+                on_event = getattr(plugin, "on_event", None)
+                if (
+                    self.events is not None
+                    and on_event is not None
+                    and overrides(plugin, "on_event")
+                ):
+                    record._unsubscribe = self.events.subscribe(on_event)
+                self._announce_started(record, extras)
         return failed
 
-    def _update(self, record: LoadedPlugin, plugin: Plugin, extras: Extras) -> None:
+    def _announce_started(self, record: LoadedPlugin, extras: Extras) -> None:
+        """The first start says where the plugin came from; later ones just that it started."""
+        if record.announced or not self.announce:
+            log.info("plugin %s started (%s)", record.name, extras.role)
+            return
+        record.announced = True
+        version = f" {record.version}" if record.version else ""
+        log.info(
+            "plugin %s%s loaded from %s (provides %s), started (%s)",
+            record.name,
+            version,
+            record.spec.source,
+            ", ".join(record.provides) or "nothing",
+            extras.role,
+        )
+
+    def _update(self, record: LoadedPlugin, plugin: PluginProtocol, extras: Extras) -> None:
+        if not overrides(plugin, "update_runtime"):
+            return
         try:
-            plugin.update_runtime(extras)
+            call_update_runtime(plugin, extras)
         except Exception:
             log.exception("plugin %s: update_runtime failed", record.name)
 

@@ -7,19 +7,20 @@ contract, start and stop it, and run the backend checks on every backend it regi
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nuvom.clock import FakeClock
 from nuvom.plugins.conformance import CheckResult, check_queue_backend, check_result_backend
-from nuvom.plugins.contracts import BACKEND_KINDS, Extras, Plugin
+from nuvom.plugins.contracts import BACKEND_KINDS, Extras, PluginProtocol, start_call
 
 
 @dataclass
 class PluginReport:
     spec: str
-    plugin: Plugin | None = None
+    plugin: PluginProtocol | None = None
     steps: list[CheckResult] = field(default_factory=list)
 
     @property
@@ -55,6 +56,7 @@ def check_plugin(spec: str, *, search_path: Path | None = None) -> PluginReport:
     folder = (search_path or Path.cwd()).resolve()
     try:
         plugin = import_plugin(PluginSpec(spec, "the command line", search_path=folder))
+        start = start_call(plugin, spec)
     except Exception as exc:
         report.add("import and contract", "failed", _reason(exc))
         return report
@@ -62,11 +64,16 @@ def check_plugin(spec: str, *, search_path: Path | None = None) -> PluginReport:
     origin = getattr(sys.modules.get(type(plugin).__module__), "__file__", None) or "?"
     report.add("import and contract", "passed", f"{plugin.name} from {origin}")
     with tempfile.TemporaryDirectory(prefix="nuvom-plugin-test-") as scratch:
-        _start_check_stop(report, plugin, Path(scratch))
+        _start_check_stop(report, plugin, start, Path(scratch))
     return report
 
 
-def _start_check_stop(report: PluginReport, plugin: Plugin, scratch: Path) -> None:
+def _start_check_stop(
+    report: PluginReport,
+    plugin: PluginProtocol,
+    start: Callable[[Any, Extras], None],
+    scratch: Path,
+) -> None:
     from nuvom.config import load_settings
     from nuvom.events import EventBus
     from nuvom.plugins.registry import capture_registrations, unregister_backend
@@ -79,7 +86,7 @@ def _start_check_stop(report: PluginReport, plugin: Plugin, scratch: Path) -> No
             prometheus_port=0,
         )
         with capture_registrations() as registered:
-            plugin.start(settings, Extras(role="test", events=EventBus()))
+            start(settings, Extras(role="test", events=EventBus()))
     except Exception as exc:
         report.add("start", "failed", _reason(exc))
         return

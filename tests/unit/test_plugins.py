@@ -18,7 +18,7 @@ import nuvom
 import nuvom.runtime
 from nuvom.backends.names import NAMES
 from nuvom.cli.output import OutputFormat
-from nuvom.errors import ConfigError, PluginError
+from nuvom.errors import BackendError, ConfigError, JobFailed, PluginError
 from nuvom.plugins.contracts import API_VERSION, Plugin
 from nuvom.plugins.loader import PluginManager, PluginSpec, import_plugin, manager_for
 from nuvom.plugins.registry import register_queue_backend, register_result_backend
@@ -104,6 +104,67 @@ class NoStop(Plugin):
     name = "nostop"
 
     def start(self, settings, extras=None):
+        pass
+
+
+class OnlySettings(Recorder):
+    name = "onlysettings"
+
+    def start(self, settings):
+        CALLS.append(("start", self.name, type(settings).__name__))
+
+
+class KeywordExtras(Recorder):
+    name = "keywordextras"
+
+    def start(self, settings, **extras):
+        CALLS.append(("start", self.name, extras["role"], sorted(extras)))
+
+    def update_runtime(self, **extras):
+        CALLS.append(("update", self.name, extras["role"]))
+
+
+# The members of a plugin without subclassing Plugin, and no optional hooks.
+class Structural:
+    api_version = "1.0"
+    name = "structural"
+    provides = ["lifecycle"]
+
+    def start(self, settings):
+        CALLS.append(("start", self.name))
+
+    def stop(self):
+        CALLS.append(("stop", self.name))
+
+
+# The 0.9 README's result backend: four methods, no base class.
+class PlainResults:
+    STORE = {}
+
+    def set_result(self, job_id, result):
+        self.STORE[job_id] = ("result", result)
+
+    def get_result(self, job_id):
+        kind, value = self.STORE.get(job_id, (None, None))
+        return value if kind == "result" else None
+
+    def set_error(self, job_id, error):
+        self.STORE[job_id] = ("error", str(error))
+
+    def get_error(self, job_id):
+        kind, value = self.STORE.get(job_id, (None, None))
+        return value if kind == "error" else None
+
+
+class PlainBackendPlugin:
+    api_version = "1.0"
+    name = "plainbackend"
+    provides = ["result_backend"]
+
+    def start(self, settings):
+        register_result_backend("plain", PlainResults)
+
+    def stop(self):
         pass
 """
 
@@ -411,7 +472,8 @@ def test_a_plugin_without_stop_cannot_be_created(plugin_module):
     ("spec", "needle"),
     [
         ("no_colon_here", "module:Class"),
-        ("json:loads", "not a nuvom.plugins.contracts.Plugin"),
+        ("json:loads", "function is not a nuvom plugin: .* it has none of them"),
+        ("json:JSONDecoder", "JSONDecoder is not a nuvom plugin"),
         ("json:NoSuchThing", "has no 'NoSuchThing'"),
     ],
 )
@@ -495,3 +557,257 @@ def test_a_plugin_instance_is_accepted_as_well_as_a_class():
 
 
 INLINE = _Inline()
+
+
+# -- the contract users were given: start's signature, plugins by shape, four-method backends
+def test_start_gets_what_its_signature_takes_and_loaded_is_logged_after_it(
+    plugin_module, write_toml, caplog
+):
+    write_toml(f"""
+        [plugins]
+        lifecycle = [
+            "{plugin_module}:OnlySettings",
+            "{plugin_module}:KeywordExtras",
+            "{plugin_module}:Exploding",
+        ]
+    """)
+    runtime = nuvom.configure(queue_backend="memory", result_backend="memory")
+    manager = manager_for(runtime)
+    from nuvom.plugins.contracts import Extras
+
+    with caplog.at_level(logging.INFO, logger="nuvom.plugins"):
+        manager.load()
+        assert not [r for r in caplog.records if "loaded" in r.getMessage()], "before start"
+        manager.start(Extras(role="producer"))
+        manager.start(Extras(role="worker"))
+    manager.stop()
+
+    assert calls(plugin_module)[:4] == [
+        ("start", "onlysettings", "Settings"),
+        ("start", "keywordextras", "producer", ["events", "metrics", "role", "worker_id"]),
+        ("update", "onlysettings", "worker"),
+        ("update", "keywordextras", "worker"),  # update_runtime(**extras) too
+    ]
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("plugin onlysettings loaded from") for line in logged), logged
+    assert not any("exploding loaded" in line for line in logged), logged
+    assert record_named(manager, "exploding")["error"] == (
+        "start failed: RuntimeError: boom at start"
+    )
+
+
+@pytest.mark.parametrize(
+    ("signature", "call", "expected"),
+    [
+        ("settings", "(settings)", ("S",)),
+        ("settings, extras=None", "(settings, extras)", ("S", "E")),
+        ("settings, extras", "(settings, extras)", ("S", "E")),
+        ("*args", "args", ("S", "E")),
+        ("settings, *, extras=None", "(settings, extras)", ("S", "E")),
+        ("settings, **extras", "(settings, extras['role'])", ("S", "producer")),
+    ],
+)
+def test_start_call_reads_the_signature(signature, call, expected):
+    from nuvom.plugins.contracts import Extras, start_call
+
+    namespace: dict[str, object] = {}
+    exec(f"def start({signature}):\n    return {call}", namespace)
+    plugin = type("P", (), {"start": staticmethod(namespace["start"])})()
+    extras = Extras(role="producer")
+
+    got = start_call(plugin, "x:P")("S", extras)
+
+    assert tuple("E" if item is extras else item for item in got) == expected
+
+
+@pytest.mark.parametrize(
+    ("signature", "needle"),
+    [("", r"start\(\) must take the settings"), ("settings, extras, port", "asks for more")],
+)
+def test_a_start_that_cannot_take_the_settings_is_refused_at_load(signature, needle):
+    from nuvom.plugins.contracts import start_call
+
+    namespace: dict[str, object] = {}
+    exec(f"def start({signature}):\n    pass", namespace)
+    plugin = type("P", (), {"start": staticmethod(namespace["start"])})()
+
+    with pytest.raises(PluginError, match=needle):
+        start_call(plugin, "x:P")
+
+
+def test_a_plugin_that_does_not_subclass_plugin_runs_in_a_worker(plugin_module, write_toml):
+    write_toml(f"""
+        [plugins]
+        lifecycle = ["{plugin_module}:Structural"]
+    """)
+    runtime = nuvom.configure(
+        queue_backend="memory", result_backend="memory", registry=TaskRegistry()
+    )
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    job = add.delay(1, 2)
+    Worker(workers=1).run(burst=True)
+
+    assert job.get(timeout=5) == 3
+    assert calls(plugin_module) == [("start", "structural"), ("stop", "structural")]
+    assert record_named(manager_of(runtime), "structural")["error"] is None
+
+
+class _Shaped:
+    api_version: object = "1.0"
+    name: object = "shaped"
+    provides: object = ["lifecycle"]
+    requires: object = ()
+    version: object = None
+
+    def start(self, settings):
+        pass
+
+    def stop(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "needle"),
+    [
+        ("api_version", 1.0, 'api_version must be a "MAJOR.MINOR" string'),
+        ("api_version", "2.1", "plugin API 2.1 but this nuvom provides"),
+        ("name", "", "has no name"),
+        ("provides", "lifecycle", "provides must be a list of names"),
+        ("provides", ["metrics"], "provides 'metrics', which is not one of"),
+        ("requires", "other", "requires must be a list of names"),
+        ("version", 3, "version must be a string"),
+        ("stop", "not callable", "stop is not a method"),
+    ],
+)
+def test_a_structural_plugin_has_its_members_checked(attribute, value, needle):
+    from nuvom.plugins.contracts import check_contract
+
+    plugin = _Shaped()
+    setattr(plugin, attribute, value)
+
+    with pytest.raises(PluginError, match=needle):
+        check_contract(plugin, "x:Shaped")
+
+
+def test_a_plugin_without_some_members_is_told_which():
+    from nuvom.plugins.contracts import check_contract
+
+    class Half:
+        name = "half"
+
+        def start(self, settings):
+            pass
+
+    with pytest.raises(PluginError) as raised:
+        check_contract(Half(), "x:Half")
+
+    assert "Half is not a nuvom plugin" in str(raised.value)
+    assert "it has no api_version, provides and stop" in str(raised.value)
+
+
+def test_a_plain_four_method_result_backend_is_wrapped_and_works(plugin_module, write_toml):
+    from nuvom.plugins.registry import PlainResults
+
+    write_toml(f"""
+        [plugins]
+        result_backend = ["{plugin_module}:PlainBackendPlugin"]
+    """)
+    runtime = nuvom.configure(
+        queue_backend="memory", result_backend="plain", registry=TaskRegistry()
+    )
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @task
+    def boom() -> None:
+        raise ValueError("bad input")
+
+    ok, bad = add.delay(2, 3), boom.delay()
+    Worker(workers=1).run(burst=True)
+
+    assert isinstance(runtime.results, PlainResults)
+    assert runtime.results.name == "plain"
+    assert ok.get(timeout=5) == 5
+    with pytest.raises(JobFailed) as raised:
+        bad.get(timeout=5)
+    assert (raised.value.error_type, raised.value.error_message) == ("ValueError", "bad input")
+    assert sys.modules[plugin_module].PlainResults.STORE[bad.id] == (
+        "error",
+        "ValueError: bad input",
+    )
+    with pytest.raises(BackendError, match="'plain' result backend keeps no job history"):
+        runtime.results.list_jobs()
+
+
+def test_a_plain_backend_missing_a_method_is_refused_naming_it():
+    class ThreeMethods:
+        def set_result(self, job_id, result): ...
+        def get_result(self, job_id): ...
+        def set_error(self, job_id, error): ...
+
+    with pytest.raises(PluginError, match=r"has no get_error\(\)"):
+        register_result_backend("three", ThreeMethods)
+
+
+def test_a_factory_may_return_a_plain_backend_and_a_base_one_gets_its_registered_name():
+    from nuvom.backends.contract import BaseResultBackend
+    from nuvom.plugins.registry import JobError, PlainResults
+
+    class FourMethods:
+        def __init__(self) -> None:
+            self.errors: dict[str, object] = {}
+
+        def set_result(self, job_id, result): ...
+        def get_result(self, job_id): ...
+
+        def set_error(self, job_id, error):
+            self.errors[job_id] = error
+
+        def get_error(self, job_id):
+            return self.errors.get(job_id)
+
+    class Unnamed(BaseResultBackend):
+        set_result = get_result = set_error = get_error = lambda *a: None
+
+    register_result_backend("fromfactory", lambda runtime: FourMethods())
+    register_result_backend("unnamed", Unnamed)
+    plain = NAMES.factory("result", "fromfactory")(nuvom.configure())
+    unnamed = NAMES.factory("result", "unnamed")(nuvom.configure())
+
+    assert isinstance(plain, PlainResults)
+    plain.set_error("j1", ValueError("bad input"))
+    given = plain.store.errors["j1"]
+    assert isinstance(given, JobError)  # an exception, as 0.9 documented, reading "Type: message"
+    assert (str(given), given.type, given.message) == (
+        "ValueError: bad input",
+        "ValueError",
+        "bad input",
+    )
+    record = plain.get_full("j1")
+    assert record is not None
+    assert (record.status.value, record.error_type) == ("FAILED", "ValueError")
+    assert unnamed.name == "unnamed"
+
+
+def test_the_default_get_full_reads_an_error_without_a_type():
+    from nuvom.records import ErrorInfo
+    from nuvom.result_backends.memory_backend import MemoryResultBackend as Base
+
+    class Bare(Base):
+        def get_full(self, job_id):
+            return super(Base, self).get_full(job_id)  # the BaseResultBackend default
+
+        def get_error(self, job_id):
+            return "the disk is full"
+
+    record = Bare().get_full("j1")
+
+    assert record is not None
+    assert (record.error_type, record.error_message) == ("Error", "the disk is full")
+    assert str(ErrorInfo("KeyError", "'x'")) == "KeyError: 'x'"
