@@ -70,6 +70,20 @@ class TaskNotFound(NuvomError, LookupError):
         self.name = name
 
 
+class TaskImportError(NuvomError):
+    """The module declaring a task failed to import: a syntax error, or an exception its
+    top-level code raised. ``file`` and ``line`` say where (relative to the project's root
+    when under it); the original exception is ``__cause__``."""
+
+    def __init__(self, name: str, *, file: str, line: int | None, reason: str) -> None:
+        where = f"{file} line {line}" if line is not None else file
+        super().__init__(f"{where}: {reason}")
+        self.name = name
+        self.file = file
+        self.line = line
+        self.reason = reason
+
+
 class DuplicateTaskError(NuvomError, ValueError):
     """Two different functions were registered under one task name."""
 

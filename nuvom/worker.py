@@ -260,7 +260,7 @@ class Worker:
         self.held.settled(stored)
         for outcome in stored:
             self.stats.count(outcome)
-            log.debug("job %s %s: %s", outcome.job.id, outcome.job.func_name, outcome.status.value)
+            policies.log_outcome(outcome)
             self.events.emit_outcome(outcome, self.clock.time())
             if self.on_outcome is not None:
                 try:

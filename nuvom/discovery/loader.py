@@ -12,9 +12,12 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import threading
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +31,7 @@ from nuvom.discovery.manifest import (
     load_manifest,
     save_manifest,
 )
-from nuvom.errors import TaskNotFound
+from nuvom.errors import TaskImportError, TaskNotFound
 from nuvom.registry import TaskRegistry
 
 log = logging.getLogger("nuvom.discovery")
@@ -36,6 +39,7 @@ log = logging.getLogger("nuvom.discovery")
 DEFAULT_MANIFEST_PATH = Path(".nuvom/manifest.json")
 RESCAN_AFTER_SECS = 2.0  # a name missing from the manifest re-scans the project at most this often
 FILE_MODULE_PREFIX = "_nuvom_file_"  # module names for files loaded by path
+SKIPPED_FILES_SHOWN = 3  # files discovery skipped that a TaskNotFound message names
 
 
 def import_base(file: Path, module: str) -> Path:
@@ -80,23 +84,99 @@ def load_by_path(file: Path, name: str | None = None) -> ModuleType:
     return module
 
 
-def import_entry(entry: TaskEntry, file: Path) -> ModuleType:
-    """Import the module declaring ``entry``: by dotted name, else from ``file``."""
-    base = str(import_base(file, entry.module))
+def import_module_file(module: str, file: Path) -> ModuleType:
+    """Import ``module``, which should be ``file``: by dotted name, else straight from ``file``."""
+    base = str(import_base(file, module))
     if base not in sys.path:
         sys.path.insert(0, base)
     try:
-        module = importlib.import_module(entry.module)
+        loaded = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
-        if not (entry.module == missing or entry.module.startswith(missing + ".")):
+        if not (module == missing or module.startswith(missing + ".")):
             raise  # the module was found; something *it* imports is missing
-        log.debug("no module %s on sys.path; loading %s by path", entry.module, file)
+        log.debug("no module %s on sys.path; loading %s by path", module, file)
         return load_by_path(file)
-    if _same_file(module, file):
-        return module
-    log.debug("module %s is %s, not %s; loading by path", entry.module, module.__file__, file)
+    if _same_file(loaded, file):
+        return loaded
+    log.debug("module %s is %s, not %s; loading by path", module, loaded.__file__, file)
     return load_by_path(file)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _shown(path: Path, root: Path) -> str:
+    """``path`` as messages name it: relative to ``root`` when under it."""
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _is_project_code(filename: str, root: Path) -> bool:
+    """A frame of the project's own code: under ``root``, not in an environment nor in nuvom."""
+    path = Path(filename)
+    if not path.is_absolute():
+        return False  # <frozen importlib._bootstrap> and the like
+    path = path.resolve()
+    if not path.is_relative_to(root):
+        return False
+    installed = {Path(sys.prefix), Path(sys.exec_prefix), Path(__file__).parent.parent}
+    return not any(path.is_relative_to(place) for place in installed)
+
+
+def _declares(file: Path, name: str) -> bool:
+    """Whether a file ``ast`` could not parse seems to declare task ``name`` (its text says so)."""
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    word = re.escape(name)
+    return re.search(rf"\bdef\s+{word}\s*\(|\bname\s*=\s*[\"']{word}[\"']", text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFailure:
+    """A task module that failed to import, remembered until a file it involves changes:
+    the module itself, and the file the error points at (a helper it imports, say)."""
+
+    file: str  # where the error is, as messages show it
+    line: int | None
+    reason: str
+    cause: Exception
+    stamps: tuple[tuple[Path, tuple[int, int] | None], ...]
+
+    @classmethod
+    def of(cls, exc: Exception, module_file: Path, root: Path) -> ImportFailure:
+        where: Path | None = None
+        line: int | None = None
+        if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).is_file():
+            where, line, reason = Path(exc.filename), exc.lineno, exc.msg
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_project_code(f.filename, root)]  # fmt: skip
+            if frames:
+                where, line = Path(frames[-1].filename), frames[-1].lineno
+        files = {module_file, where or module_file}
+        return cls(
+            file=_shown(where or module_file, root),
+            line=line,
+            reason=reason,
+            cause=exc,
+            stamps=tuple((path, _stamp(path)) for path in sorted(files)),
+        )
+
+    def still_applies(self) -> bool:
+        return all(_stamp(path) == stamp for path, stamp in self.stamps)
+
+    def error(self, name: str) -> TaskImportError:
+        return TaskImportError(name, file=self.file, line=self.line, reason=self.reason)
 
 
 class TaskLoader:
@@ -120,6 +200,8 @@ class TaskLoader:
         self._opened = False
         self._refreshed_at = float("-inf")
         self._save_warned = False
+        # Modules that failed to import, by file: reported once, retried once a file changes.
+        self._failures: dict[Path, ImportFailure] = {}
         self.lock = threading.RLock()
 
     # -- the manifest --------------------------------------------------------
@@ -191,7 +273,11 @@ class TaskLoader:
 
     # -- tasks ---------------------------------------------------------------
     def get(self, name: str) -> Any:
-        """The task named ``name``, importing its module if needed; raises ``TaskNotFound``."""
+        """The task named ``name``, importing its module if needed.
+
+        Raises ``TaskImportError`` when the module declaring it fails to import
+        (a file discovery could not parse included), else ``TaskNotFound``.
+        """
         task = self.registry.find(name)
         if task is not None:
             return task
@@ -201,7 +287,7 @@ class TaskLoader:
                 return task
             entry, fresh = self._entry(name)
             if entry is None:
-                raise TaskNotFound(name, hint=f"nor is one declared with @task under {self._root}")
+                return self._from_unparsed_file(name)
             task = self._load(entry)
             if task is None and not fresh:  # the manifest was stale: the task moved
                 self.refresh()
@@ -221,5 +307,53 @@ class TaskLoader:
         file = self._manifest.path_of(entry)
         if not file.is_file():
             return None
-        import_entry(entry, file)
+        self._import(entry.module, file, entry.name)
         return self.registry.find(entry.name)
+
+    def _from_unparsed_file(self, name: str) -> Any:
+        """``name`` is in no manifest entry: a file discovery could not parse may declare it,
+        and importing that file says why it cannot be loaded."""
+        manifest = self._manifest
+        skipped = manifest.errors if manifest is not None else []
+        for problem in skipped:
+            assert manifest is not None
+            file = Path(manifest.root, *problem.file.split("/"))
+            if _declares(file, name):
+                self._import(manifest.files[problem.file].module, file, name)
+                task = self.registry.find(name)
+                if task is not None:  # the file was fixed since the scan
+                    return task
+        hint = f"nor is one declared with @task under {self._root}"
+        if skipped:
+            shown = "; ".join(str(p) for p in skipped[:SKIPPED_FILES_SHOWN])
+            hint += f" (discovery skipped {shown})"
+        raise TaskNotFound(name, hint=hint)
+
+    def _import(self, module: str, file: Path, name: str) -> None:
+        """Import ``file``; raises ``TaskImportError`` for task ``name`` when that fails, and
+        logs the failure once, not once per job, until one of the files involved changes."""
+        known = self._failures.get(file)
+        if known is not None and known.still_applies():
+            raise known.error(name) from known.cause
+        before = set(self.registry.names())
+        try:
+            import_module_file(module, file)
+        except Exception as exc:
+            self._forget_half_imported(before)
+            failure = ImportFailure.of(exc, file, self.root)
+            self._failures[file] = failure
+            error = failure.error(name)
+            log.error(
+                "cannot import %s: %s; jobs of its tasks fail until it is fixed",
+                _shown(file, self.root), error,
+            )  # fmt: skip
+            raise error from exc
+        self._failures.pop(file, None)
+
+    def _forget_half_imported(self, before: set[str]) -> None:
+        """Unregister the tasks a failed import registered before it failed: their module
+        left ``sys.modules``, and they are not to run half-imported."""
+        for name in set(self.registry.names()) - before:
+            task = self.registry.find(name)
+            if task is not None and getattr(task.func, "__module__", None) not in sys.modules:
+                self.registry.unregister(name)

@@ -5,6 +5,7 @@ Each owns its options; none is woven into the worker loop.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from nuvom.records import ErrorInfo, Outcome
 
 if TYPE_CHECKING:
     from nuvom.task import Task
+
+log = logging.getLogger("nuvom.worker")
 
 MAX_BACKOFF_SECS = 3600.0  # exponential retry back-off never waits longer than an hour
 LOST_ATTEMPT_ALLOWANCE = 2  # deliveries lost with their worker a job may absorb beyond its retries
@@ -118,3 +121,23 @@ def too_many_lost_attempts(job: Job, opts: RunOptions) -> ErrorInfo | None:
         f"attempt {job.attempts} of a job allowed {allowed}: earlier attempts never reported "
         "back (their worker died or lost its lease)",
     )
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """Say how a stored attempt ended: a failed one is a WARNING (whether it will be retried,
+    and when), with its traceback at DEBUG; a success is a DEBUG line."""
+    job, error = outcome.job, outcome.error
+    if outcome.status is JobStatus.SUCCESS or error is None:
+        log.debug("job %s %s: %s", job.id, job.func_name, outcome.status.value)
+        return
+    if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
+        delay = max(0.0, outcome.retry_at - (outcome.finished_at or outcome.retry_at))
+        then = f"retrying in {round(delay, 2):g} s"
+    else:
+        then = "failed for good"
+    log.warning(
+        "task %s, job %s, attempt %d: %s: %s; %s",
+        job.func_name, job.id, job.attempts, error.type, error.message, then,
+    )  # fmt: skip
+    if error.traceback:
+        log.debug("traceback of job %s, attempt %d:\n%s", job.id, job.attempts, error.traceback.rstrip())  # fmt: skip

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nuvom.clock import Clock
-from nuvom.errors import JobTimeout, SerializationError, TaskNotFound
+from nuvom.errors import JobTimeout, SerializationError, TaskImportError, TaskNotFound
 from nuvom.execution import policies
 from nuvom.execution.policies import RunOptions
 from nuvom.job import Job, JobStatus
@@ -107,7 +107,10 @@ class JobRunner:
             task = self.loader.get(job.func_name)
         except TaskNotFound as exc:
             return self._failed(job, ErrorInfo.from_exception(exc), started)
-        except Exception as exc:  # the task's module failed to import
+        except TaskImportError as exc:  # the stored traceback is the import's own
+            cause = exc.__cause__ or exc
+            return self._failed(job, ErrorInfo.from_exception(exc, _traceback_text(cause)), started)
+        except Exception as exc:  # the loader itself failed (a manifest it cannot read, a bug)
             error = ErrorInfo(
                 type(exc).__name__, f"importing task {job.func_name}: {exc}", _traceback_text(exc)
             )

@@ -1,15 +1,18 @@
 """An in-process queue: fast, for tests and single-process use.
 
 At most once across crashes: jobs live in this process's memory and are gone
-when it exits. Within the process it keeps the full contract, leases included.
+when it exits (it says so, at exit, if any were left). Within the process it keeps
+the full contract, leases included.
 """
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -28,6 +31,37 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("nuvom.memory")
+
+# Queues that have held a job; at exit, the jobs they still hold are lost, and we say so.
+_holding: weakref.WeakSet[MemoryJobQueue] = weakref.WeakSet()
+_holding_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _watch_at_exit(queue: MemoryJobQueue) -> None:
+    global _exit_hook_registered
+    with _holding_lock:
+        _holding.add(queue)
+        if not _exit_hook_registered:
+            # After logging's own hook, so it runs before logging shuts its handlers down.
+            atexit.register(_warn_of_lost_jobs)
+            _exit_hook_registered = True
+
+
+def _warn_of_lost_jobs() -> None:
+    """At exit: how many jobs die with this process's memory queues, and why."""
+    try:
+        lost = sum(queue.held_count() for queue in list(_holding))
+        if lost:
+            log.warning(
+                "%d job(s) still in this process's memory queue are lost as it exits: "
+                "NUVOM_QUEUE_BACKEND=memory keeps jobs in the memory of the process that "
+                "enqueued them, so no other process (no `nuvom runworker`) can run them; "
+                "use a shared backend (sqlite, the default) or run a Worker in this process",
+                lost,
+            )
+    except Exception:
+        pass  # an exit hook must never fail the exit
 
 
 class MemoryJobQueue(QuarantiningQueue):
@@ -58,6 +92,7 @@ class MemoryJobQueue(QuarantiningQueue):
         self._wakeups = 0
         self._workers: dict[str, WorkerInfo] = {}
         self._dead: dict[str, tuple[str, str]] = {}  # quarantined: id -> (queue, reason)
+        self._watched = False  # by the exit hook that reports jobs lost with the process
 
     def _push(self, job: Job, seq: int | None = None) -> None:
         seq = next(self._seq) if seq is None else seq
@@ -82,6 +117,20 @@ class MemoryJobQueue(QuarantiningQueue):
                 self._push(job)
             self._wakeups += 1
             self._cond.notify_all()
+        if jobs and not self._watched:
+            self._watched = True
+            _watch_at_exit(self)
+
+    def held_count(self) -> int:
+        """Jobs waiting or claimed: what exiting this process would lose. Never blocks (an
+        exit hook calls it while a daemon thread may hold the lock); ``len`` is atomic."""
+        return len(self._waiting) + len(self._claimed)
+
+    def close(self) -> None:
+        """Closing discards the jobs on purpose: the exit hook no longer reports them."""
+        with _holding_lock:
+            _holding.discard(self)
+        super().close()
 
     def _promote_due(self, now: float) -> None:
         while self._scheduled and self._scheduled[0][0] <= now:
