@@ -44,8 +44,11 @@ class Runtime:
         clock: Clock = SYSTEM_CLOCK,
         queue: BaseJobQueue | None = None,
         results: BaseResultBackend | None = None,
+        read_only: bool = False,
     ) -> None:
         self.settings = settings
+        #: Built-in backends open their store without creating it (``read_only_runtime``).
+        self.read_only = read_only
         self.registry = registry if registry is not None else TaskRegistry()
         self.clock = clock
         self.codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
@@ -121,6 +124,18 @@ def current() -> Runtime:
                 _carried_registry = _current.registry
             runtime = _current
     return runtime
+
+
+def read_only_runtime() -> Runtime:
+    """A runtime for commands that only look (status, inspect, history, queue stats).
+
+    The current settings, registry and clock, with built-in backends that create nothing:
+    an SQLite file that does not exist reads as an empty store, one that exists is opened
+    query-only, and the file backends make no folders. Servers (PostgreSQL, Redis) and
+    plugin backends open as usual. The caller closes it.
+    """
+    base = current()
+    return Runtime(base.settings, registry=base.registry, clock=base.clock, read_only=True)
 
 
 def current_registry() -> TaskRegistry:

@@ -73,6 +73,19 @@ def _scan(source: SourceFile, data: bytes, digest: str, racy: bool, stats: ScanS
     return record, result.tasks
 
 
+def subtree_of(root: Path | str, folder: Path | str) -> str:
+    """``folder`` relative to ``root``, "/"-separated ("" for the root itself).
+
+    Raises ``ValueError`` when ``folder`` is not ``root`` or inside it.
+    """
+    root_path, folder_path = Path(root).resolve(), Path(folder).resolve()
+    return "/".join(folder_path.relative_to(root_path).parts)
+
+
+def _under(subtree: str, rel: str) -> bool:
+    return not subtree or rel.startswith(f"{subtree}/")
+
+
 def discover(
     root: Path | str = ".",
     *,
@@ -80,15 +93,21 @@ def discover(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     progress: Progress | None = None,
+    subtree: Path | str | None = None,
 ) -> Manifest:
     """Every task under ``root``, found without importing anything.
 
     ``previous`` (a manifest of the same root) lets unchanged files be skipped;
     ``include``/``exclude`` default to the previous run's. Broken files are
-    recorded in ``Manifest.errors``, never raised.
+    recorded in ``Manifest.errors``, never raised. ``subtree`` (a folder inside
+    ``root``) scans only that folder: what ``previous`` knows outside it is kept, so
+    the result is what a scan of the whole root would give when nothing else changed.
+    ``ScanStats`` then counts the subtree's files. Raises ``ValueError`` for a
+    ``subtree`` outside ``root``.
     """
     started = time.perf_counter()
     root_path = Path(root).resolve()
+    within = "" if subtree is None else subtree_of(root_path, root_path / subtree)
     if previous is not None and Path(previous.root) != root_path:
         previous = None
     include = list(include if include is not None else (previous.include if previous else []))
@@ -99,8 +118,11 @@ def discover(
     stats = manifest.stats
     known = previous.files if previous is not None else {}
     known_tasks = _tasks_by_file(previous)
+    if within and previous is not None:
+        manifest.files.update((rel, r) for rel, r in previous.files.items() if not _under(within, rel))  # fmt: skip
+        manifest.tasks.extend(t for t in previous.tasks if not _under(within, t.file))
 
-    sources = walk_sources(root_path, include=include, exclude=exclude)
+    sources = walk_sources(root_path, include=include, exclude=exclude, start=within)
     stats.files = len(sources)
     for done, source in enumerate(sources, 1):
         if progress is not None:
@@ -130,6 +152,9 @@ def discover(
                 record, tasks = _scan(source, data, digest, racy, stats)
         manifest.files[source.rel] = record
         manifest.tasks.extend(tasks)
+    if within:  # in the order a whole scan gives: by file, then as declared in it
+        manifest.files = dict(sorted(manifest.files.items()))
+        manifest.tasks.sort(key=lambda entry: entry.file)
     stats.elapsed_secs = time.perf_counter() - started
     return manifest
 
@@ -154,17 +179,26 @@ def refresh_manifest(
     exclude: Sequence[str] | None = None,
     progress: Progress | None = None,
     previous: Manifest | None = None,
+    subtree: Path | str | None = None,
 ) -> tuple[Manifest | None, Manifest, ManifestDiff]:
     """Re-run discovery against the manifest at ``manifest_path`` and save it if anything changed.
 
     ``root`` ``None`` means the manifest's own root (else the working directory).
+    ``subtree`` rescans only that folder of the root and keeps the rest (see ``discover``).
     Returns ``(previous, new, diff)``. Raises ``OSError`` if the manifest cannot be written.
     """
     if previous is None:
         previous = load_manifest(manifest_path)
     if root is None:
         root = previous.root if previous is not None and Path(previous.root).is_dir() else "."
-    new = discover(root, previous=previous, include=include, exclude=exclude, progress=progress)
+    new = discover(
+        root,
+        previous=previous,
+        include=include,
+        exclude=exclude,
+        progress=progress,
+        subtree=subtree,
+    )
     if not same_content(previous, new):
         save_manifest(new, manifest_path)
     return previous, new, diff_manifests(previous, new)

@@ -61,16 +61,44 @@ def _module(prefix: list[str], name: str) -> str:
     return ".".join([*prefix, stem])
 
 
+def _skipped_folder(root: Path, rel: str, ignored: Any) -> bool:
+    """True when a walk of ``root`` would not enter the folder ``rel`` ("a/b"), or one above it."""
+    parts = rel.split("/")
+    for depth, name in enumerate(parts, 1):
+        here = "/".join(parts[:depth])
+        if name.startswith(".") or name in SKIPPED_DIRS:
+            return True
+        if ignored is not None and ignored.match_file(here + "/"):
+            return True
+        if (root.joinpath(*parts[:depth]) / VIRTUALENV_MARKER).exists():
+            return True
+    return False
+
+
+def _first_folder(root: Path, start: str, ignored: Any) -> list[tuple[str, str, list[str]]]:
+    """Where a walk of ``root`` from the folder ``start`` begins; nowhere if it is skipped."""
+    if not start:
+        return [(str(root), "", package_prefix(root))]
+    if _skipped_folder(root, start, ignored):
+        return []
+    first = root.joinpath(*start.split("/"))
+    return [(str(first), f"{start}/", package_prefix(first))]
+
+
 def walk_sources(
-    root: Path, *, include: Sequence[str] = (), exclude: Sequence[str] = ()
+    root: Path, *, include: Sequence[str] = (), exclude: Sequence[str] = (), start: str = ""
 ) -> list[SourceFile]:
-    """Every ``.py`` under ``root`` that discovery should read, sorted by path."""
+    """Every ``.py`` under ``root`` that discovery should read, sorted by path.
+
+    ``start`` ("a/b", relative to ``root``) walks only that folder, with the same names,
+    modules and ignore rules as a walk of the whole root would give its files.
+    """
     root = root.resolve()
     ignored = _spec([*read_ignore_file(root), *exclude])
     included = _spec(include)
     files: list[SourceFile] = []
     # (absolute folder, relative folder with trailing "/" or "", its prefix if it is a package)
-    pending: list[tuple[str, str, list[str]]] = [(str(root), "", package_prefix(root))]
+    pending: list[tuple[str, str, list[str]]] = _first_folder(root, start.strip("/"), ignored)
     while pending:
         folder, rel_folder, package_path = pending.pop()
         try:

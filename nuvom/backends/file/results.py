@@ -416,7 +416,11 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
         """Every job with a record or a start, markers merged."""
         starts = self._starts()
         seen: set[str] = set()
-        for name in os.listdir(self.jobs_dir):
+        try:
+            names = os.listdir(self.jobs_dir)
+        except FileNotFoundError:  # opened read-only where no job was ever recorded
+            names = []
+        for name in names:
             if name.endswith(RECORD_SUFFIX):
                 loaded = self._load(self.jobs_dir / name)
                 if loaded is not None:

@@ -299,12 +299,18 @@ class FileBackend:
         codec: Codec | None = None,
         clock: Clock | None = None,
         synchronous: str | None = None,
+        read_only: bool | None = None,
         runtime: Runtime | None = None,
     ) -> None:
+        """``read_only`` (default: the ``runtime``'s) creates no folder and sweeps nothing: a
+        missing folder reads as an empty one. It is for looking; writes are not stopped."""
         defaults = Defaults(runtime)
         self.root = Path(directory or self.default_directory(defaults.settings))
+        if read_only is None:
+            read_only = runtime is not None and runtime.read_only
+        self.read_only = read_only
         try:
-            for name in self.folders:
+            for name in () if self.read_only else self.folders:
                 (self.root / name).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BackendUnavailable(
@@ -313,7 +319,8 @@ class FileBackend:
         self.codec, self.clock = defaults.codec(codec), defaults.clock(clock)
         sync = synchronous_flag(synchronous or defaults.settings.file_synchronous)
         self._writer = TempWriter(self.root / "tmp", sync=sync)
-        sweep_stale_temps(self.root / "tmp")
+        if not self.read_only:
+            sweep_stale_temps(self.root / "tmp")
         self.ready()
 
     def ready(self) -> None:

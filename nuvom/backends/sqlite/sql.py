@@ -92,6 +92,8 @@ SCHEMA = (
 )
 
 GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
+# A file opened read-only may predate its schema (created, nothing committed yet).
+HAS_META_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'nuvom_meta'"
 SET_SCHEMA_VERSION = "INSERT INTO nuvom_meta (key, value) VALUES ('schema_version', ?)"
 
 # -- queue -----------------------------------------------------------------

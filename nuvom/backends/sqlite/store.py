@@ -70,7 +70,9 @@ class SQLiteStore:
     ``transaction()`` yields a connection inside ``BEGIN IMMEDIATE`` and commits on
     exit; SQLite's busy errors are retried until ``busy_timeout_secs`` passes,
     then surface as ``BackendUnavailable``, never as "database is locked"; any other
-    ``sqlite3.Error`` as a ``BackendError`` naming the file.
+    ``sqlite3.Error`` as a ``BackendError`` naming the file. ``read_only`` stores (for
+    commands that only look) create nothing, refuse ``transaction()``, and read a file
+    that does not exist as an empty store.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class SQLiteStore:
         *,
         synchronous: str = "full",
         busy_timeout_secs: float = 10.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.key = self.path.resolve()  # the file itself, however the path was spelt
@@ -90,7 +93,10 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
-        self._ensure_schema()
+        # Never create the file, its folder or its tables; never write (_open_for_reading).
+        self.read_only = read_only
+        if not read_only:
+            self._ensure_schema()
 
     @classmethod
     def from_settings(
@@ -100,12 +106,14 @@ class SQLiteStore:
         *,
         synchronous: str | None = None,
         busy_timeout_secs: float | None = None,
+        read_only: bool = False,
     ) -> SQLiteStore:
         """A store for ``path`` with the settings' durability and lock timeout, unless given."""
         return cls(
             path,
             synchronous=synchronous or settings.sqlite_synchronous,
             busy_timeout_secs=busy_timeout_secs or settings.sqlite_busy_timeout_secs,
+            read_only=read_only,
         )
 
     def same_file(self, other: SQLiteStore) -> bool:
@@ -114,6 +122,12 @@ class SQLiteStore:
 
     # -- connections -----------------------------------------------------
     def _open(self) -> sqlite3.Connection:
+        conn = self._open_for_reading() if self.read_only else self._open_for_writing()
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _open_for_writing(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -137,9 +151,58 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             conn.close()
             raise self._explain(exc) from None
-        with self._all_lock:
-            self._all.append(conn)
         return conn
+
+    def _open_for_reading(self) -> sqlite3.Connection:
+        """The file as it is, or an empty view when there is none: nothing is created or written.
+
+        ``mode=rw`` opens only a file that exists, and ``query_only`` refuses every write.
+        (Not ``mode=ro``: a read-only connection cannot remove the WAL files it made when it
+        closes, so it would leave ``-wal`` and ``-shm`` files behind.) A missing file, or
+        one with no nuvom tables yet, reads as an in-memory database holding the empty
+        schema, so every read answers "nothing" the way it would on a new store.
+        """
+        try:
+            conn = sqlite3.connect(
+                f"{self.key.as_uri()}?mode=rw",
+                uri=True,
+                timeout=self.busy_timeout_secs,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            if _code(exc) == SQLITE_CANTOPEN and not self.path.exists():
+                return self._empty_view()
+            raise self._explain(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_secs * 1000)}")
+            conn.execute("PRAGMA query_only=ON")
+            has_meta = conn.execute(sql.HAS_META_TABLE).fetchone() is not None
+            version = conn.execute(sql.GET_SCHEMA_VERSION).fetchone() if has_meta else None
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._explain(exc) from None
+        if version is None:  # an empty file: created, but no nuvom schema committed in it yet
+            conn.close()
+            return self._empty_view()
+        self._check_version(version[0])
+        return conn
+
+    @staticmethod
+    def _empty_view() -> sqlite3.Connection:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        for statement in sql.SCHEMA:
+            conn.execute(statement)
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    def _check_version(self, found: str) -> None:
+        if int(found) > sql.SCHEMA_VERSION:
+            raise BackendError(
+                f"{self.path} was written by a newer nuvom (schema {found}, "
+                f"this one knows {sql.SCHEMA_VERSION}); upgrade nuvom",
+                backend="sqlite",
+            )
 
     def _explain(self, exc: sqlite3.Error, doing: str = "opening it") -> BackendError:
         """``exc`` as a nuvom error naming this file, what was being done, and what to do."""
@@ -149,6 +212,12 @@ class SQLiteStore:
             return BackendError(
                 f"{self.path} is not a SQLite database nuvom can use ({text}); "
                 "move it aside or point NUVOM_SQLITE_DB_PATH elsewhere",
+                backend="sqlite",
+            )
+        if code in (SQLITE_READONLY, SQLITE_CANTOPEN) and self.read_only:
+            return BackendError(
+                f"cannot read {self.path} ({text}): check its permissions, "
+                "or point NUVOM_SQLITE_DB_PATH elsewhere",
                 backend="sqlite",
             )
         if code in (SQLITE_READONLY, SQLITE_CANTOPEN):
@@ -188,12 +257,8 @@ class SQLiteStore:
             row = conn.execute(sql.GET_SCHEMA_VERSION).fetchone()
             if row is None:
                 conn.execute(sql.SET_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
-            elif int(row[0]) > sql.SCHEMA_VERSION:
-                raise BackendError(
-                    f"{self.path} was written by a newer nuvom (schema {row[0]}, "
-                    f"this one knows {sql.SCHEMA_VERSION}); upgrade nuvom",
-                    backend="sqlite",
-                )
+            else:
+                self._check_version(row[0])
 
     # -- transactions ----------------------------------------------------
     @contextmanager
@@ -204,6 +269,8 @@ class SQLiteStore:
         and raised as a ``BackendError``: callers never see the driver's exceptions, and
         the connection stays usable for the next transaction.
         """
+        if self.read_only:
+            raise BackendError(f"{self.path} is open read-only", backend="sqlite")
         conn = self.conn
         self._begin(conn)
         try:
@@ -314,13 +381,22 @@ class SQLiteBackend(SQLBackend):
         clock: Clock | None = None,
         synchronous: str | None = None,
         busy_timeout_secs: float | None = None,
+        read_only: bool | None = None,
         runtime: Runtime | None = None,
     ) -> None:
+        """``read_only`` (default: the ``runtime``'s) opens the file without creating or
+        writing anything; a missing file reads as an empty store (``SQLiteStore._open_for_reading``)."""
+        if read_only is None:
+            read_only = runtime is not None and runtime.read_only
 
         def where(settings: Settings) -> tuple[Any, Callable[[], SQLiteStore]]:
             file = Path(path or getattr(settings, self.path_setting))
             return ("sqlite", file.resolve()), lambda: SQLiteStore.from_settings(
-                file, settings, synchronous=synchronous, busy_timeout_secs=busy_timeout_secs
+                file,
+                settings,
+                synchronous=synchronous,
+                busy_timeout_secs=busy_timeout_secs,
+                read_only=read_only,
             )
 
         self.attach(store, Defaults(runtime), codec, clock, where)
