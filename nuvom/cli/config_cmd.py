@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from rich.markup import escape
 
-from nuvom.cli.output import OutputFormat, console, print_json
+from nuvom.cli.output import Col, OutputFormat, console, fit_table, print_json
+
+COLUMNS = (Col("variable"), Col("value", fit="wrap"), Col("from"))
 
 
 def show_config(fmt: OutputFormat) -> None:
@@ -22,12 +24,10 @@ def show_config(fmt: OutputFormat) -> None:
             }
         )
         return
-    table = Table(title="nuvom settings")
-    table.add_column("variable", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    table.add_column("from")
+    rows = []
     for name, value in values.items():
         source = sources[name]
         style = "dim" if source == "default" else "bold"
-        table.add_row(env_name(name), "" if value is None else str(value), f"[{style}]{source}[/]")
-    console.print(table)
+        shown = "" if value is None else escape(str(value))
+        rows.append((env_name(name), shown, f"[{style}]{escape(source)}[/]"))
+    console.print(fit_table("nuvom settings", COLUMNS, rows))

@@ -40,9 +40,11 @@ def migrate_schema() -> None:
         store.close()
     where = f"schema {settings.postgres_schema!r} on {redact(dsn)}"
     if before == after:
-        console.print(f"{where} is up to date (version {after})", highlight=False)
+        console.print(f"{where} is up to date (version {after})", markup=False, highlight=False)
     else:
-        console.print(f"{where} migrated from version {before} to {after}", highlight=False)
+        console.print(
+            f"{where} migrated from version {before} to {after}", markup=False, highlight=False
+        )
 
 
 def _runtime_for(name: str) -> Runtime:
@@ -85,11 +87,13 @@ def migrate_queue(source_name: str, destination_name: str) -> None:
         destination.close()
     console.print(
         f"moved {counts['moved']} waiting job(s) from {source_name} to {destination_name}",
+        markup=False,
         highlight=False,
     )
     if counts["claimed_meanwhile"]:
         err_console.print(
             f"{counts['claimed_meanwhile']} job(s) were claimed by a {source_name} worker "
             "during the move and stay there",
+            markup=False,
             highlight=False,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nuvom.cli.output import console
@@ -19,13 +20,15 @@ def run_demo(jobs: int, workers: int) -> None:
 
     runtime = current()
     settings = runtime.settings
-    where = (
-        settings.sqlite_db_path.resolve()
-        if settings.result_backend == "sqlite"
-        else settings.result_backend
+    where = escape(  # shown inside markup below: a path may hold "[...]"
+        str(
+            settings.sqlite_db_path.resolve()
+            if settings.result_backend == "sqlite"
+            else settings.result_backend
+        )
     )
     console.print(
-        f"[bold]nuvom demo[/]: {jobs} jobs on the [cyan]{settings.queue_backend}[/] queue, results in [cyan]{where}[/]"
+        f"[bold]nuvom demo[/]: {jobs} jobs on the [cyan]{escape(settings.queue_backend)}[/] queue, results in [cyan]{where}[/]"
     )
 
     flaky = max(1, jobs // 20)
@@ -42,10 +45,13 @@ def run_demo(jobs: int, workers: int) -> None:
 
     done = threading.Semaphore(0)
     counts = {"SUCCESS": 0, "FAILED": 0, "RETRYING": 0}
+    retried: list[str] = []  # ids of jobs that needed a retry: the ones worth inspecting
 
     def on_outcome(outcome: Outcome) -> None:
         counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
-        if outcome.status is not JobStatus.RETRYING:
+        if outcome.status is JobStatus.RETRYING:
+            retried.append(outcome.job.id)
+        else:
             done.release()
 
     worker = Worker(workers=workers, on_outcome=on_outcome)
@@ -75,8 +81,18 @@ def run_demo(jobs: int, workers: int) -> None:
         f"{counts['RETRYING']} retried, in {elapsed:.2f} s = [bold]{finished / elapsed:,.0f} jobs/s[/] "
         f"with {workers} threads"
     )
-    sample = enqueued[0].id
+    if not runtime.results.shared_across_processes:
+        console.print(f"results were kept in this process only ({where}); they are gone now")
+        return
+    # Each suggestion shows something once the demo has run. Every job ends SUCCESS (a
+    # flaky one on its second attempt), so nothing is left RETRYING, FAILED or waiting:
+    # the retried job's attempts are where the failure shows.
+    retried_id = retried[0] if retried else enqueued[-1].id
     console.print(f"results are in [cyan]{where}[/]. Look around:")
-    console.print("  nuvom history recent --limit 5")
-    console.print(f"  nuvom inspect job {sample}")
-    console.print("  nuvom history recent --status RETRYING --format json")
+    for command in (
+        "nuvom history recent --limit 5",
+        f"nuvom status {enqueued[0].id}",
+        f"nuvom inspect job {retried_id}",
+        "nuvom history recent --status SUCCESS --limit 3 --format json",
+    ):
+        console.print(f"  {command}", highlight=False)

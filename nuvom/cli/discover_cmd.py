@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from nuvom.cli.output import OutputFormat, console, err_console, fail, print_json
+from nuvom.cli.output import (
+    Col,
+    OutputFormat,
+    console,
+    err_console,
+    fail,
+    fit_lines,
+    json_record,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from nuvom.discovery import Manifest, ManifestDiff, TaskEntry
@@ -21,6 +30,14 @@ DIFF_LINES_SHOWN = 50  # tasks listed per kind of change before "… and N more"
 PROGRESS_MIN_FILES = 500  # trees smaller than this finish before a bar is worth drawing
 DEFAULT_MANIFEST_PATH = Path(".nuvom/manifest.json")
 DESCRIPTION_CHARS = 60  # a listed description is cut to its first line, at most this long
+# Names stay whole; at 80 columns options go first, then tags.
+TASK_COLUMNS = (
+    Col("name"),
+    Col("module", fit="cut"),
+    Col("tags", fit="cut", drop=2),
+    Col("description", fit="cut"),
+    Col("options", fit="cut", drop=1),
+)
 
 
 def _manifest_path() -> Path:
@@ -63,7 +80,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _where(entry: TaskEntry) -> str:
-    return f"{entry.module}:{entry.function}  [dim]{escape(entry.file)}:{entry.line}[/]"
+    return f"{escape(entry.module)}:{escape(entry.function)}  [dim]{escape(entry.file)}:{entry.line}[/]"
 
 
 def _print_diff(diff: ManifestDiff) -> None:
@@ -86,25 +103,47 @@ def _print_diff(diff: ManifestDiff) -> None:
             console.print(f"[{style}]… and {len(entries) - DIFF_LINES_SHOWN} more[/]", highlight=False)  # fmt: skip
 
 
+def _subtree(path: Path | None) -> str:
+    """``path`` relative to the project root (the working directory); "" for all of it.
+
+    One manifest per project: a folder argument rescans that part of it, it does not
+    move the root (so ``discover tasks app/`` keeps the tasks found elsewhere).
+    """
+    from nuvom.discovery.index import subtree_of
+
+    if path is None:
+        return ""
+    if not path.is_dir():
+        raise fail(f"{path}: no such folder", code=2)
+    try:
+        return subtree_of(Path.cwd(), path)
+    except ValueError:
+        raise fail(
+            f"{path} is outside this project ({Path.cwd()}), whose tasks the manifest "
+            "lists: run nuvom discover tasks in the folder that holds it",
+            code=2,
+        ) from None
+
+
 def discover_tasks(
     path: Path | None, include: list[str], exclude: list[str], fmt: OutputFormat
 ) -> int:
     from nuvom.discovery import load_manifest, refresh_manifest
 
-    if path is not None and not path.is_dir():
-        raise fail(f"{path}: no such folder", code=2)
+    subtree = _subtree(path)
     manifest_path = _manifest_path()
     previous = load_manifest(manifest_path)
     with _progress(fmt is OutputFormat.table) as progress:
         try:
             _, manifest, diff = refresh_manifest(
-                path if path is not None else Path("."),
+                Path("."),
                 manifest_path,
                 # What the flags say, not the last run's: workers' rescans reuse these.
                 include=include,
                 exclude=exclude,
                 progress=progress,
                 previous=previous,
+                subtree=subtree,
             )
         except OSError as exc:
             raise fail(f"cannot write the manifest {manifest_path}: {exc}") from None
@@ -114,6 +153,7 @@ def discover_tasks(
         print_json(
             {
                 "root": manifest.root,
+                "scanned": subtree or ".",
                 "manifest": str(manifest_path),
                 "tasks": len(manifest.tasks),
                 "files": stats.files,
@@ -138,13 +178,17 @@ def discover_tasks(
     _print_diff(diff)
     if not diff:
         console.print("[dim]no task changes[/]", highlight=False)
-    console.print(
-        f"{len(manifest.tasks)} tasks in {stats.files} files "
-        f"({stats.unchanged} unchanged, {stats.hashed} read, {stats.parsed} parsed"
-        f"{f', {len(problems)} skipped' if problems else ''}) in {stats.elapsed_secs:.2f} s "
-        f"→ {escape(str(manifest_path))}",
-        highlight=False,
+    counts = (
+        f"{stats.files} files ({stats.unchanged} unchanged, {stats.hashed} read, "
+        f"{stats.parsed} parsed{f', {len(problems)} skipped' if problems else ''}) "
+        f"in {stats.elapsed_secs:.2f} s"
     )
+    if subtree:
+        under = sum(1 for entry in manifest.tasks if entry.file.startswith(f"{subtree}/"))
+        summary = f"{subtree}/: {under} tasks in {counts}; {len(manifest.tasks)} tasks in all"
+    else:
+        summary = f"{len(manifest.tasks)} tasks in {counts}"
+    console.print(f"{escape(summary)} → {escape(str(manifest_path))}", highlight=False)
     return 0
 
 
@@ -173,10 +217,11 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
         # One task per line: readable, and the C encoder (indent= would use the slow one).
         lines = [
             json.dumps(
-                {"name": e.name, "module": e.module, "function": e.function, "file": e.file,
-                 "line": e.line, "tags": e.tags, "description": e.description,
-                 "options": e.options},
+                json_record({"name": e.name, "module": e.module, "function": e.function,
+                             "file": e.file, "line": e.line, "tags": e.tags,
+                             "description": e.description, "options": e.options}),
                 ensure_ascii=False,
+                allow_nan=False,
             )
             for e in entries
         ]  # fmt: skip
@@ -184,9 +229,9 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
         return 0
     if not entries:
         what = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
-        console.print(f"no tasks{what} under {escape(manifest.root)}", highlight=False)
+        console.print(f"no tasks{escape(what)} under {escape(manifest.root)}", highlight=False)
         return 0
-    rows = [("name", "module", "tags", "description", "options")]
+    rows = []
     for e in entries:
         summary = (e.description or "").strip().splitlines()
         description = summary[0] if summary else ""
@@ -197,13 +242,10 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
         )
     # Plain aligned columns: a Rich Table measures every cell and takes seconds on
     # thousands of tasks; this stays well under the 0.3 s a listing may take.
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = [
-        ("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]).rstrip()
-        for row in rows
-    ]  # fmt: skip
+    lines = fit_lines(TASK_COLUMNS, rows)
     header = lines.pop(0)
     console.print(f"[bold]{escape(header)}[/]", highlight=False)
     sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.write(f"{len(entries)} tasks under {manifest.root}\n")
+    footer = f"{len(entries)} tasks under {escape(manifest.root)}"
+    console.print(footer, highlight=False, soft_wrap=False)  # a long root wraps, not overflows
     return 0

@@ -1,18 +1,28 @@
-"""Job commands: status, inspect job, history recent, retry, cancel, prune."""
+"""Job commands: status, inspect job, history recent, retry, cancel, prune.
+
+The first three only look: they open the store read-only (``read_only_runtime``),
+so running one where nothing was ever enqueued creates nothing, and says where it looked.
+"""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from nuvom.cli.output import (
+    Col,
     OutputFormat,
     console,
     fail,
+    fit_table,
     print_json,
     seconds,
     styled_status,
@@ -20,11 +30,162 @@ from nuvom.cli.output import (
 )
 from nuvom.job import JobStatus
 from nuvom.records import JobRecord
-from nuvom.sdk import get_job
+
+if TYPE_CHECKING:
+    import typer
+
+    from nuvom.config import Settings
+    from nuvom.discovery import Manifest
+    from nuvom.runtime import Runtime
+
+
+DEMO_TASK_PREFIX = "demo."  # the names of nuvom's sample tasks (nuvom/demo/tasks.py)
+OUTCOME_CHARS = 200  # of a result's repr or an error a history row measures; the table cuts it
+# Narrow terminals lose the times first, then the attempt count; ids and statuses stay whole.
+HISTORY_COLUMNS = (
+    Col("id"),
+    Col("task", fit="cut"),
+    Col("status"),
+    Col("attempts", justify="right", drop=1),
+    Col("created", drop=3),
+    Col("took", justify="right", drop=2),
+    Col("result / error", fit="cut"),
+)
+ATTEMPT_COLUMNS = (
+    Col("#", justify="right"),
+    Col("status"),
+    Col("started", drop=2),
+    Col("took", justify="right", drop=1),
+    Col("worker", fit="cut"),
+    Col("error", fit="cut"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StorePlace:
+    """Where a backend keeps its jobs, as messages name it."""
+
+    label: str  # ".nuvom/nuvom.db", "PostgreSQL schema nuvom"
+    missing: str | None = None  # "file" or "folder" when that local store does not exist
+    variable: str | None = None  # the setting that points elsewhere
+
+    def note(self) -> str:
+        """``in <label>``, and why it is empty when it does not exist."""
+        if self.missing is None:
+            return f"in {self.label}"
+        return (
+            f"in {self.label}: no such {self.missing} (run this where the jobs were "
+            f"enqueued, or set {self.variable})"
+        )
+
+
+def store_place(settings: Settings, kind: str) -> StorePlace:
+    """Where the ``kind`` ("queue" or "result") backend the settings name keeps its jobs."""
+    from nuvom.backends.file.results import results_dir_beside
+
+    name = settings.queue_backend if kind == "queue" else settings.result_backend
+    if name == "sqlite":
+        own_queue_file = kind == "queue" and settings.sqlite_queue_path is not None
+        path = settings.effective_sqlite_queue_path if kind == "queue" else settings.sqlite_db_path
+        variable = "NUVOM_SQLITE_QUEUE_PATH" if own_queue_file else "NUVOM_SQLITE_DB_PATH"
+        return StorePlace(str(path), None if path.exists() else "file", variable)
+    if name == "file":
+        folder = settings.file_queue_dir
+        path = folder if kind == "queue" else results_dir_beside(folder)
+        return StorePlace(str(path), None if path.is_dir() else "folder", "NUVOM_FILE_QUEUE_DIR")
+    if name == "postgres":
+        return StorePlace(f"PostgreSQL schema {settings.postgres_schema}")
+    if name == "redis":
+        return StorePlace(f"Redis keys {settings.redis_prefix}:*")
+    return StorePlace(f"the {name} {kind} backend")
+
+
+@contextmanager
+def reading() -> Iterator[Runtime]:
+    """The backends opened read-only for one command, closed after it."""
+    from nuvom.runtime import read_only_runtime
+
+    runtime = read_only_runtime()
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _not_found(job_id: str, runtime: Runtime) -> typer.Exit:
+    return fail(f"no job with id {job_id!r} {store_place(runtime.settings, 'result').note()}")
+
+
+class TaskRetries:
+    """The retries a job gets when it set none: its task's ``retries``, resolved as the worker
+    does (``RunOptions.resolve``: the job's override, else the task's, else the default).
+
+    The task is the one registered in this process if there is one, else its declaration
+    in the source (discovery reads options with ``ast``; nothing is imported, and the
+    manifest is refreshed in memory only), else one of nuvom's own ``nuvom demo`` tasks.
+    A task nowhere to be found, or whose ``retries`` is not a literal, stays unknown (``None``).
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._declared: Manifest | None = None
+        self._scanned = False
+
+    def _from_source(self, name: str) -> Any:
+        from nuvom.options import OPTIONS
+
+        if not self._scanned:
+            self._scanned = True
+            self._declared = _declarations(self.runtime.settings)
+        entry = self._declared.find(name) if self._declared is not None else None
+        return None if entry is None else entry.options.get("retries", OPTIONS["retries"].default)
+
+    def of(self, name: str) -> int | None:
+        task = self.runtime.registry.find(name)
+        value = task.retries if task is not None else self._from_source(name)
+        if task is None and value is None and name.startswith(DEMO_TASK_PREFIX):
+            import nuvom.demo.tasks  # noqa: F401  nuvom's code, not the project's: registers them
+
+            demo = self.runtime.registry.find(name)
+            value = demo.retries if demo is not None else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def fill(self, records: Sequence[JobRecord]) -> None:
+        """Set ``max_retries`` on the records that leave it to their task."""
+        known: dict[str, int | None] = {}
+        for record in records:
+            if record.max_retries is None and record.func_name:
+                if record.func_name not in known:
+                    known[record.func_name] = self.of(record.func_name)
+                record.max_retries = known[record.func_name]
+
+
+def _declarations(settings: Settings) -> Manifest | None:
+    """The project's tasks as the source declares them now; the manifest file is not written."""
+    from pathlib import Path
+
+    from nuvom.discovery import discover, load_manifest
+
+    manifest = load_manifest(settings.manifest_path)
+    root = manifest.root if manifest is not None and Path(manifest.root).is_dir() else "."
+    try:
+        return discover(root, previous=manifest)
+    except OSError:  # an unreadable tree: what the manifest says is the best there is
+        return manifest
+
+
+def _get(job_id: str, runtime: Runtime) -> JobRecord:
+    from nuvom.result_store import get_record
+
+    record = get_record(job_id, backend=runtime.results)
+    if record is None:
+        raise _not_found(job_id, runtime)
+    return record
 
 
 def show_status(job_id: str, fmt: OutputFormat) -> int:
-    record = get_job(job_id)  # JobNotFound becomes one line in main()
+    with reading() as runtime:
+        record = _get(job_id, runtime)
     if fmt is OutputFormat.json:
         print_json({"id": record.id, "status": record.status.value, "result": record.result,
                     "error_type": record.error_type, "error_message": record.error_message})  # fmt: skip
@@ -34,11 +195,13 @@ def show_status(job_id: str, fmt: OutputFormat) -> int:
             if isinstance(record.result, str)
             else escape(str(record.result)),
             highlight=False,
+            soft_wrap=False,
         )
     elif record.error_type and record.status in (JobStatus.FAILED, JobStatus.RETRYING):
         console.print(
             f"{styled_status(record.status.value)} {escape(record.error_type)}: {escape(record.error_message or '')}",
             highlight=False,
+            soft_wrap=False,
         )
     else:
         console.print(styled_status(record.status.value))
@@ -51,17 +214,19 @@ def _call_text(record: JobRecord) -> str:
 
 
 def show_job(job_id: str, fmt: OutputFormat) -> None:
-    record = get_job(job_id)  # JobNotFound becomes one line in main()
+    with reading() as runtime:
+        record = _get(job_id, runtime)
+        TaskRetries(runtime).fill([record])
     if fmt is OutputFormat.json:
         print_json(record.to_dict())
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    grid.add_row("id", record.id)
+    grid.add_row("id", escape(record.id))
     grid.add_row("status", styled_status(record.status.value))
     grid.add_row("call", escape(_call_text(record)))
-    grid.add_row("queue", f"{record.queue}  (priority {record.priority})")
+    grid.add_row("queue", escape(f"{record.queue}  (priority {record.priority})"))
     if record.has_result:
         grid.add_row("result", escape(repr(record.result)))
     if record.error_type:
@@ -77,12 +242,10 @@ def show_job(job_id: str, fmt: OutputFormat) -> None:
     grid.add_row("started", when(record.started_at))
     grid.add_row("finished", when(record.finished_at))
     grid.add_row("duration", seconds(record.duration_secs))
-    grid.add_row("worker", record.worker_id or "-")
-    console.print(Panel(grid, title=f"job {record.id}", expand=False))
+    grid.add_row("worker", escape(record.worker_id or "-"))
+    console.print(Panel(grid, title=f"job {escape(record.id)}", expand=False))
     if record.history:
-        table = Table(title="attempts", show_lines=False)
-        for column in ("#", "status", "started", "took", "worker", "error"):
-            table.add_column(column, overflow="fold")
+        rows = []
         for attempt in record.history:
             took = (
                 attempt.finished_at - attempt.started_at
@@ -90,9 +253,9 @@ def show_job(job_id: str, fmt: OutputFormat) -> None:
                 else None
             )
             error = f"{attempt.error_type}: {attempt.error_message}" if attempt.error_type else ""
-            table.add_row(str(attempt.number), styled_status(attempt.status), when(attempt.started_at),
-                          seconds(took), attempt.worker_id or "-", escape(error))  # fmt: skip
-        console.print(table)
+            rows.append((str(attempt.number), styled_status(attempt.status), when(attempt.started_at),
+                         seconds(took), escape(attempt.worker_id or "-"), escape(error)))  # fmt: skip
+        console.print(fit_table("attempts", ATTEMPT_COLUMNS, rows))
     if record.traceback:
         console.print(
             Panel(
@@ -100,7 +263,8 @@ def show_job(job_id: str, fmt: OutputFormat) -> None:
                 title="traceback",
                 border_style="red",
                 expand=False,
-            )
+            ),
+            soft_wrap=False,  # wrap long lines inside the panel rather than crop them
         )
 
 
@@ -115,27 +279,30 @@ def _parse_status(status: str | None) -> JobStatus | None:
 
 
 def show_history(limit: int, status: str | None, fmt: OutputFormat) -> None:
-    from nuvom.result_store import get_result_backend
-
-    records = get_result_backend().list_jobs(status=_parse_status(status), limit=limit)
+    chosen = _parse_status(status)
+    with reading() as runtime:
+        records = runtime.results.list_jobs(status=chosen, limit=limit)
+        if fmt is OutputFormat.json:
+            TaskRetries(runtime).fill(records)
+        place = store_place(runtime.settings, "result")
     if fmt is OutputFormat.json:
         print_json([r.to_dict() for r in records])
         return
-    table = Table(title=f"recent jobs{f' ({status.upper()})' if status else ''}")
-    table.add_column("id", no_wrap=True, min_width=32)
-    for column in ("task", "status", "attempts", "created", "took", "result / error"):
-        table.add_column(column, overflow="fold")
+    if not records:
+        what = f"no {chosen.value} jobs" if chosen else "no jobs yet"
+        console.print(escape(f"{what} {place.note()}"), highlight=False)
+        return
+    rows = []
     for r in records:
         outcome = (
             repr(r.result)
             if r.has_result
             else (f"{r.error_type}: {r.error_message}" if r.error_type else "")
         )
-        table.add_row(r.id, r.func_name or "-", styled_status(r.status.value), str(r.attempts),
-                      when(r.created_at), seconds(r.duration_secs), escape(outcome[:80]))  # fmt: skip
-    console.print(table)
-    if not records:
-        console.print("no jobs yet" + (f" with status {status.upper()}" if status else ""))
+        rows.append((escape(r.id), escape(r.func_name or "-"), styled_status(r.status.value), str(r.attempts),
+                     when(r.created_at), seconds(r.duration_secs), escape(outcome[:OUTCOME_CHARS])))  # fmt: skip
+    title = f"recent jobs{f' ({chosen.value})' if chosen else ''}"
+    console.print(fit_table(title, HISTORY_COLUMNS, rows))
 
 
 def retry_one(job_id: str) -> None:
@@ -143,14 +310,14 @@ def retry_one(job_id: str) -> None:
 
     # JobNotFound and JobStateError reach main() and become one line there.
     job = retry_job(job_id)
-    console.print(f"job {job.id} re-enqueued ({job.status.value})")
+    console.print(f"job {job.id} re-enqueued ({job.status.value})", markup=False)
 
 
 def cancel_one(job_id: str) -> None:
     from nuvom.sdk import cancel_job
 
     record = cancel_job(job_id)
-    console.print(f"job {record.id} {record.status.value}")
+    console.print(f"job {record.id} {record.status.value}", markup=False)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -39,7 +39,7 @@ JobId = Annotated[str, typer.Argument(help="the job id, as .delay() returned it"
 
 @app.callback()
 def _setup(ctx: typer.Context) -> None:
-    if ctx.invoked_subcommand in ("discover", "list"):
+    if ctx.invoked_subcommand in ("discover", "list", "tasks"):
         return  # they read only NUVOM_MANIFEST_PATH, and build settings only when any are set
     from nuvom.cli.output import setup_cli_logging
     from nuvom.runtime import current
@@ -55,18 +55,30 @@ def runworker(
             "--workers",
             "-w",
             min=1,
-            help="threads, processes or concurrent async jobs [default: NUVOM_MAX_WORKERS]",
+            metavar="N",
+            help="threads, processes or concurrent async jobs",
+            show_default="NUVOM_MAX_WORKERS",
         ),
     ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
-            "--batch-size", min=1, help="jobs claimed per round trip [default: NUVOM_BATCH_SIZE]"
+            "--batch-size",
+            min=1,
+            metavar="N",
+            help="jobs claimed per round trip",
+            show_default="NUVOM_BATCH_SIZE",
         ),
     ] = None,
     queues: Annotated[
         str | None,
-        typer.Option("--queues", "-Q", help="comma-separated queue names [default: all]"),
+        typer.Option(
+            "--queues",
+            "-Q",
+            metavar="NAMES",
+            help="comma-separated queue names",
+            show_default="all of them",
+        ),
     ] = None,
     burst: Annotated[
         bool, typer.Option("--burst", help="exit once nothing is due and nothing runs")
@@ -75,27 +87,43 @@ def runworker(
         str | None,
         typer.Option(
             "--pool",
-            help="thread, process (hard timeouts) or async [default: NUVOM_WORKER_POOL, thread]",
+            metavar="POOL",
+            help="thread, process (hard timeouts) or async",
+            show_default="NUVOM_WORKER_POOL, else thread",
         ),
     ] = None,
     max_tasks_per_child: Annotated[
         int | None,
-        typer.Option("--max-tasks-per-child", min=1, help="process pool: recycle after N jobs"),
+        typer.Option(
+            "--max-tasks-per-child", min=1, metavar="N", help="process pool: recycle after N jobs"
+        ),
     ] = None,
     max_memory_per_child: Annotated[
         float | None,
         typer.Option(
-            "--max-memory-per-child", min=1, help="process pool: recycle above this RSS, in MB"
+            "--max-memory-per-child",
+            min=1,
+            metavar="MB",
+            help="process pool: recycle above this RSS, in MB",
         ),
     ] = None,
     grace_secs: Annotated[
         float | None,
-        typer.Option("--grace-secs", min=0, help="time in-flight jobs get on shutdown"),
+        typer.Option(
+            "--grace-secs",
+            min=0,
+            metavar="SECS",
+            help="time in-flight jobs get on shutdown",
+            show_default="NUVOM_SHUTDOWN_GRACE_SECS",
+        ),
     ] = None,
     hostname: Annotated[
         str | None,
         typer.Option(
-            "--hostname", help="host part of the worker id [default: this machine's name]"
+            "--hostname",
+            metavar="NAME",
+            help="host part of the worker id",
+            show_default="this machine's name",
         ),
     ] = None,
     dev: Annotated[
@@ -240,7 +268,8 @@ GlobOption = Annotated[list[str] | None, typer.Option(help="gitignore-style patt
 @discover_app.command("tasks")
 def discover_tasks(
     path: Annotated[
-        Path | None, typer.Argument(help="project folder [default: the current one]")
+        Path | None,
+        typer.Argument(help="project folder", show_default="the current one"),
     ] = None,
     include: GlobOption = None,
     exclude: GlobOption = None,
@@ -264,6 +293,12 @@ def list_tasks(
     from nuvom.cli.discover_cmd import list_tasks as run
 
     raise typer.Exit(run(tag or [], fmt, refresh))
+
+
+# `nuvom tasks list`, the spelling of the 0.5 release notes, still works; the help shows one.
+tasks_app = typer.Typer(help="Same as `nuvom list tasks`.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks", hidden=True)
+tasks_app.command("list", help="Same as `nuvom list tasks`.")(list_tasks)
 
 
 db_app = typer.Typer(help="nuvom's tables on PostgreSQL.", no_args_is_help=True)

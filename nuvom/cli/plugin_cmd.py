@@ -6,9 +6,9 @@ import keyword
 import re
 from pathlib import Path
 
-from rich.table import Table
+from rich.markup import escape
 
-from nuvom.cli.output import OutputFormat, console, fail, print_json
+from nuvom.cli.output import Col, OutputFormat, console, fail, fit_table, print_json
 
 STATE_STYLE = {"loaded": "green", "started": "green", "failed": "red"}
 STEP_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
@@ -29,27 +29,33 @@ def show_status(fmt: OutputFormat) -> int:
         ", entry points" if settings.plugins_autoload else " (entry points off)"
     )
     if manager.file_error:
-        console.print(f"[red]plugins file:[/] {manager.file_error}", highlight=False)
+        console.print(f"[red]plugins file:[/] {escape(manager.file_error)}", highlight=False)
     if not rows:
-        console.print(f"no plugins configured ({where})", highlight=False)
+        console.print(f"no plugins configured ({where})", markup=False, highlight=False)
         return 0
-    table = Table(title=f"plugins from {where}", title_justify="left")
-    for column in ("name", "state", "version", "provides", "source", "spec"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        state = row["state"]
-        shown = f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
-        if row["error"]:
-            shown += f": {row['error']}"
-        table.add_row(
-            row["name"],
-            shown,
-            row["version"] or "-",
-            ", ".join(row["provides"]) or "-",
-            row["source"],
-            row["spec"],
-        )
-    console.print(table)
+    columns = [
+        Col("name", fit="cut"),
+        Col("state"),
+        Col("version", drop=3),
+        Col("provides", fit="cut", drop=2),
+        Col("source", drop=4),
+        Col("spec", fit="cut", drop=1),
+    ]
+    if any(row["error"] for row in rows):
+        columns.append(Col("error", fit="wrap"))
+    cells = [
+        [
+            escape(row["name"]),
+            f"[{STATE_STYLE.get(row['state'], 'white')}]{escape(row['state'])}[/]",
+            escape(row["version"] or "-"),
+            escape(", ".join(row["provides"]) or "-"),
+            escape(row["source"]),
+            escape(row["spec"]),
+            *([escape(row["error"] or "")] if len(columns) > 6 else []),
+        ]
+        for row in rows
+    ]
+    console.print(fit_table(f"plugins from {escape(where)}", columns, cells, title_justify="left"))
     return 0
 
 
@@ -62,13 +68,15 @@ def run_plugin_test(spec: str, fmt: OutputFormat) -> int:
         return 0 if report.ok else 1
     for step in report.steps:
         style = STEP_STYLE.get(step.status, "white")
-        detail = f"  {step.detail}" if step.detail else ""
-        console.print(f"[{style}]{step.status:>7}[/]  {step.name}{detail}", highlight=False)
+        detail = f"  {escape(step.detail)}" if step.detail else ""
+        console.print(
+            f"[{style}]{escape(step.status):>7}[/]  {escape(step.name)}{detail}", highlight=False
+        )
     failed = sum(1 for step in report.steps if not step.ok)
     if failed:
-        console.print(f"[red]{spec}: {failed} check(s) failed[/]", highlight=False)
+        console.print(f"[red]{escape(spec)}: {failed} check(s) failed[/]", highlight=False)
         return 1
-    console.print(f"[green]{spec}: every check passed[/]", highlight=False)
+    console.print(f"[green]{escape(spec)}: every check passed[/]", highlight=False)
     return 0
 
 
@@ -95,9 +103,13 @@ def scaffold(name: str, kind: str, directory: Path, force: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     plugin_path.write_text(plugin_text, encoding="utf-8")
     test_path.write_text(test_text, encoding="utf-8")
-    console.print(f"wrote {plugin_path} and {test_path}", highlight=False)
-    console.print(f"check it:  nuvom plugin test {module}:{camel}Plugin", highlight=False)
+    # Plain text: paths and the TOML table name "[plugins]" are not Rich markup.
+    console.print(f"wrote {plugin_path} and {test_path}", markup=False, highlight=False)
+    console.print(
+        f"check it:  nuvom plugin test {module}:{camel}Plugin", markup=False, highlight=False
+    )
     console.print(
         f'enable it: add {kind} = ["{module}:{camel}Plugin"] under [plugins] in .nuvom_plugins.toml',
+        markup=False,
         highlight=False,
     )

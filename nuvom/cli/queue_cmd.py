@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.table import Table
 
 from nuvom.backends.contract import ALL_QUEUES, QueueStats
-from nuvom.cli.output import OutputFormat, console, print_json
+from nuvom.cli.jobs_cmd import reading, store_place
+from nuvom.cli.output import Col, OutputFormat, console, fit_table, print_json
+
+if TYPE_CHECKING:
+    from nuvom.runtime import Runtime
 
 _COUNTS = ("pending", "scheduled", "running", "expired", "failed", "quarantined")
+# At 80 columns "expired" (leases run out, reclaimed soon) gives way first.
+_COLUMNS = (
+    Col("queue", fit="cut"),
+    *(Col(key, justify="right", drop=1 if key == "expired" else 0) for key in _COUNTS),
+    Col("leased by", fit="cut"),
+)
 
 
-def collect_stats() -> dict[str, Any]:
-    """The counts ``nuvom queue stats`` shows, as plain data."""
-    from nuvom.runtime import current
-
-    runtime = current()
+def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
+    """The counts ``nuvom queue stats`` shows, as plain data; with no ``runtime``, read from
+    the configured backends opened read-only (nothing is created where there is no store)."""
+    if runtime is None:
+        with reading() as looking:
+            return collect_stats(looking)
     queue, results = runtime.queue, runtime.results
     rows: dict[str, QueueStats] = {row.queue: row for row in queue.queue_stats()}
     failed = results.failed_by_queue()
@@ -63,24 +73,33 @@ def _owners_text(owners: dict[str, int]) -> str:
 
 
 def show_queue_stats(fmt: OutputFormat) -> None:
-    data = collect_stats()
+    with reading() as runtime:
+        data = collect_stats(runtime)
+        queue_place = store_place(runtime.settings, "queue")
+        result_place = store_place(runtime.settings, "result")
     if fmt is OutputFormat.json:
         print_json(data)
         return
-    title = f"queues on {data['queue_backend']} (results: {data['result_backend']})"
-    table = Table(title=title, title_justify="left")
-    table.add_column("queue", overflow="fold")
-    for key in _COUNTS:
-        table.add_column(key, justify="right")
-    table.add_column("lease owners (running)", overflow="fold")
-    for row in data["queues"]:
-        table.add_row(
+    if queue_place.missing and result_place.missing:
+        console.print(escape(f"no jobs yet {queue_place.note()}"), highlight=False)
+        return
+    title = f"queues on {data['queue_backend']} in {queue_place.label}"
+    if result_place.label != queue_place.label:
+        title += f" (results: {data['result_backend']} in {result_place.label})"
+    rows = [
+        [
             escape(row["queue"]),
             *("-" if row[key] is None else str(row[key]) for key in _COUNTS),
             _owners_text(row["lease_owners"]),
-        )
+        ]
+        for row in data["queues"]
+    ]
     totals = data["totals"]
-    table.add_row(
-        "[bold]total[/]", *("-" if totals[key] is None else str(totals[key]) for key in _COUNTS), ""
+    rows.append(
+        [
+            "[bold]total[/]",
+            *("-" if totals[key] is None else str(totals[key]) for key in _COUNTS),
+            "",
+        ]
     )
-    console.print(table)
+    console.print(fit_table(escape(title), _COLUMNS, rows, title_justify="left"))

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
+from rich.markup import escape
+
 from nuvom.cli.output import err_console
+
+
+def _backend_name(backend: object, configured: str) -> str:
+    """A backend as the banner names it: its ``name``, else the name it was configured by
+    (a plugin backend may not set ``name``); never an object's repr."""
+    name = getattr(backend, "name", None)
+    return name if isinstance(name, str) and name not in ("", "base") else configured
 
 
 def run_worker(
@@ -35,12 +46,20 @@ def run_worker(
         # random tail keep ids unique when two share a host name.
         worker_id=f"{hostname}:{os.getpid()}:{os.urandom(2).hex()}" if hostname else None,
     )
+    queue_name = _backend_name(worker.queue, worker.runtime.settings.queue_backend)
+    listened = ",".join(names) if names else "all"
     err_console.print(
-        f"[bold]nuvom worker[/] {worker.worker_id}  pool={worker.pool} {worker.executor.unit.split()[-1]}={worker.concurrency} "
-        f"queue={worker.queue!r} queues={','.join(names) if names else 'all'}"
+        f"[bold]nuvom worker[/] {escape(worker.worker_id)}  pool={escape(worker.pool)} "
+        f"{worker.executor.unit.split()[-1]}={worker.concurrency} "
+        f"queue={escape(queue_name)} queues={escape(listened)}"
         + ("  (burst)" if burst else "  (CTRL+C to stop)"),
         highlight=False,
     )
+    if queue_name == "memory":
+        logging.getLogger("nuvom.worker").warning(
+            "queue=memory: this worker only sees jobs enqueued in its own process, none that "
+            "other processes enqueue (NUVOM_QUEUE_BACKEND=sqlite, the default, shares them)"
+        )
     reloader = None
     if dev:
         from nuvom.watcher import DevReloader
