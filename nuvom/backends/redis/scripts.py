@@ -46,10 +46,13 @@ local function to_stream(id)
   redis.call('HSET', job, 'state', 'waiting', 'stream', key, 'entry', entry, 'owner', '')
 end
 
-local function forget(id)
-  local job = P .. ':job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'stream', 'entry', 'queue')
-  if not f[1] then return false end
+local function fields_to_detach(id)
+  return redis.call('HMGET', P .. ':job:' .. id, 'state', 'stream', 'entry', 'queue')
+end
+
+-- Take a job out of every index (its stream entry, the delayed and lease sets, the
+-- waiting count, the set of jobs), leaving its hash; ``f`` is ``fields_to_detach(id)``.
+local function detach(id, f)
   if f[2] and f[3] and f[3] ~= '' then
     redis.pcall('XACK', f[2], GROUP, f[3])
     redis.pcall('XDEL', f[2], f[3])
@@ -59,8 +62,14 @@ local function forget(id)
   if (f[1] == 'delayed' or f[1] == 'waiting') and f[4] then
     redis.call('HINCRBY', P .. ':waiting', f[4], -1)
   end
-  redis.call('DEL', job)
   redis.call('SREM', P .. ':jobs', id)
+end
+
+local function forget(id)
+  local f = fields_to_detach(id)
+  if not f[1] then return false end  -- a new id (every enqueue asks): nothing to undo
+  detach(id, f)
+  redis.call('DEL', P .. ':job:' .. id)
   return f[1]
 end
 
@@ -91,17 +100,7 @@ end
 -- again, and its record stays, for a person to read.
 local function quarantine(id, reason)
   local job = P .. ':job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'stream', 'entry', 'queue')
-  if f[2] and f[3] and f[3] ~= '' then
-    redis.pcall('XACK', f[2], GROUP, f[3])
-    redis.pcall('XDEL', f[2], f[3])
-  end
-  redis.call('ZREM', P .. ':delayed', id)
-  redis.call('ZREM', P .. ':leases', id)
-  if (f[1] == 'waiting' or f[1] == 'delayed') and f[4] then
-    redis.call('HINCRBY', P .. ':waiting', f[4], -1)
-  end
-  redis.call('SREM', P .. ':jobs', id)
+  detach(id, fields_to_detach(id))
   if redis.call('EXISTS', job) == 1 then redis.call('RENAME', job, P .. ':dead:' .. id) end
   redis.call('HSET', P .. ':dead:' .. id, 'reason', reason)
   redis.call('SADD', P .. ':dead', id)
