@@ -63,6 +63,7 @@ EXPECTED = {
     "created_at": "a finite number of seconds since the epoch",
     "due_at": "None or a finite number of seconds since the epoch",
     "lease_owner": "None or a worker id",
+    "origin": "None or a dict with string keys",
     "lease_until": "None or a finite number of seconds since the epoch",
 }
 
@@ -96,6 +97,10 @@ def _bad_state_field(j: Any) -> str | None:
         return "due_at"
     if j.lease_owner is not None and not isinstance(j.lease_owner, str):
         return "lease_owner"
+    if j.origin is not None and not (
+        isinstance(j.origin, dict) and all(isinstance(k, str) for k in j.origin)
+    ):
+        return "origin"
     if j.lease_until is not None and not _finite(j.lease_until):
         return "lease_until"
     return None
@@ -134,6 +139,8 @@ class Job:
     timeout_secs: float | None = None
     timeout_policy: str | None = None
     store_result: bool | None = None
+    # Where the job came from, when not a plain call: {"schedule": id, "tick": time}.
+    origin: dict[str, Any] | None = None
     # Set while a worker holds the job; not part of what is enqueued.
     lease_owner: str | None = None
     lease_until: float | None = None
@@ -182,5 +189,6 @@ class Job:
             "attempts": self.attempts,
             "created_at": self.created_at,
             "due_at": self.due_at,
+            **({"origin": self.origin} if self.origin else {}),
             **self.overrides(),
         }

@@ -9,7 +9,9 @@ marks as written in source; and the settings take their defaults from it.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +20,16 @@ from nuvom.errors import InvalidJob, TaskDefinitionError
 
 DEFAULT_QUEUE = "default"
 TIMEOUT_POLICIES = ("fail", "retry", "ignore")
+#: A schedule's policies (``nuvom.scheduler`` applies them).
+OVERLAPS = ("allow", "skip")
+CATCHUPS = ("latest", "all", "none")
+DEFAULT_MAX_CATCHUP = 100  # missed ticks catchup="all" fires at most, after downtime
+_CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+#: The options that make a task periodic; ``@task`` takes one of them at most.
+TIMETABLE_OPTIONS = ("cron", "interval")
+#: What a schedule declared in source is made of: read from the manifest, so each a literal.
+SCHEDULE_OPTIONS = (*TIMETABLE_OPTIONS, "timezone", "overlap", "catchup", "max_catchup",
+                    "queue", "priority")  # fmt: skip
 
 #: ``check(label, value)`` raises ``TaskDefinitionError`` saying what is wrong with ``value``.
 Check = Callable[[str, Any], None]
@@ -74,6 +86,74 @@ def _tags(label: str, value: Any) -> None:
     for tag in value:
         if not isinstance(tag, str):
             raise TaskDefinitionError(f"{label} must be a list of strings, not {value!r}")
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def check(label: str, value: Any) -> None:
+        if value not in choices:
+            raise TaskDefinitionError(f"{label} must be one of {', '.join(choices)}, not {value!r}")
+
+    return check
+
+
+# -- timetables (``nuvom.scheduler`` reads them; cronsim and zoneinfo load on first use) --
+def check_timetable(
+    *, cron: Any = None, interval: Any = None, timezone: Any = "UTC", label: str = "schedule"
+) -> None:
+    """Raise ``TaskDefinitionError`` naming what is wrong with a timetable."""
+    if (cron is None) == (interval is None):
+        raise TaskDefinitionError(f"{label}: give cron= or interval=, exactly one")
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            raise TaskDefinitionError(f"{label}: interval must be a number of seconds")
+        if not (math.isfinite(interval) and interval > 0):
+            raise TaskDefinitionError(f"{label}: interval must be > 0, not {interval!r}")
+    if cron is not None:
+        _check_cron(cron, label)
+    zone(timezone, label)
+
+
+def _check_cron(cron: Any, label: str) -> None:
+    from cronsim import CronSim, CronSimError
+
+    if not isinstance(cron, str) or not cron.strip():
+        raise TaskDefinitionError(f"{label}: cron must be a cron expression such as '*/5 * * * *'")
+    parts = cron.split()
+    if len(parts) != len(_CRON_FIELDS):
+        raise TaskDefinitionError(
+            f"{label}: cron {cron!r} has {len(parts)} fields; it needs 5 "
+            "(minute, hour, day of month, month, day of week)"
+        )
+    try:
+        CronSim(cron, dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    except CronSimError as exc:
+        raise TaskDefinitionError(f"{label}: cron {cron!r}: {str(exc).lower()}") from None
+
+
+def zone(name: Any, label: str = "schedule") -> dt.tzinfo:
+    """The ``zoneinfo`` zone called ``name``; ``TaskDefinitionError`` if there is none."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name:
+        raise TaskDefinitionError(f"{label}: timezone must be a zone name such as 'Europe/Berlin'")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TaskDefinitionError(f"{label}: unknown timezone {name!r}") from None
+
+
+def _cron(label: str, value: Any) -> None:
+    if value is not None:
+        check_timetable(cron=value, label=label)
+
+
+def _interval(label: str, value: Any) -> None:
+    if value is not None:
+        check_timetable(interval=value, label=label)
+
+
+def _timezone(label: str, value: Any) -> None:
+    zone(value, label)
 
 
 def _hook(label: str, value: Any) -> None:
@@ -142,6 +222,14 @@ TASK_OPTIONS: tuple[Option, ...] = (
     Option("before_job", None, _hook, in_source="text"),
     Option("after_job", None, _hook, in_source="text"),
     Option("on_error", None, _hook, in_source="text"),
+    # Periodic jobs (``nuvom.scheduler``): read from source, so workers declare the schedule
+    # from the manifest without importing the task.
+    Option("cron", None, _cron),
+    Option("interval", None, _interval),  # seconds between ticks, anchored (no drift)
+    Option("timezone", "UTC", _timezone),  # the zone a cron expression is read in
+    Option("overlap", OVERLAPS[0], _one_of(OVERLAPS)),
+    Option("catchup", CATCHUPS[0], _one_of(CATCHUPS)),
+    Option("max_catchup", DEFAULT_MAX_CATCHUP, _integer(minimum=1)),
 )
 OPTIONS: dict[str, Option] = {option.name: option for option in TASK_OPTIONS}
 RUN_OPTIONS: tuple[Option, ...] = tuple(o for o in TASK_OPTIONS if o.runs)
@@ -167,6 +255,11 @@ def check_task_options(given: Mapping[str, Any]) -> dict[str, Any]:
         close = difflib.get_close_matches(unknown[0], list(OPTIONS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise TaskDefinitionError(f"unknown task option {unknown[0]!r}{hint}")
+    timetables = [name for name in TIMETABLE_OPTIONS if given.get(name) is not None]
+    if len(timetables) > 1:
+        raise TaskDefinitionError(
+            f"task options {' and '.join(timetables)} are both given; a task runs on one timetable"
+        )
     return {
         name: option.validate(given[name]) if name in given else option.default
         for name, option in OPTIONS.items()

@@ -85,6 +85,7 @@ class JobRecord:
     updated_at: float | None = None
     worker_id: str | None = None
     history: list[AttemptRecord] = field(default_factory=list)
+    origin: dict[str, Any] | None = None  # {"schedule": id, "tick": time} for a tick's job
 
     @property
     def duration_secs(self) -> float | None:
@@ -103,6 +104,7 @@ class JobRecord:
         """The job was (re-)enqueued: its call, and PENDING or SCHEDULED by its due time."""
         self.note_call(job.func_name, job.queue, job.args, job.kwargs, job.created_at)
         self.priority, self.due_at, self.max_retries = job.priority, job.due_at, job.max_retries
+        self.origin = job.origin or self.origin
         scheduled = job.due_at is not None and job.due_at > now
         self.status = JobStatus.SCHEDULED if scheduled else JobStatus.PENDING
         self.finished_at = None
@@ -206,8 +208,10 @@ class JobPayloadCodec:
         # args as a list: a top-level tuple would go through the codec's slower extension hook.
         body = [PAYLOAD_VERSION, job.func_name, list(job.args), job.kwargs, job.created_at]
         overrides = job.overrides()
-        if overrides:
+        if overrides or job.origin:
             body.append(overrides)
+        if job.origin:
+            body.append(job.origin)
         try:
             return self.codec.dumps(body)
         except SerializationError as exc:
@@ -238,6 +242,7 @@ class JobPayloadCodec:
             overrides = body[5] if len(body) > 5 else {}
             if not isinstance(overrides, dict):
                 raise SerializationError("payload options are not a mapping")
+            origin = body[6] if len(body) > 6 else None
             job = Job(
                 func_name,
                 args=args,
@@ -248,6 +253,7 @@ class JobPayloadCodec:
                 attempts=attempts,
                 created_at=created_at,
                 due_at=due_at,
+                origin=origin,
                 **overrides,
             )
         except Exception as exc:  # whatever is wrong with a record, it is that record's problem
@@ -264,3 +270,59 @@ class JobPayloadCodec:
             attempts=row.attempts,
             due_at=row.due_at,
         )
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A recurring call of a task: its timetable (``cron`` or ``interval``), where it is in
+    it (``next_run_at``, the last tick fired and that tick's job) and whether it is paused.
+
+    Declared ones (``@task(cron=...)``) get an id from the task name and the timetable,
+    so every worker upserting them from the manifest writes the same record.
+    """
+
+    id: str
+    func_name: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    cron: str | None = None
+    interval: float | None = None
+    timezone: str = "UTC"
+    anchor: float = 0.0  # an interval's tick n is at anchor + n * interval (no drift)
+    next_run_at: float = 0.0
+    overlap: str = "allow"  # allow | skip (no new run while the last tick's job is unfinished)
+    catchup: str = "latest"  # latest | all | none: what a scheduler does with missed ticks
+    max_catchup: int = 100
+    queue: str | None = None
+    priority: int | None = None
+    declared: bool = False  # from @task in source: retired when the declaration goes
+    paused: bool = False
+    last_run_at: float | None = None  # the last tick claimed (fired or skipped)
+    last_job_id: str | None = None
+    created_at: float = 0.0
+
+    DEFINITION = ("func_name", "args", "kwargs", "cron", "interval", "timezone", "anchor",
+                  "overlap", "catchup", "max_catchup", "queue", "priority", "declared",
+                  "created_at")  # fmt: skip
+
+    def definition(self) -> dict[str, Any]:
+        """What the user set (stored as one blob); the rest moves as ticks fire."""
+        return {name: getattr(self, name) for name in self.DEFINITION}
+
+    @classmethod
+    def from_stored(
+        cls,
+        schedule_id: str,
+        definition: dict[str, Any],
+        *,
+        next_run_at: float,
+        paused: bool,
+        last_run_at: float | None,
+        last_job_id: str | None,
+    ) -> Schedule:
+        known = {k: v for k, v in definition.items() if k in cls.DEFINITION}
+        return cls(schedule_id, **known, next_run_at=next_run_at, paused=bool(paused),
+                   last_run_at=last_run_at, last_job_id=last_job_id)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -277,6 +277,7 @@ def fill_call(
         record.created_at = job.created_at
     if record.max_retries is None:
         record.max_retries = job.max_retries
+    record.origin = record.origin or job.origin
 
 
 # -- whole records (the memory and file result backends) -------------------------------

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.errors import BackendError
 from nuvom.job import Job, JobStatus
-from nuvom.records import ErrorInfo, JobRecord, Outcome
+from nuvom.records import ErrorInfo, JobRecord, Outcome, Schedule
 
 if TYPE_CHECKING:
     from nuvom.records import WorkerInfo
 
 ALL_QUEUES = "*"  # the queue name of a stats row that covers every queue
+# A claimed tick's key is kept this long: far past any scheduler still about to try it.
+TICKS_KEPT_SECS = 86_400.0
 #: The queue names a claim may take jobs from; ``None``: every queue.
 Queues = Sequence[str] | None
 
@@ -174,6 +176,56 @@ class BaseJobQueue(ABC):
         now = self.clock.time()
         for job_id in job_ids:
             self.nack(job_id, retry_at=now, worker_id=worker_id)
+
+    # -- schedules (``nuvom/scheduler.py`` drives them) ----------------------
+    # A tick is claimed once: ``fire_tick`` keys it on (schedule id, tick time) and, in the
+    # same atomic step, enqueues its job and moves the schedule on, so any number of
+    # schedulers may race on it and exactly one wins. Queues that keep no schedules
+    # (a plugin's, say) refuse with ``BackendError``.
+
+    def save_schedule(self, schedule: Schedule) -> None:
+        """Create or replace the schedule ``schedule.id``, every field as given."""
+        raise self._no_schedules()
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, paused or not, by id."""
+        raise self._no_schedules()
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (its fired jobs stay); False if there was none."""
+        raise self._no_schedules()
+
+    def pause_schedule(self, schedule_id: str, paused: bool) -> bool:
+        """Pause or resume a schedule; False if there is none."""
+        raise self._no_schedules()
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Up to ``limit`` schedules not paused whose ``next_run_at`` is at or before ``now``,
+        earliest first."""
+        raise self._no_schedules()
+
+    def next_schedule_at(self) -> float | None:
+        """The earliest ``next_run_at`` of a schedule not paused (None: there is none), so a
+        scheduler can sleep until then."""
+        raise self._no_schedules()
+
+    def fire_tick(
+        self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
+    ) -> bool:
+        """Claim tick ``tick`` of schedule ``schedule_id``; True if this call won it.
+
+        A tick is claimable once, and only while it is not before the schedule's stored
+        ``next_run_at`` (a scheduler that read the schedule before another moved it on
+        cannot fire a stale tick). In the same atomic step the winner keys the tick, enqueues
+        ``job`` (None: the tick is skipped, by the overlap or catch-up policy), sets the
+        schedule's ``last_run_at`` to ``tick``, its ``last_job_id`` to the job's id (kept
+        when skipped) and its ``next_run_at`` to ``next_run_at``. A tick already claimed or
+        stale, or a schedule that is gone or paused, changes nothing and returns False.
+        """
+        raise self._no_schedules()
+
+    def _no_schedules(self) -> BackendError:
+        return BackendError(f"the {self.name} queue backend keeps no schedules", backend=self.name)
 
     # -- inspecting and removing -------------------------------------------
     @abstractmethod
@@ -329,6 +381,16 @@ class BaseResultBackend(ABC):
     # -- richer methods, with defaults built on the four above ------------
     def record_enqueued(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional hook
         """Note jobs as PENDING or SCHEDULED. Default: nothing (history starts at the outcome)."""
+
+    def record_fired(self, jobs: Sequence[Job]) -> None:
+        """Record the jobs of fired ticks PENDING, each only if it has no record yet: a
+        worker may already have claimed or finished it, and that record must stand.
+
+        The default checks then writes (a narrow race); engines do it in one step.
+        """
+        for job in jobs:
+            if self.get_status(job.id) is None:
+                self.record_enqueued([job])
 
     def mark_running(  # noqa: B027 - optional hook
         self, jobs: Sequence[Job], *, worker_id: str, started_at: float

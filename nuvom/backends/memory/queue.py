@@ -18,10 +18,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nuvom.backends.common import Defaults, QuarantiningQueue
-from nuvom.backends.contract import Claimed, Queues, QueueStats
+from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues, QueueStats
 from nuvom.errors import InvalidJob
 from nuvom.job import Job
-from nuvom.records import JobPayloadCodec
+from nuvom.records import JobPayloadCodec, Schedule
 
 if TYPE_CHECKING:
     from nuvom.clock import Clock
@@ -92,6 +92,8 @@ class MemoryJobQueue(QuarantiningQueue):
         self._wakeups = 0
         self._workers: dict[str, WorkerInfo] = {}
         self._dead: dict[str, tuple[str, str]] = {}  # quarantined: id -> (queue, reason)
+        self._schedules: dict[str, Schedule] = {}
+        self._ticks: dict[str, set[float]] = {}  # schedule id -> ticks claimed (the last day's)
         self._watched = False  # by the exit hook that reports jobs lost with the process
 
     def _push(self, job: Job, seq: int | None = None) -> None:
@@ -231,6 +233,60 @@ class MemoryJobQueue(QuarantiningQueue):
                     job.attempts = max(0, job.attempts + delta)
                     changed.append(job_id)
         return changed
+
+    # -- schedules -------------------------------------------------------------
+    def save_schedule(self, schedule: Schedule) -> None:
+        with self._cond:
+            self._schedules[schedule.id] = replace(schedule)
+
+    def list_schedules(self) -> list[Schedule]:
+        with self._cond:
+            return [replace(s) for _, s in sorted(self._schedules.items())]
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        with self._cond:
+            self._ticks.pop(schedule_id, None)
+            return self._schedules.pop(schedule_id, None) is not None
+
+    def pause_schedule(self, schedule_id: str, paused: bool) -> bool:
+        with self._cond:
+            schedule = self._schedules.get(schedule_id)
+            if schedule is not None:
+                schedule.paused = paused
+            return schedule is not None
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        with self._cond:
+            due = [s for s in self._schedules.values() if not s.paused and s.next_run_at <= now]
+            due.sort(key=lambda s: (s.next_run_at, s.id))
+            return [replace(s) for s in due[:limit]]
+
+    def next_schedule_at(self) -> float | None:
+        with self._cond:
+            times = [s.next_run_at for s in self._schedules.values() if not s.paused]
+            return min(times) if times else None
+
+    def fire_tick(
+        self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
+    ) -> bool:
+        with self._cond:
+            schedule = self._schedules.get(schedule_id)
+            ticks = self._ticks.setdefault(schedule_id, set())
+            if schedule is None or schedule.paused or tick in ticks or tick < schedule.next_run_at:
+                return False
+            if job is not None:
+                self.check_jobs([job])
+            ticks.add(tick)
+            for old in [t for t in ticks if t < tick - TICKS_KEPT_SECS]:
+                ticks.discard(old)
+            schedule.last_run_at = tick
+            schedule.next_run_at = next_run_at
+            if job is not None:
+                schedule.last_job_id = job.id
+                self._push(job)
+                self._wakeups += 1
+                self._cond.notify_all()
+            return True
 
     def qsize(self, queue: str | None = None) -> int:
         with self._cond:

@@ -83,6 +83,10 @@ class MemoryResultBackend(BaseResultBackend):
                 record.note_enqueued(job, now)
                 self._touch(record)
 
+    def record_fired(self, jobs: Sequence[Job]) -> None:
+        with self._lock:
+            self.record_enqueued([job for job in jobs if job.id not in self._records])
+
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         with self._lock:
             for job in jobs:
