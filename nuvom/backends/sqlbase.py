@@ -9,6 +9,7 @@ how idle workers are woken, the one-round-trip paths PostgreSQL has.
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -28,15 +29,33 @@ from nuvom.backends.common import (
     stats_rows,
     stored_result,
 )
-from nuvom.backends.contract import BaseResultBackend, Claimed, JointWriter, Queues, QueueStats
+from nuvom.backends.contract import (
+    TICKS_KEPT_SECS,
+    BaseResultBackend,
+    Claimed,
+    JointWriter,
+    Queues,
+    QueueStats,
+)
+from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
-from nuvom.records import AttemptRecord, ErrorInfo, JobPayloadCodec, JobRecord, Outcome, StoredJob
+from nuvom.records import (
+    AttemptRecord,
+    ErrorInfo,
+    JobPayloadCodec,
+    JobRecord,
+    Outcome,
+    Schedule,
+    StoredJob,
+)
 
 PAYLOAD = 7  # where ``queue_rows`` keeps a job's encoded payload
 if TYPE_CHECKING:
     from nuvom.clock import Clock
     from nuvom.config import Settings
     from nuvom.serialization import Codec
+
+log = logging.getLogger("nuvom.backends")
 
 Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
 Row = Sequence[Any]
@@ -100,6 +119,30 @@ class SQLBackend:
 def stored_job(row: Row) -> StoredJob:
     """(id, queue, priority, due_at, attempts, payload) as read back from either engine."""
     return StoredJob(row[0], row[1], row[2], row[3], row[4], bytes(row[5]))
+
+
+def stored_schedules(codec: Codec, rows: Sequence[Row]) -> list[Schedule]:
+    """Rows of (id, definition, next_run_at, paused, last_run_at, last_job_id) as schedules.
+
+    A definition that no longer decodes is skipped with a logged warning (naming the id,
+    so it can be removed): one bad row must not stop the scheduler firing the others.
+    """
+    schedules: list[Schedule] = []
+    for schedule_id, blob, next_run_at, paused, last_run_at, last_job_id in rows:
+        try:
+            definition = codec.loads(bytes(blob))
+            if not isinstance(definition, dict):
+                raise SerializationError("the definition is not a mapping")
+            schedule = Schedule.from_stored(
+                schedule_id, definition, next_run_at=next_run_at, paused=paused,
+                last_run_at=last_run_at, last_job_id=last_job_id,
+            )  # fmt: skip
+        except (SerializationError, TypeError) as exc:
+            log.warning("skipping schedule %s: its stored definition is unreadable: %s",
+                        schedule_id, exc)  # fmt: skip
+            continue
+        schedules.append(schedule)
+    return schedules
 
 
 class SQLJobQueue(SQLBackend, QuarantiningQueue):
@@ -197,6 +240,57 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
                 if cur.execute(self.sql.ADJUST_ATTEMPTS, (delta, job_id, worker_id)).fetchone():
                     changed.append(job_id)
         return changed
+
+    # -- schedules ---------------------------------------------------------
+    def save_schedule(self, schedule: Schedule) -> None:
+        blob = self.codec.dumps(schedule.definition())
+        row = (schedule.id, blob, schedule.next_run_at, bool(schedule.paused),
+               schedule.last_run_at, schedule.last_job_id)  # fmt: skip
+        with self.store.transaction() as cur:
+            cur.execute(self.sql.SAVE_SCHEDULE, row)
+
+    def list_schedules(self) -> list[Schedule]:
+        return stored_schedules(self.codec, self.store.read(self.sql.LIST_SCHEDULES))
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        with self.store.transaction() as cur:
+            removed = cur.execute(self.sql.REMOVE_SCHEDULE, (schedule_id,)).fetchone()
+            cur.execute(self.sql.FORGET_TICKS, (schedule_id,))
+        return removed is not None
+
+    def pause_schedule(self, schedule_id: str, paused: bool) -> bool:
+        with self.store.transaction() as cur:
+            row = cur.execute(self.sql.PAUSE_SCHEDULE, (bool(paused), schedule_id)).fetchone()
+        return row is not None
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        rows = self.store.read(self.sql.DUE_SCHEDULES, (now, limit))
+        return stored_schedules(self.codec, rows)
+
+    def next_schedule_at(self) -> float | None:
+        rows = self.store.read(self.sql.NEXT_SCHEDULE_AT)
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    def fire_tick(
+        self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
+    ) -> bool:
+        # Encoded before the transaction: a job that cannot be stored changes nothing.
+        rows = [] if job is None else queue_rows([job], self.payloads, self.clock.time())
+        job_id = None if job is None else job.id
+        with self.store.transaction() as cur:
+            # Each read right after its statement: nothing unread before it in a pipeline.
+            found = cur.execute(self.sql.LOCK_SCHEDULE, (schedule_id,)).fetchone()
+            if found is None or found[1] or tick < found[0]:
+                return False  # gone, paused, or a stale tick: another scheduler moved it on
+            if cur.execute(self.sql.CLAIM_TICK, (schedule_id, tick, job_id)).fetchone() is None:
+                return False  # already claimed
+            if rows:
+                self.insert(cur, rows)
+            cur.execute(self.sql.MOVE_SCHEDULE, (next_run_at, tick, job_id, schedule_id))
+            cur.execute(self.sql.PRUNE_TICKS, (schedule_id, tick - TICKS_KEPT_SECS))
+        if rows:
+            self.nudge()
+        return True
 
     def qsize(self, queue: str | None = None) -> int:
         if queue is None:
@@ -339,6 +433,14 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         rows = queue_rows(jobs, self.payloads, now)
         with self.store.transaction() as cur:
             cur.executemany(self.sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, rows, now))
+
+    def record_fired(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        now = self.clock.time()
+        rows = queue_rows(jobs, self.payloads, now)
+        with self.store.transaction() as cur:
+            cur.executemany(self.sql.RECORD_FIRED, self.enqueued_rows(jobs, rows, now))
 
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         claimed = [(job, self.payloads.encode(job)) for job in jobs]

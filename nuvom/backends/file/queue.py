@@ -6,6 +6,9 @@ Layout under ``NUVOM_FILE_QUEUE_DIR`` (default ``.nuvom/queue``)::
     claimed/<queue>/<LEASE>_<OWNER>_<P>_<DUE>_<SEQ>_<ATTEMPTS>_<ID>.job   held by a worker
     corrupt/<queue>/<name>.corrupt  +  <name>.reason             quarantined, with why
     submitting/<WRITTEN>_<PID>-<RANDOM>.sub                       ids of a submit under way
+    schedules/<schedule>/<VERSION>.sched                          a periodic job, version by version
+    schedules/<schedule>/<PID>-<RANDOM>.job                       a tick's job file, staged
+    ticks/<schedule>/<TICK>.tick                                  a tick claimed (its float's bits)
     tmp/                                                          writes in progress
 
 ``P`` is ``2**31 - 1 - priority`` in 10 digits, ``DUE`` and ``LEASE`` are epoch
@@ -34,23 +37,43 @@ still waits with no file queued.
 Re-enqueueing a waiting id writes a newer file; readers keep the newest file
 per id and delete older ones. ``enqueue_many`` refuses the whole batch on bad
 input, but a crash part-way through writing it leaves the files written so far.
+
+Schedules change by compare-and-swap, with no lock to go stale: a change reads the
+newest version n (``VERSION``: 20 digits), decides, and publishes version n + 1
+whole with ``store.publish_exclusively`` (written in ``tmp/``, then POSIX ``link`` /
+Windows ``rename``, neither of which replaces a file): one writer gets n + 1, the
+others read again and decide again. ``fire_tick`` stages its job file in the
+schedule's folder, then publishes the version that claims the tick, the job's
+staged name in it, refused when the schedule is gone, paused, past the tick or the
+tick has a key; the winner then makes the tick's key and renames the job into
+``pending/``. Both steps are idempotent (the staged file renames once), and every
+reader of a schedule takes them for the newest version too, before any writer
+replaces it: a winner that dies in between still gets its job queued, exactly once,
+and every claimed tick but the newest version's has its key. Older versions are
+deleted as newer ones land; a writer whose slot was deleted under it finds a newer
+version than its own and withdraws. The sweep (``sweep_schedules``) deletes keys
+``TICKS_KEPT_SECS`` older than the newest, and a removed schedule's files, and
+staged jobs no version names, that old.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nuvom.backends.common import QuarantiningQueue
 from nuvom.backends.contract import (
+    TICKS_KEPT_SECS,
     BaseResultBackend,
     Claimed,
     Queues,
@@ -60,7 +83,7 @@ from nuvom.backends.contract import (
 from nuvom.backends.file import store as fs
 from nuvom.errors import BackendUnavailable, CorruptJob, NuvomError
 from nuvom.job import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
-from nuvom.records import ErrorInfo, JobPayloadCodec
+from nuvom.records import ErrorInfo, JobPayloadCodec, Schedule
 
 if TYPE_CHECKING:
     from nuvom.config import Settings
@@ -68,6 +91,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("nuvom.file")
 
 FORMAT_VERSION = 1  # bump when the job file layout changes
+SCHEDULE_FORMAT_VERSION = 1  # bump when the schedule file layout changes
+SCHEDULE_SUFFIX = ".sched"
+TICK_SUFFIX = ".tick"
 JOB_SUFFIX = ".job"
 CORRUPT_SUFFIX = ".corrupt"
 REASON_SUFFIX = ".reason"
@@ -82,6 +108,10 @@ _STRING = struct.Struct(">H")  # length prefix of the id and queue stored in a j
 _PENDING_NAME = re.compile(r"([0-9]{10})_([0-9]{17})_([0-9]{20})_([0-9]{1,10})_([^_]+)")
 _CLAIMED_NAME = re.compile(r"([0-9]{17})_([^_]+)_(.+)", re.DOTALL)
 _INTENT_NAME = re.compile(r"([0-9]{17})_[0-9a-f-]+" + re.escape(INTENT_SUFFIX))
+_VERSION_NAME = re.compile(r"([0-9]{20})" + re.escape(SCHEDULE_SUFFIX))
+_STAGED_NAME = re.compile(r"[0-9a-f]+-[0-9a-f]{12}" + re.escape(JOB_SUFFIX))
+_TICK_NAME = re.compile(r"[0-9a-f]{16}" + re.escape(TICK_SUFFIX))
+_TICK_BITS = struct.Struct(">d")
 
 
 def _micros(seconds: float) -> int:
@@ -204,10 +234,86 @@ def _corrupt_dirs(corrupt_dir: Path) -> list[str]:
     return sorted(entry.name for entry in _scandir(corrupt_dir) if entry.is_dir())
 
 
+@dataclass(frozen=True, slots=True)
+class _Fire:
+    """A tick a schedule version claimed, and the job file it staged (if any) in the
+    schedule's folder, to be renamed to ``pending/<queue_dir>/<name>``."""
+
+    tick: float
+    staged: str | None = None
+    queue_dir: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """One version file of a schedule: the schedule (None: removed) and, for a fire, the
+    tick it claimed."""
+
+    number: int
+    schedule: Schedule | None
+    fire: _Fire | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.schedule is not None
+
+
+def _version_name(number: int) -> str:
+    return f"{number:020d}{SCHEDULE_SUFFIX}"
+
+
+def _version_numbers(folder: Path) -> list[int]:
+    """The version numbers in a schedule's folder, lowest first."""
+    numbers = []
+    for name in _listdir(folder):
+        match = _VERSION_NAME.fullmatch(name)
+        if match is not None:
+            numbers.append(int(match[1]))
+    return sorted(numbers)
+
+
+def _tick_name(tick: float) -> str:
+    """A tick's key file: the float's 64 bits in hex, so equal ticks (only) share a key."""
+    return _TICK_BITS.pack(tick + 0.0).hex() + TICK_SUFFIX  # + 0.0: -0.0 is 0.0
+
+
+def _tick_of(name: str) -> float | None:
+    if _TICK_NAME.fullmatch(name) is None:
+        return None
+    (tick,) = _TICK_BITS.unpack(bytes.fromhex(name[: -len(TICK_SUFFIX)]))
+    return float(tick)
+
+
+def _parse_fire(stored: object) -> _Fire:
+    """A stored fire, checked: its names come from a file, and name files to rename."""
+    if not isinstance(stored, list) or len(stored) != 4:
+        raise fs.DecodeFailure("bad fire: not [tick, staged, queue folder, name]")
+    tick, staged, queue_dir, name = stored
+    if isinstance(tick, bool) or not isinstance(tick, int | float):
+        raise fs.DecodeFailure("bad fire: its tick is not a number")
+    if staged is None:
+        return _Fire(float(tick))
+    if not isinstance(staged, str) or _STAGED_NAME.fullmatch(staged) is None:
+        raise fs.DecodeFailure(f"bad fire: {staged!r} is not a staged job file name")
+    if not isinstance(queue_dir, str) or not isinstance(name, str):
+        raise fs.DecodeFailure("bad fire: queue folder or name")
+    fs.decode_field(queue_dir, directory=True)
+    _parse_pending(queue_dir, name)
+    return _Fire(float(tick), staged, queue_dir, name)
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
 class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     name = "file"
     shared_across_processes = True
-    folders = ("pending", "claimed", "corrupt", "submitting", "tmp")
+    folders = ("pending", "claimed", "corrupt", "submitting", "schedules", "ticks", "tmp")
     what = "the file queue"
 
     @staticmethod
@@ -219,6 +325,8 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         self.claimed_dir = self.root / "claimed"
         self.corrupt_dir = self.root / "corrupt"
         self.submitting_dir = self.root / "submitting"
+        self.schedules_dir = self.root / "schedules"
+        self.ticks_dir = self.root / "ticks"
         self.tmp_dir = self.root / "tmp"
         self.payloads = JobPayloadCodec(self.codec)
         self._made_dirs: set[Path] = set()
@@ -229,6 +337,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         # under an ack would leave the renamed file claimed, and the job run again.
         self._moving = threading.RLock()
         self._next_sweep = float("-inf")  # clock time of the next look for dead submits
+        self._next_schedule_sweep = float("-inf")  # and of the next sweep of schedules/
 
     # -- files -------------------------------------------------------------
     def _dir(self, area: Path, queue_dir: str) -> Path:
@@ -362,16 +471,11 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         if not jobs:
             return
         now_us = _micros(self.clock.time())
-        encoded = [self._encode(job) for job in jobs]  # all checked before any is written
-        files: list[tuple[Path, bytes]] = []
-        for job, (queue_dir, data) in zip(jobs, encoded, strict=True):
-            due_us = _micros(job.due_at) if job.due_at is not None else now_us
-            stamp = f"{_STAMP.next():020d}"
-            entry = _Entry(
-                queue_dir, "", job.priority, due_us, stamp, job.attempts, fs.encode_field(job.id)
-            )
-            name = entry.pending_name(attempts=job.attempts)
-            files.append((self._dir(self.pending_dir, queue_dir) / name, data))
+        encoded = [self._job_file(job, now_us) for job in jobs]  # all checked before any is written
+        files = [
+            (self._dir(self.pending_dir, queue_dir) / name, data)
+            for queue_dir, name, data in encoded
+        ]
         try:
             fs.write_many_atomically(self._writer, files)
             if self._writer.sync:
@@ -381,6 +485,16 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             raise BackendUnavailable(
                 f"cannot write jobs to {self.pending_dir}: {exc}", backend=self.name
             ) from exc
+
+    def _job_file(self, job: Job, now_us: int) -> tuple[str, str, bytes]:
+        """``job``'s file as ``enqueue_many`` writes it: its queue folder, name and bytes."""
+        queue_dir, data = self._encode(job)
+        due_us = _micros(job.due_at) if job.due_at is not None else now_us
+        stamp = f"{_STAMP.next():020d}"
+        entry = _Entry(
+            queue_dir, "", job.priority, due_us, stamp, job.attempts, fs.encode_field(job.id)
+        )
+        return queue_dir, entry.pending_name(attempts=job.attempts), data
 
     def check_jobs(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -517,12 +631,324 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 )
         return fields
 
-    def _set_note_aside(self, path: Path, reason: str) -> None:
+    def _set_note_aside(self, path: Path, reason: str, *, what: str = "submit note") -> None:
         try:
             fs.replace(path, path.with_name(path.name + CORRUPT_SUFFIX))
         except FileNotFoundError:
             return
-        log.warning("set aside submit note %s: %s", path, reason)
+        log.warning("set aside %s %s: %s", what, path, reason)
+
+    # -- schedules ---------------------------------------------------------
+    # Each change is a new version file published with ``fs.publish_exclusively``: the
+    # writer that creates version n + 1 of a schedule is the one whose read of version n
+    # counted (compare-and-swap); the others read again and decide again.
+    def _schedule_folder(self, schedule_id: str) -> Path:
+        return self.schedules_dir / fs.encode_field(schedule_id, directory=True)
+
+    def _tick_key(self, folder: Path, tick: float) -> Path:
+        return self.ticks_dir / folder.name / _tick_name(tick)
+
+    @contextmanager
+    def _schedule_io(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot use the schedules in {self.schedules_dir}: {exc}", backend=self.name
+            ) from exc
+
+    def save_schedule(self, schedule: Schedule) -> None:
+        record = self._dump_version(schedule.id, schedule, None)
+        with self._schedule_io():
+            self._change(schedule.id, lambda current: record)
+
+    def list_schedules(self) -> list[Schedule]:
+        with self._schedule_io():
+            found = [version.schedule for version in self._live_versions()]
+        return sorted((s for s in found if s is not None), key=lambda s: s.id)
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        def removed(current: _Version | None) -> bytes | bool:
+            if current is None or not current.live:
+                return False
+            return self._dump_version(schedule_id, None, None)
+
+        with self._schedule_io():
+            return self._change(schedule_id, removed)
+
+    def pause_schedule(self, schedule_id: str, paused: bool) -> bool:
+        def flipped(current: _Version | None) -> bytes | bool:
+            if current is None or current.schedule is None:
+                return False
+            if current.schedule.paused == paused:
+                return True
+            schedule = dataclasses.replace(current.schedule, paused=paused)
+            return self._dump_version(schedule_id, schedule, None)
+
+        with self._schedule_io():
+            return self._change(schedule_id, flipped)
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        self._maybe_sweep_schedules()
+        due = [s for s in self.list_schedules() if not s.paused and s.next_run_at <= now]
+        due.sort(key=lambda s: (s.next_run_at, s.id))
+        return due[:limit]
+
+    def next_schedule_at(self) -> float | None:
+        times = [s.next_run_at for s in self.list_schedules() if not s.paused]
+        return min(times) if times else None
+
+    def fire_tick(
+        self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
+    ) -> bool:
+        folder = self._schedule_folder(schedule_id)
+        with self._schedule_io():
+            top, current = self._current(folder, repair=True)
+            if self._claimable(folder, current, tick) is None:
+                return False
+            fire = self._stage(folder, job, tick) if job is not None else _Fire(tick)
+            won = False
+            # An error in here leaves the staged file: a version may name it (the sweep
+            # deletes it a day later if none does).
+            while not won and (schedule := self._claimable(folder, current, tick)) is not None:
+                moved = dataclasses.replace(schedule, last_run_at=tick, next_run_at=next_run_at)
+                if job is not None:
+                    moved.last_job_id = job.id
+                won = self._publish(folder, top, self._dump_version(schedule_id, moved, fire))
+                if not won:  # another writer moved the schedule: decide again
+                    top, current = self._current(folder, repair=True)
+            if fire.staged is not None and not won:
+                fs.unlink(folder / fire.staged)
+        if won:
+            try:
+                self._finish_fire(folder, fire)
+            except (OSError, NuvomError) as exc:  # the tick is ours: the next reader ends it
+                log.warning("ending schedule %s's tick %r failed: %s", schedule_id, tick, exc)
+        return won
+
+    def _claimable(self, folder: Path, current: _Version | None, tick: float) -> Schedule | None:
+        """The schedule whose ``tick`` may be claimed; None: there is none, it is paused,
+        ``tick`` is stale (before ``next_run_at``) or claimed already (its key is there:
+        every fire but the newest version's has its key, and reading it made its key)."""
+        if current is None or current.schedule is None:
+            return None
+        schedule, fire = current.schedule, current.fire
+        if schedule.paused or tick < schedule.next_run_at or (fire and fire.tick == tick):
+            return None
+        return None if self._tick_key(folder, tick).exists() else schedule
+
+    def _stage(self, folder: Path, job: Job, tick: float) -> _Fire:
+        """Write ``job``'s file into the schedule's folder, ready to be renamed into ``pending/``."""
+        queue_dir, name, data = self._job_file(job, _micros(self.clock.time()))
+        staged = f"{os.getpid():x}-{os.urandom(6).hex()}{JOB_SUFFIX}"
+        fs.write_atomically(self._writer, folder / staged, data)
+        return _Fire(tick, staged, queue_dir, name)
+
+    def _finish_fire(self, folder: Path, fire: _Fire) -> None:
+        """End a fire its version claimed: make the tick's key, then queue its staged job
+        (unless that is done: one rename wins). Idempotent; any reader may do it."""
+        key = self._tick_key(folder, fire.tick)
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            key.touch()
+            if self._writer.sync:
+                fs.fsync_directory(key.parent)
+        if fire.staged is not None:
+            self._queue_staged(folder, fire)
+
+    def _queue_staged(self, folder: Path, fire: _Fire) -> None:
+        target = self._dir(self.pending_dir, fire.queue_dir) / fire.name
+        try:
+            fs.replace(folder / str(fire.staged), target)
+        except FileNotFoundError:
+            return  # queued already (and maybe run since)
+        if self._writer.sync:
+            fs.fsync_directory(target.parent)
+
+    def _change(self, schedule_id: str, change: Callable[[_Version | None], bytes | bool]) -> bool:
+        """Publish ``change(current version)`` as the next version, reading again each time
+        another writer gets there first; when ``change`` returns a bool, return that instead
+        (nothing to write)."""
+        folder = self._schedule_folder(schedule_id)
+        while True:
+            top, current = self._current(folder, repair=True)
+            record = change(current)
+            if isinstance(record, bool):
+                return record
+            if self._publish(folder, top, record):
+                return True
+
+    def _publish(self, folder: Path, top: int, record: bytes) -> bool:
+        """Make ``record`` version ``top + 1``; False if another writer made one first.
+
+        The old versions but the last are deleted. A writer whose read was so old that its
+        slot was deleted meanwhile finds a newer version than its own: it lost, and takes
+        its file back (nobody read it as the newest, since a newer one was there first).
+        """
+        number = top + 1
+        path = folder / _version_name(number)
+        try:
+            won = fs.publish_exclusively(self._writer, path, record)
+        except FileNotFoundError:  # the first version, or the folder was swept
+            folder.mkdir(parents=True, exist_ok=True)
+            if self._writer.sync:
+                fs.fsync_directory(folder.parent)
+            won = fs.publish_exclusively(self._writer, path, record)
+        if not won:
+            return False
+        numbers = _version_numbers(folder)
+        if numbers and numbers[-1] > number:
+            fs.unlink(path)
+            return False
+        try:
+            for old in numbers:
+                if old < number - 1:
+                    fs.unlink(folder / _version_name(old))
+        except BackendUnavailable as exc:  # Windows: a reader holds it open; the next write prunes
+            log.debug("keeping an old schedule version for now: %s", exc)
+        return True
+
+    def _current(self, folder: Path, *, repair: bool) -> tuple[int, _Version | None]:
+        """The highest version number in ``folder`` and the newest version that decodes.
+
+        With ``repair``, the newest version's fire is ended (``_finish_fire``) in case its
+        writer died before doing so; every writer reads with it, so no version replaces
+        one whose fire is not ended.
+        """
+        while True:
+            numbers = _version_numbers(folder)
+            for number in reversed(numbers):
+                path = folder / _version_name(number)
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    break  # deleted as an old version while listed: list again
+                try:
+                    version = self._load_version(data, number)
+                except (fs.DecodeFailure, NuvomError) as exc:
+                    if not self.read_only:
+                        self._set_note_aside(path, str(exc), what="schedule file")
+                    continue
+                if repair and not self.read_only and version.fire is not None:
+                    self._finish_fire(folder, version.fire)
+                return (numbers[-1], version)
+            else:
+                return (numbers[-1] if numbers else 0, None)
+
+    def _live_versions(self) -> list[_Version]:
+        found = []
+        for entry in _scandir(self.schedules_dir):
+            if entry.is_dir():
+                _, version = self._current(Path(entry.path), repair=True)
+                if version is not None and version.live:
+                    found.append(version)
+        return found
+
+    def _dump_version(
+        self, schedule_id: str, schedule: Schedule | None, fire: _Fire | None
+    ) -> bytes:
+        record: dict[str, object] = {"id": schedule_id, "removed": schedule is None}
+        if schedule is not None:
+            record.update(
+                definition=schedule.definition(),
+                next_run_at=schedule.next_run_at,
+                paused=schedule.paused,
+                last_run_at=schedule.last_run_at,
+                last_job_id=schedule.last_job_id,
+                fire=None if fire is None else [fire.tick, fire.staged, fire.queue_dir, fire.name],
+            )
+        return fs.frame(self.codec.dumps(record), SCHEDULE_FORMAT_VERSION)
+
+    def _load_version(self, data: bytes, number: int) -> _Version:
+        """A version file's schedule; raises ``DecodeFailure`` saying what is wrong."""
+        record = self.codec.loads(fs.unframe(data, SCHEDULE_FORMAT_VERSION))
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise fs.DecodeFailure("not a schedule record")
+        if record.get("removed"):
+            return _Version(number, None)
+        try:
+            schedule = Schedule.from_stored(
+                record["id"],
+                dict(record["definition"]),
+                next_run_at=record["next_run_at"],
+                paused=record["paused"],
+                last_run_at=record["last_run_at"],
+                last_job_id=record["last_job_id"],
+            )
+            fire = None if record["fire"] is None else _parse_fire(record["fire"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise fs.DecodeFailure(f"not a schedule record: {exc!r}") from None
+        return _Version(number, schedule, fire)
+
+    def _maybe_sweep_schedules(self) -> None:
+        """Now and then (every ``SWEEP_EVERY_SECS``) delete what schedules left behind."""
+        if self.read_only:
+            return
+        now = self.clock.time()
+        with self._lock:
+            if now < self._next_schedule_sweep:
+                return
+            self._next_schedule_sweep = now + SWEEP_EVERY_SECS
+        try:
+            self.sweep_schedules()
+        except (OSError, NuvomError) as exc:  # the pass matters more; the next sweep retries
+            log.warning("sweeping the schedules folders failed: %s", exc)
+
+    def sweep_schedules(self, *, older_than_secs: float = TICKS_KEPT_SECS) -> int:
+        """Delete what schedules leave behind once ``older_than_secs`` old, and return how
+        many files went: the keys of ticks that much older than the newest, and the files
+        of a schedule removed that long ago (by modification time), or those of a staged
+        job no version names (its writer died before publishing, or lost)."""
+        cutoff = time.time() - older_than_secs
+        removed = 0
+        swept: set[str] = set()
+        for entry in _scandir(self.schedules_dir):
+            if entry.is_dir():
+                swept.add(entry.name)
+                removed += self._sweep_schedule(Path(entry.path), cutoff, older_than_secs)
+        for entry in _scandir(self.ticks_dir):
+            if (
+                entry.is_dir()
+                and entry.name not in swept
+                and not (self.schedules_dir / entry.name).exists()
+            ):
+                removed += self._delete_folder(Path(entry.path), _listdir(Path(entry.path)))
+        return removed
+
+    def _sweep_schedule(self, folder: Path, cutoff: float, older_than_secs: float) -> int:
+        names = _listdir(folder)  # listed first: what is published after this is kept
+        keys_folder = self.ticks_dir / folder.name
+        keys = _listdir(keys_folder)
+        _, current = self._current(folder, repair=True)
+        if current is not None and not current.live:
+            if not _older(folder / _version_name(current.number), cutoff):
+                return 0
+            return self._delete_folder(keys_folder, keys) + self._delete_folder(folder, names)
+        held = current.fire.staged if current is not None and current.fire is not None else None
+        removed = sum(
+            fs.unlink(folder / name)
+            for name in names
+            if name.endswith(JOB_SUFFIX) and name != held and _older(folder / name, cutoff)
+        )
+        ticks = {name: _tick_of(name) for name in keys}
+        newest = max((t for t in ticks.values() if t is not None), default=None)
+        if newest is not None:
+            removed += sum(
+                fs.unlink(keys_folder / name)
+                for name, tick in ticks.items()
+                if tick is not None and tick < newest - older_than_secs
+            )
+        if not _listdir(folder):
+            self._delete_folder(folder, [])  # a first save that died before publishing
+        return removed
+
+    @staticmethod
+    def _delete_folder(folder: Path, names: Sequence[str]) -> int:
+        """Delete ``names`` in ``folder``, then the folder if that emptied it."""
+        removed = sum(fs.unlink(folder / name) for name in names)
+        with suppress(OSError):  # not empty: a schedule saved again meanwhile keeps it
+            folder.rmdir()
+        return removed
 
     # -- reading the folders ----------------------------------------------
     def _pending(

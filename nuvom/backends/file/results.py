@@ -333,6 +333,17 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
                 batch.append((record, blob))
             self._write_many(batch)
 
+    def record_fired(self, jobs: Sequence[Job]) -> None:
+        now = self.clock.time()
+        with self._lock:  # a record another process writes meanwhile may be replaced
+            batch = []
+            for job in jobs:
+                record, blob, _ = self._get_or_new(job.id)
+                if blob is None:
+                    record.note_enqueued(job, now)
+                    batch.append((record, blob))
+            self._write_many(batch)
+
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         if not jobs:
             return

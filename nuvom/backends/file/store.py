@@ -277,6 +277,42 @@ def write_many_atomically(
         raise
 
 
+def publish_exclusively(writer: TempWriter, target: Path, data: bytes) -> bool:
+    """Put ``data`` at ``target`` unless a file is there already; True if this call put it.
+
+    The file is written whole (and fsynced) in the temp folder first, then linked in:
+    POSIX ``link`` and Windows ``rename`` both refuse an existing target, so exactly
+    one of any number of racing processes wins, and no reader ever sees a torn file
+    (``open(..., "x")`` then writing would leave one holding the name after a crash).
+    ``FileNotFoundError``: ``target``'s folder is missing.
+    """
+    temp = writer.write(data)
+    try:
+        if os.name == "nt":
+            retry_in_use("create a file", os.rename, temp, target)
+        else:
+            _link(temp, target)
+    except FileExistsError:
+        return False
+    finally:
+        unlink(temp)  # POSIX: the link keeps the data; Windows: already renamed away
+    if writer.sync:
+        fsync_directory(target.parent)
+    return True
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except (FileExistsError, FileNotFoundError):
+        raise
+    except OSError as exc:  # EPERM, ENOTSUP...: a filesystem without hard links
+        raise BackendUnavailable(
+            f"cannot create {target} (the folder must support hard links): {exc}",
+            backend="file",
+        ) from exc
+
+
 class FileBackend:
     """How the file queue and the file results are both built: a folder (from the settings
     when not given) with the named subfolders, a durable temp writer, a codec and a clock."""

@@ -74,6 +74,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (job_id, number)
         )""",
     ),
+    (
+        # 2: periodic jobs (nuvom/scheduler.py). definition is the codec's blob of
+        # Schedule.definition(); the rest moves as ticks fire.
+        """CREATE TABLE nuvom_schedules (
+            id text PRIMARY KEY,
+            definition bytea NOT NULL,
+            next_run_at double precision NOT NULL,
+            paused boolean NOT NULL DEFAULT false,
+            last_run_at double precision,
+            last_job_id text
+        )""",
+        "CREATE INDEX nuvom_schedules_due ON nuvom_schedules (paused, next_run_at)",
+        # One row per tick claimed: its key is the promise that a tick fires once, however
+        # many schedulers race for it. Kept TICKS_KEPT_SECS, then pruned.
+        """CREATE TABLE nuvom_ticks (
+            schedule_id text NOT NULL,
+            tick double precision NOT NULL,
+            job_id text,
+            PRIMARY KEY (schedule_id, tick)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -215,6 +236,38 @@ SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
 WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
 """
 
+# -- schedules ---------------------------------------------------------------
+_SCHEDULE_COLUMNS = "id, definition, next_run_at, paused, last_run_at, last_job_id"
+SAVE_SCHEDULE = f"""
+INSERT INTO nuvom_schedules ({_SCHEDULE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    definition = excluded.definition, next_run_at = excluded.next_run_at,
+    paused = excluded.paused, last_run_at = excluded.last_run_at,
+    last_job_id = excluded.last_job_id
+"""
+LIST_SCHEDULES = f"SELECT {_SCHEDULE_COLUMNS} FROM nuvom_schedules ORDER BY id"
+REMOVE_SCHEDULE = "DELETE FROM nuvom_schedules WHERE id = %s RETURNING id"
+FORGET_TICKS = "DELETE FROM nuvom_ticks WHERE schedule_id = %s"
+PAUSE_SCHEDULE = "UPDATE nuvom_schedules SET paused = %s WHERE id = %s RETURNING id"
+DUE_SCHEDULES = f"""
+SELECT {_SCHEDULE_COLUMNS} FROM nuvom_schedules
+WHERE NOT paused AND next_run_at <= %s ORDER BY next_run_at, id LIMIT %s
+"""
+NEXT_SCHEDULE_AT = "SELECT min(next_run_at) FROM nuvom_schedules WHERE NOT paused"
+# fire_tick, in one transaction: the row lock makes racing schedulers take turns, and
+# each one after the first sees the schedule already moved on.
+LOCK_SCHEDULE = "SELECT next_run_at, paused FROM nuvom_schedules WHERE id = %s FOR UPDATE"
+CLAIM_TICK = """
+INSERT INTO nuvom_ticks (schedule_id, tick, job_id) VALUES (%s, %s, %s)
+ON CONFLICT DO NOTHING RETURNING tick
+"""
+MOVE_SCHEDULE = """
+UPDATE nuvom_schedules SET next_run_at = %s, last_run_at = %s,
+    last_job_id = coalesce(%s, last_job_id)
+WHERE id = %s
+"""
+PRUNE_TICKS = "DELETE FROM nuvom_ticks WHERE schedule_id = %s AND tick < %s"
+
 # -- results ---------------------------------------------------------------
 RECORD_ENQUEUED = """
 INSERT INTO nuvom_jobs
@@ -224,6 +277,13 @@ ON CONFLICT (id) DO UPDATE SET
     func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
     status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
     due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
+"""
+# A fired tick's job: recorded only if no worker has recorded it yet.
+RECORD_FIRED = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO NOTHING
 """
 # One job enqueued (and recorded) with its NOTIFY as ONE statement outside an
 # explicit transaction: one round trip for a single .delay(). Parameters: ENQUEUE's,

@@ -4,6 +4,8 @@ Claims read each stream with ``XREADGROUP`` (highest priority first, merged in
 due-time and FIFO order), expired leases move with ``XCLAIM``, acks are ``XACK``.
 Scheduled jobs and retry delays wait in a sorted set and move to their stream
 atomically when due. Idle workers block on ``XREAD`` of a wake-up stream.
+Schedules are hashes with a sorted due index; a tick is claimed, its job enqueued and
+its schedule moved on by one script (``FIRE``), keyed on the tick with ``SET NX``.
 ``joint.py`` runs these scripts in one MULTI with the result backend's.
 """
 
@@ -23,7 +25,7 @@ from nuvom.backends.common import (
     decode_claimed,
     decode_waiting,
 )
-from nuvom.backends.contract import Claimed, Queues
+from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import (
     RedisBackend,
@@ -33,8 +35,9 @@ from nuvom.backends.redis.client import (
     text,
     translated,
 )
+from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
-from nuvom.records import StoredJob
+from nuvom.records import Schedule, StoredJob
 
 if TYPE_CHECKING:
     from nuvom.records import Outcome
@@ -45,6 +48,9 @@ WAKE_RETRY_MAX_SECS = 5.0  # longest pause before retrying a failed wake-up read
 CLAIM_ROW = (
     6  # fields per job in the claim script's reply: id, queue, priority, due, attempts, payload
 )
+# Fields per schedule in a schedule script's reply: id, definition, next run, paused, last
+# run ('' = none), last job ('' = none).
+SCHEDULE_ROW = 6
 
 Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
 
@@ -83,7 +89,9 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             name: self.client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "SETTLE", "QUARANTINE", "RELEASE", "HEARTBEAT",
                          "ADJUST_ATTEMPTS",
-                         "CANCEL", "CLEAR", "STATS", "WAITING")
+                         "CANCEL", "CLEAR", "STATS", "WAITING",
+                         "SAVE_SCHEDULE", "LIST_SCHEDULES", "REMOVE_SCHEDULE", "PAUSE_SCHEDULE",
+                         "DUE_SCHEDULES", "SET_ASIDE_SCHEDULE", "FIRE")
         }  # fmt: skip
         self._waker: Any = None
         self._wake_lock = threading.Lock()
@@ -104,10 +112,14 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         now = self.clock.time()
         args: list[object] = [self.prefix, repr(now), token]
         for job in jobs:  # every payload encoded before anything is written: all or nothing
-            due = job.due_at if job.due_at is not None else now
-            payload = self.payloads.encode(job)
-            args += [job.id, job.queue, job.priority, repr(due), job.attempts, payload]
+            args += self.job_args(job, now)
         return args
+
+    def job_args(self, job: Job, now: float) -> list[object]:
+        """One job as ENQUEUE and FIRE take it: id, queue, priority, due, attempts, payload."""
+        due = job.due_at if job.due_at is not None else now
+        payload = self.payloads.encode(job)
+        return [job.id, job.queue, job.priority, repr(due), job.attempts, payload]
 
     def settle_args(self, outcomes: Sequence[Outcome]) -> list[object]:
         args: list[object] = [self.prefix, repr(self.clock.time())]
@@ -219,6 +231,90 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             return []
         flat = [v for job_id, delta in deltas.items() for v in (job_id, delta)]
         return [text(i) for i in self.run("ADJUST_ATTEMPTS", worker_id, *flat)]
+
+    # -- schedules -------------------------------------------------------
+    def save_schedule(self, schedule: Schedule) -> None:
+        definition = self.codec.dumps(schedule.definition())
+        last_run = "" if schedule.last_run_at is None else repr(float(schedule.last_run_at))
+        self.run("SAVE_SCHEDULE", schedule.id, definition, repr(float(schedule.next_run_at)),
+                 "1" if schedule.paused else "0", last_run, schedule.last_job_id or "")  # fmt: skip
+
+    def list_schedules(self) -> list[Schedule]:
+        flat, bad = self.run("LIST_SCHEDULES")
+        for schedule_id, reason in pairs(bad):
+            log.warning("schedule %s cannot be read (%s): left out", schedule_id, reason)
+        schedules = []
+        for schedule_id, _, schedule, reason in self._decode_schedules(flat):
+            if schedule is None:
+                log.warning("schedule %s cannot be read (%s): left out", schedule_id, reason)
+            else:
+                schedules.append(schedule)
+        return sorted(schedules, key=lambda s: s.id)
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        return bool(self.run("REMOVE_SCHEDULE", schedule_id))
+
+    def pause_schedule(self, schedule_id: str, paused: bool) -> bool:
+        return bool(self.run("PAUSE_SCHEDULE", schedule_id, "1" if paused else "0"))
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """A schedule that cannot be read is taken out of the due index (logged), so it does
+        not come due on every pass; saving it again puts it back."""
+        flat, bad = self.run("DUE_SCHEDULES", repr(float(now)), int(limit))
+        for schedule_id, reason in pairs(bad):
+            log.error("schedule %s set aside, its record cannot be read: %s", schedule_id, reason)
+        due = []
+        for schedule_id, blob, schedule, reason in self._decode_schedules(flat):
+            if schedule is None:
+                self.run("SET_ASIDE_SCHEDULE", schedule_id, blob)
+                log.error("schedule %s set aside, it cannot be decoded: %s", schedule_id, reason)
+            else:
+                due.append(schedule)
+        return due
+
+    def next_schedule_at(self) -> float | None:
+        with translated(self.url):
+            first = self.client.zrange(f"{self.prefix}:scheds", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def fire_tick(
+        self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
+    ) -> bool:
+        """One script; sent again if its reply is lost (the tick's key makes that safe: a
+        resend after a first send that won answers False, its job queued all the same)."""
+        now = self.clock.time()
+        args: list[object] = [self.prefix, repr(now), schedule_id, repr(float(tick)),
+                              repr(float(next_run_at)), int(TICKS_KEPT_SECS)]  # fmt: skip
+        if job is not None:
+            args += self.job_args(job, now)
+        script = self._scripts["FIRE"]
+        return bool(retried(self.url, lambda: script(args=args)))
+
+    def _decode_schedules(
+        self, flat: Sequence[Any]
+    ) -> list[tuple[str, bytes, Schedule | None, str]]:
+        """A schedule script's rows as (id, definition blob, schedule or None, why not)."""
+        out: list[tuple[str, bytes, Schedule | None, str]] = []
+        for i in range(0, len(flat), SCHEDULE_ROW):
+            raw_id, blob, next_run, paused, last_run, last_job = flat[i : i + SCHEDULE_ROW]
+            schedule_id = text(raw_id)
+            try:
+                definition = self.codec.loads(blob)
+                if not isinstance(definition, dict):
+                    raise SerializationError("the definition is not a mapping")
+                schedule = Schedule.from_stored(
+                    schedule_id,
+                    definition,
+                    next_run_at=float(next_run),
+                    paused=bool(int(paused)),
+                    last_run_at=float(last_run) if last_run else None,
+                    last_job_id=text(last_job) or None,
+                )
+            except (SerializationError, TypeError, ValueError) as exc:
+                out.append((schedule_id, blob, None, str(exc)))
+            else:
+                out.append((schedule_id, blob, schedule, ""))
+        return out
 
     # -- inspecting and removing -----------------------------------------
     def qsize(self, queue: str | None = None) -> int:

@@ -246,6 +246,14 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
             items.append((job.id, "", (), fields))
         return items
 
+    def record_fired(self, jobs: Sequence[Job]) -> None:
+        """Each field set only where absent ("?"): a record a worker wrote stands."""
+        items = [
+            (job_id, op, args, [(f"?{name}", v) for name, v in fields if v not in (None, _DELETE)])
+            for job_id, op, args, fields in self.enqueued_items(jobs)
+        ]
+        self._write(items)
+
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         items: list[Item] = []
         for job in jobs:

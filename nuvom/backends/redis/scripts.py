@@ -20,6 +20,12 @@ Layout under prefix P:
   P:wake              capped stream idle workers block on (XREAD BLOCK)
   P:dead, P:dead:<id> set of quarantined job ids; each one's record, with its reason
   P:tok:q:<token>     an enqueue already applied (kept 5 minutes, far past any resend)
+  P:sched:<id>        hash: def (the definition, one codec blob), next, paused ('0' | '1'),
+                      last_run ('' = none), last_job ('' = none); times as repr(float)
+  P:scheds            zset id -> next run, of the schedules not paused (the due index)
+  P:schedids          set of every schedule id, paused or not
+  P:tick:<id>:<tick>  a tick claimed (``SET NX EX``, kept ``TICKS_KEPT_SECS``); <tick> is
+                      repr(float), the same string from every scheduler
 """
 
 from __future__ import annotations
@@ -148,6 +154,24 @@ local function unlink(id)
   redis.call('HSET', job, 'entry', '')
   redis.call('ZREM', P .. ':leases', id)
 end
+
+-- Store one job (replacing any job of that id) and put it on its stream, or in the delayed
+-- set if it is not due by ``now``. Every enqueue goes through here: ENQUEUE and FIRE.
+local function enqueue_one(now, id, queue, prio, due, attempts, payload)
+  forget(id)
+  local seq = redis.call('INCR', P .. ':seq')
+  redis.call('HSET', P .. ':job:' .. id, 'queue', queue, 'priority', prio, 'due', due,
+    'seq', seq, 'attempts', attempts, 'payload', payload, 'owner', '', 'entry', '')
+  redis.call('SADD', P .. ':jobs', id)
+  redis.call('SADD', P .. ':queues', queue)
+  redis.call('HINCRBY', P .. ':waiting', queue, 1)
+  if tonumber(due) > now then
+    redis.call('HSET', P .. ':job:' .. id, 'state', 'delayed')
+    redis.call('ZADD', P .. ':delayed', due, id)
+  else
+    to_stream(id)
+  end
+end
 """
 
 # ARGV: P, now, token ('' = none), then per job: id, queue, priority, due, attempts, payload.
@@ -161,20 +185,7 @@ if ARGV[3] ~= '' and not redis.call('SET', P .. ':tok:q:' .. ARGV[3], 1, 'NX', '
 end
 promote(ARGV[2])
 for i = 4, #ARGV, 6 do
-  local id, queue, due = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  forget(id)
-  local seq = redis.call('INCR', P .. ':seq')
-  redis.call('HSET', P .. ':job:' .. id, 'queue', queue, 'priority', ARGV[i + 2], 'due', due,
-    'seq', seq, 'attempts', ARGV[i + 4], 'payload', ARGV[i + 5], 'owner', '', 'entry', '')
-  redis.call('SADD', P .. ':jobs', id)
-  redis.call('SADD', P .. ':queues', queue)
-  redis.call('HINCRBY', P .. ':waiting', queue, 1)
-  if tonumber(due) > now then
-    redis.call('HSET', P .. ':job:' .. id, 'state', 'delayed')
-    redis.call('ZADD', P .. ':delayed', due, id)
-  else
-    to_stream(id)
-  end
+  enqueue_one(now, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
 end
 wake()
 return 1
@@ -523,6 +534,211 @@ def cancel_and_record(save_script: str) -> str:
     """
     return _COMMON + _saver(save_script) + _CANCEL + _RECORD_CANCELLED
 
+
+# -- schedules --------------------------------------------------------------------
+# A schedule is a hash and, while not paused, an entry in the due index (P:scheds). A
+# record a script cannot use is reported by id with its reason and never half-used.
+_SCHEDULE_COMMON = r"""
+local function finite(x)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+-- A schedule's fields if its record is whole, else nil and the reason (nothing is written);
+-- nil and nil when there is no record at all.
+local function schedule_of(id)
+  local key = P .. ':sched:' .. id
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'none' then return nil, nil end
+  if kind ~= 'hash' then return nil, 'its record is a ' .. kind .. ', not a hash' end
+  local f = redis.call('HMGET', key, 'def', 'next', 'paused', 'last_run', 'last_job')
+  if not f[1] then return nil, 'it has no definition' end
+  local nxt, last_run = tonumber(f[2]), f[4] or ''
+  if not finite(nxt) then return nil, 'next run ' .. tostring(f[2]) .. ' is not a number' end
+  if f[3] ~= '0' and f[3] ~= '1' then
+    return nil, 'paused ' .. tostring(f[3]) .. ' is not 0 or 1'
+  end
+  if last_run ~= '' then
+    if not finite(tonumber(last_run)) then
+      return nil, 'last run ' .. last_run .. ' is not a number'
+    end
+    last_run = string.format('%.17g', tonumber(last_run))
+  end
+  -- Times go back as %.17g, which reads back as the same double.
+  return {id = id, def = f[1], next = nxt, next_text = string.format('%.17g', nxt),
+          paused = f[3] == '1', last_run = last_run, last_job = f[5] or ''}
+end
+
+-- A schedule as reply fields: id, definition, next run, paused (1 | 0), last run, last job.
+local function schedule_row(out, s)
+  for _, v in ipairs({s.id, s.def, s.next_text, s.paused and 1 or 0, s.last_run,
+                      s.last_job}) do
+    out[#out + 1] = v
+  end
+end
+"""
+
+
+def _schedules(body: str) -> str:
+    return _COMMON + _SCHEDULE_COMMON + body
+
+
+# ARGV: P, id, definition, next run, paused ('1' | '0'), last run ('' = none), last job ('' =
+# none).  Creates or replaces the schedule, every field as given; returns 1.
+SAVE_SCHEDULE = _schedules(r"""
+local id, nxt, paused, last_run = ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+if not finite(tonumber(nxt)) then
+  return redis.error_reply('schedule ' .. id .. ': next run ' .. nxt .. ' is not a number')
+end
+if paused ~= '0' and paused ~= '1' then
+  return redis.error_reply('schedule ' .. id .. ': paused ' .. paused .. ' is not 0 or 1')
+end
+if last_run ~= '' and not finite(tonumber(last_run)) then
+  return redis.error_reply('schedule ' .. id .. ': last run ' .. last_run .. ' is not a number')
+end
+local key = P .. ':sched:' .. id
+redis.call('DEL', key)
+redis.call('HSET', key, 'def', ARGV[3], 'next', nxt, 'paused', paused, 'last_run', last_run,
+  'last_job', ARGV[7])
+redis.call('SADD', P .. ':schedids', id)
+if paused == '1' then
+  redis.call('ZREM', P .. ':scheds', id)
+else
+  redis.call('ZADD', P .. ':scheds', nxt, id)
+end
+return 1
+""")
+
+# ARGV: P.  Returns {rows, bad}: every schedule (rows flat, as schedule_row), and (id,
+# reason) for each record it cannot read (left as it is).
+LIST_SCHEDULES = _schedules(r"""
+local out, bad = {}, {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. ':schedids')) do
+  local s, why = schedule_of(id)
+  if s then
+    schedule_row(out, s)
+  elseif why then
+    bad[#bad + 1] = id
+    bad[#bad + 1] = why
+  end
+end
+return {out, bad}
+""")
+
+# ARGV: P, id.  Deletes the schedule (its claimed ticks' keys expire by themselves); returns
+# 1, or 0 when there was none.
+REMOVE_SCHEDULE = _schedules(r"""
+local id = ARGV[2]
+local had = redis.call('SREM', P .. ':schedids', id) + redis.call('DEL', P .. ':sched:' .. id)
+redis.call('ZREM', P .. ':scheds', id)
+if had > 0 then return 1 end
+return 0
+""")
+
+# ARGV: P, id, paused ('1' | '0').  Returns 1, or 0 when there is no such schedule. Resuming
+# needs a whole record (it goes back in the due index at its next run); pausing does not.
+PAUSE_SCHEDULE = _schedules(r"""
+local id, paused = ARGV[2], ARGV[3]
+local key = P .. ':sched:' .. id
+local s, why = schedule_of(id)
+if not s and not why then return 0 end
+if paused == '1' then
+  if redis.call('TYPE', key).ok ~= 'hash' then
+    return redis.error_reply('schedule ' .. id .. ': ' .. why)
+  end
+  redis.call('HSET', key, 'paused', '1')
+  redis.call('ZREM', P .. ':scheds', id)
+else
+  if not s then return redis.error_reply('schedule ' .. id .. ': ' .. why) end
+  redis.call('HSET', key, 'paused', '0')
+  redis.call('ZADD', P .. ':scheds', s.next_text, id)
+end
+return 1
+""")
+
+# ARGV: P, now, limit.  Returns {rows, bad} as LIST_SCHEDULES: up to ``limit`` schedules
+# not paused whose next run is at or before ``now``, earliest first (ties by id). An index
+# entry with no record behind it, or of a paused one, is dropped; one whose record cannot
+# be read is taken out of the index and listed in ``bad``, so it does not come due over and
+# over (saving it again, or resuming it once it is whole, puts it back).
+DUE_SCHEDULES = _schedules(r"""
+local ids = redis.call('ZRANGEBYSCORE', P .. ':scheds', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local out, bad, drop = {}, {}, {}
+for _, id in ipairs(ids) do
+  local s, why = schedule_of(id)
+  if s and not s.paused then
+    schedule_row(out, s)
+  else
+    drop[#drop + 1] = id
+    if why then
+      bad[#bad + 1] = id
+      bad[#bad + 1] = why
+    end
+  end
+end
+for _, id in ipairs(drop) do redis.call('ZREM', P .. ':scheds', id) end
+return {out, bad}
+""")
+
+# ARGV: P, id, definition.  Takes the schedule out of the due index if its stored definition
+# is still this one (which the caller could not decode); returns 1 if it did.
+SET_ASIDE_SCHEDULE = _schedules(r"""
+local id = ARGV[2]
+local key = P .. ':sched:' .. id
+if redis.call('TYPE', key).ok ~= 'hash' or redis.call('HGET', key, 'def') ~= ARGV[3] then
+  return 0
+end
+return redis.call('ZREM', P .. ':scheds', id)
+""")
+
+# ARGV: P, now, schedule id, tick, next run, secs a tick's key is kept, then the tick's job
+# as ENQUEUE takes one (id, queue, priority, due, attempts, payload; none: a skipped tick).
+# Claims the tick: keys it, enqueues its job and moves the schedule on, in one step. Returns
+# 1, or 0 (nothing written) when the tick was claimed already or is before the schedule's
+# next run, or the schedule is gone or paused. Everything is checked before the first
+# write, the tick's key (SET NX), so an error leaves nothing half-done.
+FIRE = _schedules(r"""
+local now, id, tick_text, next_text, kept = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local job_id = ARGV[7]
+local tick = tonumber(tick_text)
+if not finite(tick) then
+  return redis.error_reply('schedule ' .. id .. ': tick ' .. tick_text .. ' is not a number')
+end
+if not finite(tonumber(next_text)) then
+  return redis.error_reply('schedule ' .. id .. ': next run ' .. next_text ..
+    ' is not a number')
+end
+local s, why = schedule_of(id)
+if not s then
+  if why then return redis.error_reply('schedule ' .. id .. ': ' .. why) end
+  return 0
+end
+if s.paused or tick < s.next then return 0 end
+if job_id then
+  local kind = redis.call('TYPE', P .. ':job:' .. job_id).ok
+  if kind ~= 'none' and kind ~= 'hash' then
+    return redis.error_reply('schedule ' .. id .. ': the record of job ' .. job_id ..
+      ' is a ' .. kind .. ', not a hash')
+  end
+  if not finite(tonumber(ARGV[10])) then
+    return redis.error_reply('schedule ' .. id .. ': due time ' .. ARGV[10] ..
+      ' is not a number')
+  end
+end
+if not redis.call('SET', P .. ':tick:' .. id .. ':' .. tick_text, job_id or '', 'NX', 'EX',
+    kept) then
+  return 0
+end
+local key = P .. ':sched:' .. id
+if job_id then
+  promote(now)
+  enqueue_one(tonumber(now), job_id, ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+  redis.call('HSET', key, 'last_job', job_id)
+end
+redis.call('HSET', key, 'next', next_text, 'last_run', tick_text)
+redis.call('ZADD', P .. ':scheds', next_text, id)
+if job_id then wake() end
+return 1
+""")
 
 # ARGV: P.  Removes every job; returns how many.
 CLEAR = r"""

@@ -89,6 +89,25 @@ SCHEMA = (
         started_at REAL NOT NULL,
         lease_secs REAL NOT NULL
     )""",
+    # Periodic jobs (nuvom/scheduler.py), added without a version bump like nuvom_workers.
+    # definition is the codec's blob of Schedule.definition(); the rest moves as ticks fire.
+    """CREATE TABLE IF NOT EXISTS nuvom_schedules (
+        id TEXT PRIMARY KEY,
+        definition BLOB NOT NULL,
+        next_run_at REAL NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        last_run_at REAL,
+        last_job_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS nuvom_schedules_due ON nuvom_schedules (paused, next_run_at)",
+    # One row per tick claimed: its key is the promise that a tick fires once, however
+    # many schedulers race for it. Kept TICKS_KEPT_SECS, then pruned.
+    """CREATE TABLE IF NOT EXISTS nuvom_ticks (
+        schedule_id TEXT NOT NULL,
+        tick REAL NOT NULL,
+        job_id TEXT,
+        PRIMARY KEY (schedule_id, tick)
+    ) WITHOUT ROWID""",
 )
 
 GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
@@ -199,6 +218,37 @@ SELECT id, host, pid, pool, concurrency, inflight, heartbeat_at, started_at, lea
 FROM nuvom_workers ORDER BY started_at, id
 """
 
+# -- schedules ---------------------------------------------------------------
+_SCHEDULE_COLUMNS = "id, definition, next_run_at, paused, last_run_at, last_job_id"
+SAVE_SCHEDULE = f"""
+INSERT INTO nuvom_schedules ({_SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    definition = excluded.definition, next_run_at = excluded.next_run_at,
+    paused = excluded.paused, last_run_at = excluded.last_run_at,
+    last_job_id = excluded.last_job_id
+"""
+LIST_SCHEDULES = f"SELECT {_SCHEDULE_COLUMNS} FROM nuvom_schedules ORDER BY id"
+REMOVE_SCHEDULE = "DELETE FROM nuvom_schedules WHERE id = ? RETURNING id"
+FORGET_TICKS = "DELETE FROM nuvom_ticks WHERE schedule_id = ?"
+PAUSE_SCHEDULE = "UPDATE nuvom_schedules SET paused = ? WHERE id = ? RETURNING id"
+DUE_SCHEDULES = f"""
+SELECT {_SCHEDULE_COLUMNS} FROM nuvom_schedules
+WHERE paused = 0 AND next_run_at <= ? ORDER BY next_run_at, id LIMIT ?
+"""
+NEXT_SCHEDULE_AT = "SELECT min(next_run_at) FROM nuvom_schedules WHERE paused = 0"
+# fire_tick, in one transaction (BEGIN IMMEDIATE: racing schedulers take turns).
+LOCK_SCHEDULE = "SELECT next_run_at, paused FROM nuvom_schedules WHERE id = ?"
+CLAIM_TICK = """
+INSERT INTO nuvom_ticks (schedule_id, tick, job_id) VALUES (?, ?, ?)
+ON CONFLICT DO NOTHING RETURNING tick
+"""
+MOVE_SCHEDULE = """
+UPDATE nuvom_schedules SET next_run_at = ?, last_run_at = ?,
+    last_job_id = coalesce(?, last_job_id)
+WHERE id = ?
+"""
+PRUNE_TICKS = "DELETE FROM nuvom_ticks WHERE schedule_id = ? AND tick < ?"
+
 
 # -- results ---------------------------------------------------------------
 RECORD_ENQUEUED = """
@@ -209,6 +259,13 @@ ON CONFLICT (id) DO UPDATE SET
     func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
     status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
     due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
+"""
+# A fired tick's job: recorded only if no worker has recorded it yet.
+RECORD_FIRED = """
+INSERT INTO nuvom_jobs
+    (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING
 """
 # With a shared store, enqueue writes only nuvom_queue (half the work of also
 # writing nuvom_jobs); a job gets its nuvom_jobs row when first claimed. A job
