@@ -21,6 +21,7 @@ from nuvom.options import OPTIONS, check_task_options
 
 if TYPE_CHECKING:
     from nuvom.handle import JobHandle
+    from nuvom.records import Schedule
     from nuvom.registry import TaskRegistry
 
 P = ParamSpec("P")
@@ -139,15 +140,147 @@ class Task(Generic[P, R]):
         )
         return self._submit([job])[0]
 
+    @overload
+    def schedule(
+        self,
+        *args: Any,
+        interval: float | dt.timedelta,
+        cron: None = None,
+        timezone_name: str | None = None,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        max_catchup: int | None = None,
+        **kwargs: Any,
+    ) -> Schedule: ...
+
+    @overload
+    def schedule(
+        self,
+        *args: Any,
+        cron: str,
+        interval: None = None,
+        timezone_name: str | None = None,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        max_catchup: int | None = None,
+        **kwargs: Any,
+    ) -> Schedule: ...
+
+    @overload
     def schedule(
         self,
         *args: Any,
         at: dt.datetime | float | None = None,
         in_: dt.timedelta | float | None = None,
+        interval: None = None,
+        cron: None = None,
         **kwargs: Any,
-    ) -> JobHandle:
-        """Enqueue one call to run later: ``report.schedule(7, in_=60)``."""
-        return self.apply_async(args, kwargs, at=at, in_=in_)
+    ) -> JobHandle: ...
+
+    @overload
+    def schedule(
+        self,
+        *args: Any,
+        at: dt.datetime | float | None = None,
+        in_: dt.timedelta | float | None = None,
+        interval: float | dt.timedelta | None = None,
+        cron: str | None = None,
+        timezone_name: str | None = None,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        max_catchup: int | None = None,
+        **kwargs: Any,
+    ) -> JobHandle | Schedule: ...
+
+    def schedule(
+        self,
+        *args: Any,
+        at: dt.datetime | float | None = None,
+        in_: dt.timedelta | float | None = None,
+        interval: float | dt.timedelta | None = None,
+        cron: str | None = None,
+        timezone_name: str | None = None,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        max_catchup: int | None = None,
+        **kwargs: Any,
+    ) -> JobHandle | Schedule:
+        """Run a call later, once or on a timetable; the other arguments are the task's.
+
+        Once: ``report.schedule(7, in_=60)`` or ``at=datetime`` returns the job's handle.
+        Recurring: ``add.schedule(2, 3, interval=300)`` (seconds or a timedelta, anchored
+        now) or ``cron="*/5 * * * *"`` read in ``timezone_name=`` (``timezone=`` too;
+        default the task's ``timezone``, else UTC) stores a ``Schedule`` every worker fires
+        once per tick, and returns it (``nuvom schedules remove <id>`` ends it). ``overlap``,
+        ``catchup`` and ``max_catchup`` default to the task's options. Each call makes a new
+        schedule; a task argument named like one of these keywords goes through
+        ``apply_async(args, kwargs)``.
+        """
+        timing = {"at": at, "in_": in_, "interval": interval, "cron": cron}
+        given = [f"{name}=" for name, value in timing.items() if value is not None]
+        if len(given) > 1:
+            raise TaskDefinitionError(
+                f"{self.name}.schedule(): give one of at=, in_=, interval=, cron=; "
+                f"not {' and '.join(given)} together"
+            )
+        policies = {"timezone_name": timezone_name, "timezone": timezone, "overlap": overlap,
+                    "catchup": catchup, "max_catchup": max_catchup}  # fmt: skip
+        if interval is None and cron is None:
+            stray = [name for name, value in policies.items() if value is not None]
+            if stray:
+                raise TaskDefinitionError(
+                    f"{self.name}.schedule(): {stray[0]}= applies to recurring schedules "
+                    "(interval= or cron=); a task argument of that name goes through "
+                    "apply_async(args, kwargs)"
+                )
+            return self.apply_async(args, kwargs, at=at, in_=in_)
+        if timezone_name is not None and timezone is not None and timezone_name != timezone:
+            raise TaskDefinitionError(
+                f"{self.name}.schedule(): timezone_name={timezone_name!r} and "
+                f"timezone={timezone!r} disagree; give one"
+            )
+        return self._recur(
+            args,
+            kwargs,
+            cron=cron,
+            interval=interval.total_seconds() if isinstance(interval, dt.timedelta) else interval,
+            timezone=timezone_name or timezone or self.timezone,
+            overlap=overlap or self.overlap,
+            catchup=catchup or self.catchup,
+            max_catchup=self.max_catchup if max_catchup is None else max_catchup,
+        )
+
+    def _recur(
+        self,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        cron: str | None,
+        interval: float | None,
+        timezone: str,
+        overlap: str,
+        catchup: str,
+        max_catchup: int,
+    ) -> Schedule:
+        """Store a recurring schedule of this call, its first tick the first after now."""
+        from nuvom.records import JobPayloadCodec
+        from nuvom.runtime import current
+        from nuvom.scheduler import new_schedule
+
+        runtime = current()
+        schedule = new_schedule(
+            self.name, args=args, kwargs=kwargs, cron=cron, interval=interval,
+            timezone=timezone, overlap=overlap, catchup=catchup, max_catchup=max_catchup,
+            queue=self.queue, priority=self.priority, now=runtime.clock.time(),
+        )  # fmt: skip
+        # Refuse arguments no job could carry now, not at every tick in a worker.
+        JobPayloadCodec(runtime.codec).encode(self._job(args, kwargs))
+        runtime.queue.save_schedule(schedule)
+        return schedule
 
 
 @overload

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from nuvom.errors import BackendUnavailable, ConfigError, NuvomError
+from nuvom.errors import BackendError, BackendUnavailable, ConfigError, NuvomError
 from nuvom.execution import policies
 from nuvom.execution.inflight import InFlight, Running
 from nuvom.execution.pools import ExecutionPool, ThreadPool
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
     from nuvom.registry import TaskRegistry
     from nuvom.runtime import Runtime
+    from nuvom.scheduler import Scheduler
 
 log = logging.getLogger("nuvom.worker")
 
@@ -89,6 +90,7 @@ class Worker:
         on_outcome: Callable[[Outcome], None] | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child_mb: float | None = None,
+        scheduler: bool = True,
     ) -> None:
         from nuvom.discovery.loader import TaskLoader
         from nuvom.runtime import current
@@ -113,6 +115,7 @@ class Worker:
         self.results = results or self.runtime.results
         self.registry = registry if registry is not None else self.runtime.registry
         self.on_outcome = on_outcome
+        self.scheduler = scheduler  # fire the ticks of due schedules too (any number may)
         self.clock = self.runtime.clock
         self.events = self.runtime.events
         self.runner = JobRunner(
@@ -156,6 +159,11 @@ class Worker:
         helpers = [self._start_thread(self._watchdog_loop, "nuvom-watchdog")]
         if self.queue.pushes_wakeups and not burst:
             helpers.append(self._start_thread(self._waker_loop, "nuvom-waker"))
+        if self.scheduler:
+            if burst:
+                self._schedule_once()
+            else:
+                helpers.append(self._start_thread(self._scheduler_loop, "nuvom-scheduler"))
         self._register()
         try:
             self.executor.start()
@@ -410,6 +418,46 @@ class Worker:
             self.executor.timeout_action,
         )
         self.executor.abandon(running)
+
+    # -- scheduler: due ticks become jobs -------------------------------------
+    def _make_scheduler(self, *, sync: bool) -> Scheduler | None:
+        """A scheduler (with the project's declared schedules synced, if ``sync``); None if
+        the queue keeps no schedules (a plugin's, say)."""
+        from nuvom.scheduler import Scheduler
+
+        scheduler = Scheduler(self.queue, self.results, self.clock)
+        try:
+            self.queue.next_schedule_at()
+        except BackendError as exc:
+            log.info("no scheduler in this worker: %s", exc)
+            return None
+        manifest = self.runner.loader.manifest if sync else None
+        # No tasks at all is more likely the wrong folder than a project whose every
+        # declaration went: then nothing is synced, so nothing is retired.
+        if manifest is not None and manifest.tasks:
+            from nuvom.discovery.schedules import declared_schedules
+
+            scheduler.sync_declared(declared_schedules(manifest, self.clock.time()))
+        return scheduler
+
+    def _schedule_once(self) -> None:
+        """A burst worker fires the ticks due now, once, before it drains (it leaves the
+        project's declarations to long-running workers: it reads no manifest)."""
+        try:
+            scheduler = self._make_scheduler(sync=False)
+            if scheduler is not None:
+                scheduler.run_once()
+        except NuvomError as exc:
+            log.error("the scheduler's pass failed: %s", exc)
+
+    def _scheduler_loop(self) -> None:
+        try:
+            scheduler = self._make_scheduler(sync=True)
+        except NuvomError as exc:
+            log.error("cannot start the scheduler: %s", exc)
+            return
+        if scheduler is not None:
+            scheduler.run(self.held.stopping_event)
 
     def _waker_loop(self) -> None:
         try:

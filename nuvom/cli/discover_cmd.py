@@ -38,6 +38,8 @@ TASK_COLUMNS = (
     Col("description", fit="cut"),
     Col("options", fit="cut", drop=1),
 )
+# Shown only when some listed task declares a timetable; whole, it outlasts options and tags.
+SCHEDULE_COLUMN = Col("schedule", drop=1)
 
 
 def _manifest_path() -> Path:
@@ -209,6 +211,27 @@ def _options_text(entry: TaskEntry) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in entry.options.items() if k != "tags")
 
 
+def _schedule(entry: TaskEntry) -> dict[str, Any] | None:
+    """The timetable a task declares (``cron``/``interval``, ``timezone``), else ``None``."""
+    cron, interval = entry.options.get("cron"), entry.options.get("interval")
+    if cron is None and interval is None:
+        return None
+    return {"cron": cron, "interval": interval, "timezone": entry.options.get("timezone", "UTC")}
+
+
+def _schedule_text(entry: TaskEntry) -> str:
+    declared = _schedule(entry)
+    if declared is None:
+        return ""
+    if declared["cron"] is None:
+        from nuvom.cli.schedules_cmd import every
+
+        interval = declared["interval"]
+        return every(interval) if isinstance(interval, int | float) else repr(interval)
+    zone = declared["timezone"]
+    return f"{declared['cron']}" + (f" ({zone})" if zone != "UTC" else "")
+
+
 def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
     manifest = _load_or_discover(refresh)
     wanted = set(tags)
@@ -219,7 +242,8 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
             json.dumps(
                 json_record({"name": e.name, "module": e.module, "function": e.function,
                              "file": e.file, "line": e.line, "tags": e.tags,
-                             "description": e.description, "options": e.options}),
+                             "description": e.description, "schedule": _schedule(e),
+                             "options": e.options}),
                 ensure_ascii=False,
                 allow_nan=False,
             )
@@ -231,18 +255,21 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
         what = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
         console.print(f"no tasks{escape(what)} under {escape(manifest.root)}", highlight=False)
         return 0
+    scheduled = any(_schedule(e) is not None for e in entries)
+    columns = (*TASK_COLUMNS[:2], SCHEDULE_COLUMN, *TASK_COLUMNS[2:]) if scheduled else TASK_COLUMNS
     rows = []
     for e in entries:
         summary = (e.description or "").strip().splitlines()
         description = summary[0] if summary else ""
         if len(description) > DESCRIPTION_CHARS:
             description = description[: DESCRIPTION_CHARS - 1] + "…"
-        rows.append(
-            (e.name, f"{e.module}:{e.function}", ",".join(e.tags), description, _options_text(e))
-        )
+        row = [e.name, f"{e.module}:{e.function}", ",".join(e.tags), description, _options_text(e)]
+        if scheduled:
+            row.insert(2, _schedule_text(e))
+        rows.append(row)
     # Plain aligned columns: a Rich Table measures every cell and takes seconds on
     # thousands of tasks; this stays well under the 0.3 s a listing may take.
-    lines = fit_lines(TASK_COLUMNS, rows)
+    lines = fit_lines(columns, rows)
     header = lines.pop(0)
     console.print(f"[bold]{escape(header)}[/]", highlight=False)
     sys.stdout.write("\n".join(lines) + "\n")

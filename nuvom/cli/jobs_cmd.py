@@ -243,6 +243,10 @@ def show_job(job_id: str, fmt: OutputFormat) -> None:
     grid.add_row("finished", when(record.finished_at))
     grid.add_row("duration", seconds(record.duration_secs))
     grid.add_row("worker", escape(record.worker_id or "-"))
+    if record.origin and "schedule" in record.origin:
+        tick = record.origin.get("tick")
+        tick_text = when(tick) if isinstance(tick, int | float) else "-"
+        grid.add_row("schedule", escape(f"{record.origin['schedule']}, tick {tick_text}"))
     console.print(Panel(grid, title=f"job {escape(record.id)}", expand=False))
     if record.history:
         rows = []

@@ -301,6 +301,59 @@ app.add_typer(tasks_app, name="tasks", hidden=True)
 tasks_app.command("list", help="Same as `nuvom list tasks`.")(list_tasks)
 
 
+schedules_app = typer.Typer(help="Periodic jobs: list, pause, resume, remove, trigger.", no_args_is_help=True)  # fmt: skip
+app.add_typer(schedules_app, name="schedules")
+ScheduleId = Annotated[str, typer.Argument(help="the schedule's id, as schedules list shows it")]
+
+
+@schedules_app.command("list")
+def schedules_list(fmt: FormatOption = OutputFormat.table) -> None:
+    """Every schedule: task, args, cron or interval, zone, next run, last run and its job."""
+    from nuvom.cli.schedules_cmd import list_schedules
+
+    list_schedules(fmt)
+
+
+@schedules_app.command("pause")
+def schedules_pause(schedule_id: ScheduleId) -> None:
+    """Stop firing a schedule's ticks until it is resumed."""
+    from nuvom.cli.schedules_cmd import pause_schedule
+
+    pause_schedule(schedule_id, True)
+
+
+@schedules_app.command("resume")
+def schedules_resume(schedule_id: ScheduleId) -> None:
+    """Fire a paused schedule's ticks again (missed ones by its catchup policy)."""
+    from nuvom.cli.schedules_cmd import pause_schedule
+
+    pause_schedule(schedule_id, False)
+
+
+@schedules_app.command("remove")
+def schedules_remove(schedule_id: ScheduleId) -> None:
+    """Delete a schedule; the jobs it fired are kept."""
+    from nuvom.cli.schedules_cmd import remove_schedule
+
+    remove_schedule(schedule_id)
+
+
+@schedules_app.command("trigger")
+def schedules_trigger(schedule_id: ScheduleId) -> None:
+    """Enqueue one run of a schedule now, outside its timetable; prints the job id."""
+    from nuvom.cli.schedules_cmd import trigger_schedule
+
+    trigger_schedule(schedule_id)
+
+
+@app.command()
+def runscheduler() -> None:
+    """Fire due schedule ticks as jobs until CTRL+C, running none (every worker fires them too)."""
+    from nuvom.cli.schedules_cmd import run_scheduler
+
+    raise typer.Exit(run_scheduler())
+
+
 db_app = typer.Typer(help="nuvom's tables on PostgreSQL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nuvom.discovery.manifest import TaskEntry
-from nuvom.options import LITERAL_OPTIONS, TEXT_OPTIONS
+from nuvom.options import LITERAL_OPTIONS, SCHEDULE_OPTIONS, TEXT_OPTIONS, TIMETABLE_OPTIONS
 
 # Dotted paths that name the decorator once a module's imports are resolved.
 # ``nuvom.task`` is both the package attribute and the (callable) submodule.
@@ -78,12 +78,14 @@ def _resolves_to_task(decorator: ast.expr, aliases: dict[str, str]) -> bool:
     return (f"{bound}.{rest}" if rest else bound) in TASK_DECORATORS
 
 
-def _options(decorator: ast.expr) -> tuple[dict[str, Any], Any]:
-    """Literal options of ``@task(...)`` and its ``name=`` (``...`` when not a literal)."""
+def _options(decorator: ast.expr) -> tuple[dict[str, Any], Any, list[str]]:
+    """Literal options of ``@task(...)``, its ``name=`` (``...`` when not a literal), and
+    the literal options that are not literals (recorded as ``None``)."""
     options: dict[str, Any] = {}
     name: Any = None
+    computed: list[str] = []
     if not isinstance(decorator, ast.Call):
-        return options, name
+        return options, name, computed
     for keyword in decorator.keywords:
         key = keyword.arg
         if key == "name":
@@ -96,10 +98,31 @@ def _options(decorator: ast.expr) -> tuple[dict[str, Any], Any]:
                 value = ast.literal_eval(keyword.value)
             except ValueError:
                 value = None  # computed at import time; unknown until then
+                computed.append(key)
             options[key] = list(value) if isinstance(value, tuple | set | frozenset) else value
         elif key in TEXT_OPTIONS:  # hooks: listed by their source text
             options[key] = ast.unparse(keyword.value)
-    return options, name
+    return options, name, computed
+
+
+def _schedule_warning(options: dict[str, Any], computed: list[str]) -> str | None:
+    """Why a schedule the decorator seems to declare cannot be read from source, if it cannot.
+
+    Workers declare schedules from the manifest without importing the task, so a timetable
+    computed at import time (``interval=5 * 60``, ``cron=CRON``) declares none.
+    """
+    periodic = any(options.get(key) is not None for key in TIMETABLE_OPTIONS)
+    unread = [
+        key for key in computed if key in (SCHEDULE_OPTIONS if periodic else TIMETABLE_OPTIONS)
+    ]
+    if not unread:
+        return None
+    names = ", ".join(f"{key}=" for key in unread)
+    what = "is not a literal" if len(unread) == 1 else "are not literals"
+    return (
+        f"{names} {what}, and schedules are read from source: this task declares none "
+        "(write literals, or call .schedule() at run time)"
+    )
 
 
 @dataclass(slots=True)
@@ -123,7 +146,10 @@ def scan_source(source: bytes | str, *, module: str, file: str) -> ScanResult:
         for decorator in node.decorator_list:
             if not _resolves_to_task(decorator, aliases):
                 continue
-            options, name = _options(decorator)
+            options, name, computed = _options(decorator)
+            unreadable = _schedule_warning(options, computed)
+            if unreadable is not None:
+                warnings.append(f"line {node.lineno}: {unreadable}")
             if name is ... or (name is not None and not isinstance(name, str)):
                 warnings.append(
                     f"line {node.lineno}: task name is not a literal; listed as {node.name!r}"

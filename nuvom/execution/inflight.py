@@ -66,6 +66,11 @@ class InFlight:
 
     # -- what a pool calls -------------------------------------------------------
     @property
+    def stopping_event(self) -> threading.Event:
+        """Set once the worker is shutting down (helpers wait on it)."""
+        return self._stopping
+
+    @property
     def stopping(self) -> bool:
         """True once the worker is shutting down: do not start more jobs."""
         return self._stopping.is_set()

@@ -1,0 +1,107 @@
+"""Many schedulers, one timetable: an ``interval=1`` task fires once a second, whichever
+of three workers and two ``runscheduler`` processes wins each tick, even while a
+scheduler is SIGKILLed again and again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from nuvom.job import JobStatus
+
+from .helpers import STARTED_TEXT, Proc, Project, nuvom_command, posix_only
+from .servers import ServerBackend, server_lock
+
+WINDOW_SECS = 30.0
+WORKERS = 3
+SCHEDULERS = 2
+KILLS = 10
+
+BEAT_TASKS = """
+import os
+import time
+
+from nuvom import task
+
+
+@task(interval=1)
+def beat():
+    fd = os.open("beats", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{time.time()!r}\\n".encode())
+    finally:
+        os.close(fd)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    if request.param == "sqlite":
+        yield {}
+        return
+    with server_lock(exclusive=False):
+        backend = ServerBackend(request.param)
+        try:
+            yield backend.env
+        finally:
+            backend.drop()
+
+
+def _beats(project: Project) -> list[float]:
+    path = project.root / "beats"
+    return sorted(float(line) for line in path.read_text().split()) if path.exists() else []
+
+
+def _scheduler(project: Project, env: dict[str, str]) -> Proc:
+    return project.start([*nuvom_command(), "runscheduler"], env=env)
+
+
+@posix_only
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kill_schedulers", [False, True], ids=["steady", "kill-storm"])
+def test_each_tick_fires_once_however_many_schedulers_race(
+    project: Project, engine: dict[str, str], kill_schedulers: bool
+) -> None:
+    project.write("tasks.py", BEAT_TASKS)
+    env = dict(project.env, **engine)
+    assert project.nuvom("discover", "tasks", env=env).returncode == 0
+    workers = [project.start_worker(env=env) for _ in range(WORKERS)]
+    schedulers = [_scheduler(project, env) for _ in range(SCHEDULERS)]
+    rng, kills = random.Random(3), 0
+    ends = time.monotonic() + WINDOW_SECS
+    pace = WINDOW_SECS / (KILLS + 1)
+    while kill_schedulers and kills < KILLS:
+        threading.Event().wait(max(0.0, min(pace, ends - time.monotonic())))  # pacing
+        victim = schedulers.pop(rng.randrange(len(schedulers)))
+        victim.send(signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        schedulers.append(_scheduler(project, env))
+    threading.Event().wait(max(0.0, ends - time.monotonic()))  # the rest of the window
+    for proc in [*workers, *schedulers]:
+        proc.wait_for_output(STARTED_TEXT)  # its signal handlers are in: SIGTERM is a stop
+    for proc in [*workers, *schedulers]:
+        proc.send(signal.SIGTERM)
+    for proc in [*workers, *schedulers]:
+        assert proc.wait() == 0, proc.describe()
+
+    beats = _beats(project)
+    settings = {name.removeprefix("NUVOM_").lower(): value for name, value in engine.items()}
+    runtime = project.configure(**settings)
+    jobs = [r for r in runtime.results.list_jobs(limit=1000) if r.func_name == "beat"]
+    ticks = sorted(r.origin["tick"] for r in jobs if r.origin)
+    ran = [r for r in jobs if r.status is JobStatus.SUCCESS]
+    assert len(ticks) == len(set(ticks)) == len(jobs), "one job per tick, each naming it"
+    assert len(beats) == len(ran), "no tick's job ran twice"
+    assert WINDOW_SECS - 3 <= len(jobs) <= WINDOW_SECS + 2, f"{len(jobs)} runs in {WINDOW_SECS}s"
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {1.0}, "no tick missed, none drifts"
+    if kill_schedulers:
+        assert kills == KILLS
