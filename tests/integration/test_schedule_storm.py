@@ -105,3 +105,43 @@ def test_each_tick_fires_once_however_many_schedulers_race(
     assert {b - a for a, b in itertools.pairwise(ticks)} == {1.0}, "no tick missed, none drifts"
     if kill_schedulers:
         assert kills == KILLS
+
+
+SLOW_TASKS = """
+import os
+import time
+
+from nuvom import task
+
+
+@task(interval=1, overlap="skip")
+def slow():
+    began = time.time()
+    time.sleep(3)
+    fd = os.open("runs", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{began!r} {time.time()!r}\\n".encode())
+    finally:
+        os.close(fd)
+"""
+
+
+@posix_only
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_overlap_skip_never_runs_two_at_once(project: Project) -> None:
+    project.write("tasks.py", SLOW_TASKS)
+    assert project.nuvom("discover", "tasks").returncode == 0
+    workers = [project.start_worker("--workers", "4") for _ in range(2)]
+    threading.Event().wait(12.0)  # the window the runs are looked at in, not a sync
+    for proc in workers:
+        proc.send(signal.SIGTERM)
+    for proc in workers:
+        assert proc.wait() == 0, proc.describe()
+
+    runs = sorted(
+        tuple(map(float, line.split())) for line in (project.root / "runs").read_text().splitlines()
+    )
+    assert len(runs) >= 2, "a 3 s task on a 1 s interval still runs, one after another"
+    for (_, ended), (began, _) in itertools.pairwise(runs):
+        assert began >= ended, "a tick ran while the previous tick's job still ran"
