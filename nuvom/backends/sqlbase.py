@@ -278,12 +278,10 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         rows = [] if job is None else queue_rows([job], self.payloads, self.clock.time())
         job_id = None if job is None else job.id
         with self.store.transaction() as cur:
-            # Each read right after its statement: nothing unread before it in a pipeline.
-            found = cur.execute(self.sql.LOCK_SCHEDULE, (schedule_id,)).fetchone()
-            if found is None or found[1] or tick < found[0]:
-                return False  # gone, paused, or a stale tick: another scheduler moved it on
-            if cur.execute(self.sql.CLAIM_TICK, (schedule_id, tick, job_id)).fetchone() is None:
-                return False  # already claimed
+            # Read right after its statement: nothing unread before it in a pipeline.
+            claim = {"sid": schedule_id, "tick": tick, "job": job_id}
+            if cur.execute(self.sql.CLAIM_TICK, claim).fetchone() is None:
+                return False  # gone, paused, stale (another scheduler moved it on) or claimed
             if rows:
                 self.insert(cur, rows)
             cur.execute(self.sql.MOVE_SCHEDULE, (next_run_at, tick, job_id, schedule_id))

@@ -256,9 +256,15 @@ WHERE NOT paused AND next_run_at <= %s ORDER BY next_run_at, id LIMIT %s
 NEXT_SCHEDULE_AT = "SELECT min(next_run_at) FROM nuvom_schedules WHERE NOT paused"
 # fire_tick, in one transaction: the row lock makes racing schedulers take turns, and
 # each one after the first sees the schedule already moved on.
-LOCK_SCHEDULE = "SELECT next_run_at, paused FROM nuvom_schedules WHERE id = %s FOR UPDATE"
+# Claim a tick of a schedule that is there, not paused, and not past it, in one statement:
+# the row lock serializes racers, and a racer that waited re-reads the moved-on row.
 CLAIM_TICK = """
-INSERT INTO nuvom_ticks (schedule_id, tick, job_id) VALUES (%s, %s, %s)
+WITH schedule AS (
+    SELECT id FROM nuvom_schedules
+    WHERE id = %(sid)s AND NOT paused AND next_run_at <= %(tick)s FOR UPDATE
+)
+INSERT INTO nuvom_ticks (schedule_id, tick, job_id)
+SELECT id, %(tick)s, %(job)s FROM schedule
 ON CONFLICT DO NOTHING RETURNING tick
 """
 MOVE_SCHEDULE = """

@@ -237,9 +237,12 @@ WHERE paused = 0 AND next_run_at <= ? ORDER BY next_run_at, id LIMIT ?
 """
 NEXT_SCHEDULE_AT = "SELECT min(next_run_at) FROM nuvom_schedules WHERE paused = 0"
 # fire_tick, in one transaction (BEGIN IMMEDIATE: racing schedulers take turns).
-LOCK_SCHEDULE = "SELECT next_run_at, paused FROM nuvom_schedules WHERE id = ?"
+# Claim a tick of a schedule that is there, not paused, and not past it, in one statement
+# (BEGIN IMMEDIATE already serializes writers); no row back: refused.
 CLAIM_TICK = """
-INSERT INTO nuvom_ticks (schedule_id, tick, job_id) VALUES (?, ?, ?)
+INSERT INTO nuvom_ticks (schedule_id, tick, job_id)
+SELECT id, :tick, :job FROM nuvom_schedules
+WHERE id = :sid AND paused = 0 AND next_run_at <= :tick
 ON CONFLICT DO NOTHING RETURNING tick
 """
 MOVE_SCHEDULE = """
