@@ -86,6 +86,27 @@ def test_looking_at_a_store_leaves_it_as_it_was(project: Project) -> None:
     assert after == before  # no file added (no manifest, no -wal/-shm), none written
 
 
+def test_looking_at_a_store_an_older_nuvom_wrote_leaves_it_as_it_was(project: Project) -> None:
+    import sqlite3
+
+    from nuvom.backends.sqlite import sql
+
+    project.db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(project.db_path) as conn:  # the schema before schedules existed
+        for statement in sql.SCHEMA:
+            if "nuvom_schedules" not in statement and "nuvom_ticks" not in statement:
+                conn.execute(statement)
+        conn.execute(sql.SET_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
+    conn.close()
+    before = project.db_path.read_bytes()
+
+    listed = project.nuvom("schedules", "list")
+
+    assert listed.returncode == 0, listed.stderr
+    assert "no schedules" in listed.stdout
+    assert project.db_path.read_bytes() == before, "a read added no table to the file"
+
+
 def _names(project: Project) -> set[str]:
     listed = project.nuvom("list", "tasks", "--format", "json")
     assert listed.returncode == 0, listed.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -176,16 +177,21 @@ class SQLiteStore:
             raise self._explain(exc) from None
         try:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_secs * 1000)}")
-            conn.execute("PRAGMA query_only=ON")
             has_meta = conn.execute(sql.HAS_META_TABLE).fetchone() is not None
             version = conn.execute(sql.GET_SCHEMA_VERSION).fetchone() if has_meta else None
+            if version is not None:
+                self._check_version(version[0])
+                _fill_missing_tables(conn)
+            conn.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             conn.close()
             raise self._explain(exc) from None
+        except BackendError:
+            conn.close()
+            raise
         if version is None:  # an empty file: created, but no nuvom schema committed in it yet
             conn.close()
             return self._empty_view()
-        self._check_version(version[0])
         return conn
 
     @staticmethod
@@ -403,3 +409,17 @@ class SQLiteBackend(SQLBackend):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.store.path)!r})"
+
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
+
+
+def _fill_missing_tables(conn: sqlite3.Connection) -> None:
+    """Empty TEMP stand-ins for tables a file written by an older nuvom lacks (they are
+    added when a writer next opens it): a read of them answers "nothing", and the file
+    is not touched (TEMP tables live in this connection alone)."""
+    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for statement in sql.SCHEMA:
+        found = _CREATE_TABLE.search(statement)
+        if found is not None and found.group(1) not in have:
+            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
