@@ -425,20 +425,19 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
 
     # -- richer methods ---------------------------------------------------
     def record_enqueued(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
-            return
-        now = self.clock.time()
-        rows = queue_rows(jobs, self.payloads, now)
-        with self.store.transaction() as cur:
-            cur.executemany(self.sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, rows, now))
+        self._record_pending(self.sql.RECORD_ENQUEUED, jobs)
 
     def record_fired(self, jobs: Sequence[Job]) -> None:
+        self._record_pending(self.sql.RECORD_FIRED, jobs)
+
+    def _record_pending(self, statement: str, jobs: Sequence[Job]) -> None:
+        """``jobs`` as PENDING/SCHEDULED rows by ``statement`` (which says what a known id gets)."""
         if not jobs:
             return
         now = self.clock.time()
         rows = queue_rows(jobs, self.payloads, now)
         with self.store.transaction() as cur:
-            cur.executemany(self.sql.RECORD_FIRED, self.enqueued_rows(jobs, rows, now))
+            cur.executemany(statement, self.enqueued_rows(jobs, rows, now))
 
     def mark_running(self, jobs: Sequence[Job], *, worker_id: str, started_at: float) -> None:
         claimed = [(job, self.payloads.encode(job)) for job in jobs]

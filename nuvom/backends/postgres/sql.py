@@ -275,22 +275,21 @@ WHERE id = %s
 PRUNE_TICKS = "DELETE FROM nuvom_ticks WHERE schedule_id = %s AND tick < %s"
 
 # -- results ---------------------------------------------------------------
-RECORD_ENQUEUED = """
+_RECORD_PENDING = """
 INSERT INTO nuvom_jobs
     (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO UPDATE SET
+"""
+RECORD_ENQUEUED = (
+    _RECORD_PENDING
+    + """ON CONFLICT (id) DO UPDATE SET
     func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
     status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
     due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
 """
+)
 # A fired tick's job: recorded only if no worker has recorded it yet.
-RECORD_FIRED = """
-INSERT INTO nuvom_jobs
-    (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO NOTHING
-"""
+RECORD_FIRED = _RECORD_PENDING + "ON CONFLICT (id) DO NOTHING\n"
 # One job enqueued (and recorded) with its NOTIFY as ONE statement outside an
 # explicit transaction: one round trip for a single .delay(). Parameters: ENQUEUE's,
 # then RECORD_ENQUEUED's (only in the second), then the channel.

@@ -254,22 +254,21 @@ PRUNE_TICKS = "DELETE FROM nuvom_ticks WHERE schedule_id = ? AND tick < ?"
 
 
 # -- results ---------------------------------------------------------------
-RECORD_ENQUEUED = """
+_RECORD_PENDING = """
 INSERT INTO nuvom_jobs
     (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
+"""
+RECORD_ENQUEUED = (
+    _RECORD_PENDING
+    + """ON CONFLICT (id) DO UPDATE SET
     func_name = excluded.func_name, queue = excluded.queue, priority = excluded.priority,
     status = excluded.status, payload = excluded.payload, max_retries = excluded.max_retries,
     due_at = excluded.due_at, finished_at = NULL, updated_at = excluded.updated_at
 """
+)
 # A fired tick's job: recorded only if no worker has recorded it yet.
-RECORD_FIRED = """
-INSERT INTO nuvom_jobs
-    (id, func_name, queue, priority, status, payload, max_retries, created_at, due_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO NOTHING
-"""
+RECORD_FIRED = _RECORD_PENDING + "ON CONFLICT (id) DO NOTHING\n"
 # With a shared store, enqueue writes only nuvom_queue (half the work of also
 # writing nuvom_jobs); a job gets its nuvom_jobs row when first claimed. A job
 # enqueued again under a known id (retry_job) has its row reopened here.
