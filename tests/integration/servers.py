@@ -15,8 +15,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from nuvom.backends.redis.queue import RedisJobQueue
 
 POSTGRES_DSN = os.environ.get(
     "NUVOM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -555,3 +559,20 @@ def own_postgres() -> Iterator[OwnPostgres]:
         yield server
     finally:
         server.remove()
+
+
+@contextmanager
+def redis_queue_on_fake_clock() -> Iterator[RedisJobQueue]:
+    """A ``RedisJobQueue`` under a key prefix of its own, on a ``FakeClock`` at 1,000 s;
+    the prefix is dropped afterwards."""
+    from nuvom.backends.redis.queue import RedisJobQueue
+    from nuvom.clock import FakeClock
+
+    with server_lock(exclusive=False):
+        prefix = unique_name("nuvom-test")
+        queue = RedisJobQueue(require_redis(), prefix=prefix, clock=FakeClock(start=1_000.0))
+        try:
+            yield queue
+        finally:
+            queue.close()
+            drop_redis_prefix(prefix)

@@ -15,10 +15,9 @@ import pytest
 
 from nuvom.backends.redis.client import retried
 from nuvom.backends.redis.queue import RedisJobQueue
-from nuvom.clock import FakeClock
 from nuvom.job import Job
 
-from .servers import drop_redis_prefix, require_redis, server_lock, unique_name
+from .servers import redis_queue_on_fake_clock
 
 LEASE_SECS = 30.0
 JOBS = 20
@@ -26,12 +25,8 @@ JOBS = 20
 
 @pytest.fixture
 def queue() -> Iterator[RedisJobQueue]:
-    with server_lock(exclusive=False):
-        prefix = unique_name("nuvom-test")
-        q = RedisJobQueue(require_redis(), prefix=prefix, clock=FakeClock(start=1_000.0))
-        yield q
-        q.close()
-        drop_redis_prefix(prefix)
+    with redis_queue_on_fake_clock() as redis_queue:
+        yield redis_queue
 
 
 def _claim_all(queue: RedisJobQueue, batch: int) -> list[str]:

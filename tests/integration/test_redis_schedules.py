@@ -18,25 +18,20 @@ import pytest
 
 from nuvom.backends.contract import TICKS_KEPT_SECS
 from nuvom.backends.redis.queue import RedisJobQueue
-from nuvom.clock import FakeClock
 from nuvom.errors import BackendError
 from nuvom.job import Job
 from nuvom.records import Schedule
 from nuvom.scheduler import new_schedule, tick_job_id
 
-from .servers import drop_redis_prefix, require_redis, server_lock, unique_name
+from .servers import redis_queue_on_fake_clock
 
 INTERVAL = 10.0
 
 
 @pytest.fixture
 def queue() -> Iterator[RedisJobQueue]:
-    with server_lock(exclusive=False):
-        prefix = unique_name("nuvom-test")
-        q = RedisJobQueue(require_redis(), prefix=prefix, clock=FakeClock(start=1_000.0))
-        yield q
-        q.close()
-        drop_redis_prefix(prefix)
+    with redis_queue_on_fake_clock() as redis_queue:
+        yield redis_queue
 
 
 class Collect(logging.Handler):
