@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError, NuvomError
@@ -499,14 +497,11 @@ class Worker:
         self.executor.stop(force=held.forced)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        names = ["SIGINT", "SIGTERM", "SIGBREAK"]  # SIGBREAK: CTRL+BREAK on Windows
-        previous: dict[int, object] = {}
+        from nuvom.stopsignals import on_stop_signals
 
-        def handle(signum: int, frame: FrameType | None) -> None:
+        def handle(signum: int) -> None:
             # Act before logging: a second signal can arrive while the first
-            # handler is still writing its line, and must then find us stopping.
+            # is still being logged, and must then find us stopping.
             if self.held.stopping:
                 self.stats.forced = True
                 self.stop(force=True)
@@ -515,16 +510,7 @@ class Worker:
                 self.stop()
                 log.warning("stopping: finishing in-flight jobs (signal again to exit now)")
 
-        for name in names:
-            signum = getattr(signal, name, None)
-            if signum is not None:
-                previous[signum] = signal.signal(signum, handle)
-
-        def restore() -> None:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)  # type: ignore[arg-type]
-
-        return restore
+        return on_stop_signals(handle)
 
 
 def _make_pool(

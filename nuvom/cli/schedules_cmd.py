@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -233,22 +231,13 @@ def sync_declared(runtime: Runtime, scheduler: Scheduler) -> None:
 
 def _on_signals(stop: threading.Event) -> Callable[[], None]:
     """SIGINT, SIGTERM (and CTRL+BREAK on Windows) set ``stop``; returns the undo."""
-    previous: dict[int, Any] = {}
+    from nuvom.stopsignals import on_stop_signals
 
-    def handle(signum: int, frame: FrameType | None) -> None:
+    def handle(signum: int) -> None:
         stop.set()  # before logging: a pass in progress ends the loop as soon as it returns
         log.warning("stopping: the scheduler exits after this pass")
 
-    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            previous[signum] = signal.signal(signum, handle)
-
-    def restore() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    return restore
+    return on_stop_signals(handle)
 
 
 def run_scheduler() -> int:
