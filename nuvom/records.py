@@ -326,3 +326,14 @@ class Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TickClaim:
+    """One tick a scheduler claims (``fire_ticks``): the job it runs (None: skipped by the
+    overlap or catch-up policy) and where the schedule goes next once it is claimed."""
+
+    schedule_id: str
+    tick: float
+    job: Job | None
+    next_run_at: float

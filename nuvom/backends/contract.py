@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from nuvom.clock import SYSTEM_CLOCK, Clock
 from nuvom.errors import BackendError
 from nuvom.job import Job, JobStatus
-from nuvom.records import ErrorInfo, JobRecord, Outcome, Schedule
+from nuvom.records import ErrorInfo, JobRecord, Outcome, Schedule, TickClaim
 
 if TYPE_CHECKING:
     from nuvom.records import WorkerInfo
@@ -64,6 +64,11 @@ class Claimed:
 
     jobs: list[Job]
     quarantined: list[tuple[str, str]] = field(default_factory=list)
+
+
+def claim_order(claims: Sequence[TickClaim]) -> list[int]:
+    """Indexes of ``claims`` in the order ``fire_ticks`` takes them: by schedule, then tick."""
+    return sorted(range(len(claims)), key=lambda i: (claims[i].schedule_id, claims[i].tick))
 
 
 class BaseJobQueue(ABC):
@@ -223,6 +228,25 @@ class BaseJobQueue(ABC):
         stale, or a schedule that is gone or paused, changes nothing and returns False.
         """
         raise self._no_schedules()
+
+    def fire_ticks(self, claims: Sequence[TickClaim]) -> list[bool]:
+        """``fire_tick`` for many claims at once; whether each won, in the order given.
+
+        Claims are taken in (schedule id, tick) order — one schedule's later tick sees the
+        move of its earlier one, and racing callers lock schedules in the same order — each
+        as atomic as ``fire_tick`` on its own: a claim lost changes nothing of the others.
+        Engines take them in one transaction or round trip (a scheduler's pass of 1,000 due
+        schedules is one call); this default claims them one by one. A job that cannot be
+        stored raises before anything is claimed on the engines that batch; here, claims
+        taken before it stay taken (their ticks' keys make a retry of them lose).
+        """
+        won = [False] * len(claims)
+        for i in claim_order(claims):
+            claim = claims[i]
+            won[i] = self.fire_tick(
+                claim.schedule_id, claim.tick, job=claim.job, next_run_at=claim.next_run_at
+            )
+        return won
 
     def _no_schedules(self) -> BackendError:
         return BackendError(f"the {self.name} queue backend keeps no schedules", backend=self.name)

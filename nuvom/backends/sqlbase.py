@@ -36,6 +36,7 @@ from nuvom.backends.contract import (
     JointWriter,
     Queues,
     QueueStats,
+    claim_order,
 )
 from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
@@ -47,6 +48,7 @@ from nuvom.records import (
     Outcome,
     Schedule,
     StoredJob,
+    TickClaim,
 )
 
 PAYLOAD = 7  # where ``queue_rows`` keeps a job's encoded payload
@@ -274,20 +276,31 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
     def fire_tick(
         self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
     ) -> bool:
+        return self.fire_ticks([TickClaim(schedule_id, tick, job, next_run_at)])[0]
+
+    def fire_ticks(self, claims: Sequence[TickClaim]) -> list[bool]:
         # Encoded before the transaction: a job that cannot be stored changes nothing.
-        rows = [] if job is None else queue_rows([job], self.payloads, self.clock.time())
-        job_id = None if job is None else job.id
+        now = self.clock.time()
+        rows = [[] if c.job is None else queue_rows([c.job], self.payloads, now) for c in claims]
+        won = [False] * len(claims)
         with self.store.transaction() as cur:
-            # Read right after its statement: nothing unread before it in a pipeline.
-            claim = {"sid": schedule_id, "tick": tick, "job": job_id}
-            if cur.execute(self.sql.CLAIM_TICK, claim).fetchone() is None:
-                return False  # gone, paused, stale (another scheduler moved it on) or claimed
-            if rows:
-                self.insert(cur, rows)
-            cur.execute(self.sql.MOVE_SCHEDULE, (next_run_at, tick, job_id, schedule_id))
-            cur.execute(self.sql.PRUNE_TICKS, (schedule_id, tick - TICKS_KEPT_SECS))
-        if rows:
+            for i in claim_order(claims):
+                won[i] = self._fire_one(cur, claims[i], rows[i])
+        if any(won[i] and rows[i] for i in range(len(claims))):
             self.nudge()
+        return won
+
+    def _fire_one(self, cur: Cursor, claim: TickClaim, rows: list[tuple[object, ...]]) -> bool:
+        job_id = None if claim.job is None else claim.job.id
+        # Read right after its statement: nothing unread before it in a pipeline.
+        key = {"sid": claim.schedule_id, "tick": claim.tick, "job": job_id}
+        if cur.execute(self.sql.CLAIM_TICK, key).fetchone() is None:
+            return False  # gone, paused, stale (another scheduler moved it on) or claimed
+        if rows:
+            self.insert(cur, rows)
+        moved = (claim.next_run_at, claim.tick, job_id, claim.schedule_id)
+        cur.execute(self.sql.MOVE_SCHEDULE, moved)
+        cur.execute(self.sql.PRUNE_TICKS, (claim.schedule_id, claim.tick - TICKS_KEPT_SECS))
         return True
 
     def qsize(self, queue: str | None = None) -> int:

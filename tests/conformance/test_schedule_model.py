@@ -5,11 +5,12 @@ ticks from several schedulers, each its own queue object on the same store where
 engine has one (its own connection, pool or client), with the tick it last read (maybe
 stale by now), the schedule's current one, one before it, a later one (a catch-up to the
 latest) or one already claimed; now and then all schedulers race on one tick from
-threads. It moves the ``FakeClock`` instead of sleeping. A tiny model predicts every
-answer, and after every step: each (schedule, tick) enqueued at most one job, no stale,
-paused or removed fire won, ``next_run_at`` never moved back but by a save, the queue
-holds exactly the jobs of the winning fires, and the stored schedules, the due ones and
-the next due time are the model's.
+threads, or one fires a batch of ticks in one ``fire_ticks``. It moves the ``FakeClock``
+instead of sleeping. A tiny model predicts every answer, and after every step: each
+(schedule, tick) enqueued at most one job, no stale, paused or removed fire won,
+``next_run_at`` never moved back but by a save, the queue holds exactly the jobs of the
+winning fires, and the stored schedules, the due ones and the next due time are the
+model's.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from nuvom.backends.contract import TICKS_KEPT_SECS
+from nuvom.backends.contract import TICKS_KEPT_SECS, claim_order
 from nuvom.clock import FakeClock
 from nuvom.job import Job
 from nuvom.queue_backends.base import BaseJobQueue
 from nuvom.queue_backends.file_queue import FileJobQueue
 from nuvom.queue_backends.memory_queue import MemoryJobQueue
 from nuvom.queue_backends.sqlite_queue import SQLiteJobQueue
-from nuvom.records import Schedule
+from nuvom.records import Schedule, TickClaim
 from nuvom.scheduler import new_schedule, tick_job_id
 
 SCHEDULE_IDS = ("s1", "s2", "s3")
@@ -235,6 +236,27 @@ class ScheduleMachine(RuleBasedStateMachine):
         queue = self.schedulers[scheduler]
         won = queue.fire_tick(sid, tick, job=job, next_run_at=tick + interval)
         self._settle(sid, tick, job, tick + interval, won)
+
+    @rule(
+        scheduler=st.integers(0, SCHEDULERS - 1),
+        picks=st.lists(
+            st.tuples(st.sampled_from(SCHEDULE_IDS), st.sampled_from(TICK_CHOICES),
+                      st.booleans()),
+            min_size=1, max_size=4,
+        ),
+    )  # fmt: skip
+    def fire_batch(self, scheduler: int, picks: list[tuple[str, str, bool]]) -> None:
+        """``fire_ticks``: the claims are taken in (schedule, tick) order, each as one fire."""
+        claims = []
+        for sid, which, with_job in picks:
+            tick, interval = self._tick(which, sid, scheduler)
+            job = self._job(sid, tick) if with_job else None
+            claims.append(TickClaim(sid, tick, job, tick + interval))
+        won = self.schedulers[scheduler].fire_ticks(claims)
+        assert len(won) == len(claims)
+        for i in claim_order(claims):
+            claim = claims[i]
+            self._settle(claim.schedule_id, claim.tick, claim.job, claim.next_run_at, won[i])
 
     @rule(sid=st.sampled_from(SCHEDULE_IDS), which=st.sampled_from(["fresh", "later"]))
     def race(self, sid: str, which: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from nuvom.job import Job, JobStatus
-from nuvom.records import Outcome
+from nuvom.records import Outcome, TickClaim
 from nuvom.scheduler import Scheduler, declared_id, new_schedule, tick_job_id
 
 from .conftest import Backends
@@ -127,6 +127,73 @@ def test_racing_schedulers_fire_a_tick_exactly_once(backends: Backends):
 
     assert sorted(wins) == [False] * (RACERS - 1) + [True]
     assert len(_claim_all(backends)) == 1
+
+
+def test_a_batch_of_claims_is_taken_by_schedule_then_tick_each_on_its_own(backends: Backends):
+    queue, clock = backends.queue, backends.clock
+    a, paused, stale, skipped = (_interval(backends) for _ in range(4))
+    for schedule in (a, paused, stale, skipped):
+        queue.save_schedule(schedule)
+    queue.pause_schedule(paused.id, True)
+    clock.advance(25)
+    t = a.next_run_at
+
+    def claim(schedule, tick: float, *, job: bool = True, following: float | None = None):
+        made = Job("conformance.task", id=tick_job_id(schedule.id, tick)) if job else None
+        return TickClaim(schedule.id, tick, made, tick + 10 if following is None else following)
+
+    claims = [
+        claim(a, t + 10),  # given first, taken after t: it sees t's move and wins too
+        claim(a, t),
+        claim(a, t),  # the same tick twice: the second is already claimed
+        claim(paused, t),
+        claim(stale, t - 10),  # before its next_run_at
+        claim(skipped, t, job=False),
+        TickClaim("no-such-schedule", t, None, t + 10),
+        claim(a, t + 15),  # before the t + 20 that t + 10 moved it to: stale
+        claim(a, t + 20, following=t + 30),
+    ]
+    won = queue.fire_ticks(claims)
+    assert won == [True, True, False, False, False, True, False, False, True]
+
+    stored = {s.id: s for s in queue.list_schedules()}
+    assert (stored[a.id].next_run_at, stored[a.id].last_run_at) == (t + 30, t + 20)
+    assert stored[a.id].last_job_id == tick_job_id(a.id, t + 20)
+    assert stored[paused.id].next_run_at == paused.next_run_at
+    assert stored[skipped.id].next_run_at == t + 10
+    queued = sorted(job.id for job in _claim_all(backends))
+    assert queued == sorted(tick_job_id(a.id, tick) for tick in (t, t + 10, t + 20))
+    assert queue.fire_ticks([]) == []
+
+
+def test_racing_batches_fire_each_tick_exactly_once(backends: Backends):
+    import random
+
+    queue = backends.queue
+    schedules = [_interval(backends) for _ in range(20)]
+    for schedule in schedules:
+        queue.save_schedule(schedule)
+    start, wins = threading.Barrier(4), []
+
+    def race(seed: int) -> None:
+        claims = [
+            TickClaim(s.id, s.next_run_at, Job("conformance.task",
+                      id=tick_job_id(s.id, s.next_run_at)), s.next_run_at + 10)
+            for s in schedules
+        ]  # fmt: skip
+        random.Random(seed).shuffle(claims)  # each racer lists them in its own order
+        start.wait()
+        won = queue.fire_ticks(claims)
+        wins.extend(c.schedule_id for c, w in zip(claims, won, strict=True) if w)
+
+    threads = [threading.Thread(target=race, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(wins) == sorted(s.id for s in schedules), "each tick won once"
+    assert len(_claim_all(backends)) == len(schedules)
 
 
 # -- the scheduler on each engine ----------------------------------------------------

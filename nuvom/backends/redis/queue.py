@@ -25,7 +25,7 @@ from nuvom.backends.common import (
     decode_claimed,
     decode_waiting,
 )
-from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues
+from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues, claim_order
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import (
     RedisBackend,
@@ -37,7 +37,7 @@ from nuvom.backends.redis.client import (
 )
 from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
-from nuvom.records import Schedule, StoredJob
+from nuvom.records import Schedule, StoredJob, TickClaim
 
 if TYPE_CHECKING:
     from nuvom.records import Outcome
@@ -280,15 +280,36 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
     def fire_tick(
         self, schedule_id: str, tick: float, *, job: Job | None, next_run_at: float
     ) -> bool:
-        """One script; sent again if its reply is lost (the tick's key makes that safe: a
-        resend after a first send that won answers False, its job queued all the same)."""
+        return self.fire_ticks([TickClaim(schedule_id, tick, job, next_run_at)])[0]
+
+    def fire_ticks(self, claims: Sequence[TickClaim]) -> list[bool]:
+        """One script per claim, all in one pipelined round trip; sent again if the reply is
+        lost (the ticks' keys make that safe: a claim whose first send won answers False on
+        the resend, its job queued all the same)."""
         now = self.clock.time()
-        args: list[object] = [self.prefix, repr(now), schedule_id, repr(float(tick)),
-                              repr(float(next_run_at)), int(TICKS_KEPT_SECS)]  # fmt: skip
-        if job is not None:
-            args += self.job_args(job, now)
+        order = claim_order(claims)
+        calls: list[list[object]] = []
+        for i in order:  # every job encoded before anything is sent
+            claim = claims[i]
+            args: list[object] = [self.prefix, repr(now), claim.schedule_id,
+                                  repr(float(claim.tick)), repr(float(claim.next_run_at)),
+                                  int(TICKS_KEPT_SECS)]  # fmt: skip
+            if claim.job is not None:
+                args += self.job_args(claim.job, now)
+            calls.append(args)
         script = self._scripts["FIRE"]
-        return bool(retried(self.url, lambda: script(args=args)))
+
+        def send() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for args in calls:
+                script(args=args, client=pipe)
+            return list(pipe.execute())
+
+        replies = retried(self.url, send) if calls else []
+        won = [False] * len(claims)
+        for i, reply in zip(order, replies, strict=True):
+            won[i] = bool(reply)
+        return won
 
     def _decode_schedules(
         self, flat: Sequence[Any]
