@@ -1,7 +1,7 @@
 """Schedules at scale: 1,000 schedules due in the same second, and an idle worker holding them.
 
-    python benchmarks/schedules.py                 # SQLite, and PostgreSQL if it is reachable
-    python benchmarks/schedules.py --n 5000
+    python benchmarks/schedules.py                 # SQLite, PostgreSQL and Redis
+    python benchmarks/schedules.py --n 5000 --engines sqlite
 
 For each engine: (1) 1,000 interval schedules all due at one tick; two schedulers race
 through them (threads, each with its own queue object) and the time from the tick to the
@@ -28,6 +28,7 @@ IDLE_SECS = 10.0
 POSTGRES_DSN = os.environ.get(
     "NUVOM_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("NUVOM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _queue(kind: str, where: str) -> Any:
@@ -35,6 +36,10 @@ def _queue(kind: str, where: str) -> Any:
         from nuvom.backends.sqlite.queue import SQLiteJobQueue
 
         return SQLiteJobQueue(Path(where) / "nuvom.db")
+    if kind == "redis":
+        from nuvom.backends.redis.queue import RedisJobQueue
+
+        return RedisJobQueue(REDIS_URL, prefix=where)
     from nuvom.backends.postgres.queue import PostgresJobQueue
 
     return PostgresJobQueue(POSTGRES_DSN, schema=where)
@@ -44,6 +49,9 @@ def _env(kind: str, where: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUVOM_")}
     if kind == "sqlite":
         env["NUVOM_SQLITE_DB_PATH"] = str(Path(where) / "nuvom.db")
+    elif kind == "redis":
+        env.update(NUVOM_QUEUE_BACKEND="redis", NUVOM_RESULT_BACKEND="redis",
+                   NUVOM_REDIS_URL=REDIS_URL, NUVOM_REDIS_PREFIX=where)  # fmt: skip
     else:
         env.update(NUVOM_QUEUE_BACKEND="postgres", NUVOM_RESULT_BACKEND="postgres",
                    NUVOM_POSTGRES_DSN=POSTGRES_DSN, NUVOM_POSTGRES_SCHEMA=where)  # fmt: skip
@@ -116,10 +124,19 @@ def _drop_schema(schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def _drop_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--engines", default="sqlite,postgres,redis")
     options = parser.parse_args()
     print(f"{'engine':<10} {'schedules':>9} {'last job after tick':>20} {'jobs':>6} "
           f"{'idle worker CPU':>16}")  # fmt: skip
@@ -129,7 +146,7 @@ def main() -> None:
             if kind == "sqlite":
                 runs.append(tempfile.mkdtemp(prefix="nuvom-sched-"))
             else:
-                runs.append(f"nuvom_bench_{uuid.uuid4().hex[:8]}")
+                runs.append(f"nuvom_bench_{uuid.uuid4().hex[:8]}")  # a schema or a key prefix
         try:
             took, jobs = fire_burst(kind, runs[0], options.n)
             share = idle_cpu(kind, runs[1], options.n)
@@ -137,6 +154,9 @@ def main() -> None:
             if kind == "postgres":
                 for schema in runs:
                     _drop_schema(schema)
+            elif kind == "redis":
+                for prefix in runs:
+                    _drop_prefix(prefix)
         print(f"{kind:<10} {options.n:>9} {took:>18.3f} s {jobs:>6} {share:>15.2%}")
 
 

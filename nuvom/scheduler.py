@@ -23,10 +23,10 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nuvom.errors import NuvomError, TaskDefinitionError
+from nuvom.errors import InvalidJob, NuvomError, SerializationError, TaskDefinitionError
 from nuvom.job import DEFAULT_QUEUE, Job, JobStatus
 from nuvom.options import CATCHUPS, DEFAULT_MAX_CATCHUP, OVERLAPS, check_timetable, zone
-from nuvom.records import Schedule
+from nuvom.records import Schedule, TickClaim
 
 if TYPE_CHECKING:
     from nuvom.backends.contract import BaseJobQueue, BaseResultBackend
@@ -176,34 +176,66 @@ class Scheduler:
                 self.queue.remove_schedule(schedule_id)
 
     def run_once(self) -> int:
-        """Claim every due tick; returns how many jobs this pass enqueued."""
-        fired = 0
+        """Claim every due tick; returns how many jobs this pass enqueued.
+
+        The ticks of all due schedules go to the queue as one ``fire_ticks`` call (one
+        transaction or round trip for a thousand schedules due at once). A schedule whose
+        job cannot be built or stored is logged and left out; the others fire.
+        """
         now = self.clock.time()
+        claims: list[TickClaim] = []
         for schedule in self.queue.due_schedules(now, DUE_BATCH):
             try:
-                fired += self._fire(schedule, now)
+                claims += self._claims(schedule, now)
             except NuvomError as exc:
                 log.error("schedule %s of %s: %s", schedule.id, schedule.func_name, exc)
-        return fired
+        if not claims:
+            return 0
+        try:
+            won = self.queue.fire_ticks(claims)
+        except (SerializationError, InvalidJob):  # one job the store refuses: one by one
+            return self._fire_each(claims)
+        return self._fired([c for c, w in zip(claims, won, strict=True) if w])
 
-    def _fire(self, schedule: Schedule, now: float) -> int:
-        fired = 0
-        last_job = schedule.last_job_id
+    def _claims(self, schedule: Schedule, now: float) -> list[TickClaim]:
+        """The claims of one due schedule's ticks, by its catch-up and overlap policies."""
+        claims = []
+        busy = self._overlapping(schedule, schedule.last_job_id)
         for tick, runs, following in plan(schedule, now):
             job = None
-            if runs and not self._overlapping(schedule, last_job):
+            if runs and not busy:
                 job = self.job_for(schedule, tick)
-            won = self.queue.fire_tick(schedule.id, tick, job=job, next_run_at=following)
-            if not won:
-                return fired  # another scheduler is on this schedule: it fires the rest
-            if job is not None:
-                self._record(job)
-                last_job = job.id
-                fired += 1
-                log.debug(
-                    "schedule %s: %s fired as job %s", schedule.id, schedule.func_name, job.id
-                )
+                busy = schedule.overlap == "skip"  # its later ticks overlap this one's job
+            claims.append(TickClaim(schedule.id, tick, job, following))
+        return claims
+
+    def _fire_each(self, claims: Sequence[TickClaim]) -> int:
+        by_schedule: dict[str, list[TickClaim]] = {}
+        for claim in claims:
+            by_schedule.setdefault(claim.schedule_id, []).append(claim)
+        fired = 0
+        for schedule_id, own in by_schedule.items():
+            try:
+                won = self.queue.fire_ticks(own)
+            except (SerializationError, InvalidJob) as exc:
+                log.error("schedule %s: its job cannot be stored: %s", schedule_id, exc)
+                continue
+            fired += self._fired([c for c, w in zip(own, won, strict=True) if w])
         return fired
+
+    def _fired(self, won: Sequence[TickClaim]) -> int:
+        """Record the jobs of the ticks this pass won unless a worker already has."""
+        jobs = []
+        for claim in won:
+            if claim.job is not None:
+                jobs.append(claim.job)
+                log.debug("schedule %s fired as job %s", claim.schedule_id, claim.job.id)
+        if jobs:
+            try:
+                self.results.record_fired(jobs)
+            except NuvomError as exc:  # the jobs are queued; workers record them as they run
+                log.warning("recording the jobs of %d tick(s) failed: %s", len(jobs), exc)
+        return len(jobs)
 
     def _overlapping(self, schedule: Schedule, last_job_id: str | None) -> bool:
         if schedule.overlap != "skip" or last_job_id is None:
@@ -231,13 +263,6 @@ class Scheduler:
         job.id = new_job_id()  # not a tick: nothing to key it on
         self.queue.submit([job], self.results)
         return job
-
-    def _record(self, job: Job) -> None:
-        """Record the tick's job unless a worker already has (it may be running or done)."""
-        try:
-            self.results.record_fired([job])
-        except NuvomError as exc:  # the job is queued; the worker records it when it runs
-            log.warning("recording the job %s of a tick failed: %s", job.id, exc)
 
     def run(self, stop: threading.Event) -> None:
         """Pass after pass until ``stop`` is set, sleeping until the next tick in between."""

@@ -259,6 +259,58 @@ def test_a_scheduler_back_after_five_ticks_catches_up_by_policy(
     assert Scheduler(queue, results, fake_clock).run_once() == 0, "each tick is claimed once"
 
 
+def test_a_pass_fires_every_due_schedule_in_one_call_and_records_the_jobs_at_once(
+    fake_runtime: Runtime, fake_clock: FakeClock
+):
+    queue, results = fake_runtime.queue, fake_runtime.results
+    for i in range(30):
+        queue.save_schedule(new_schedule("t", args=[i], interval=10, now=fake_clock.time()))
+    calls: list[int] = []
+    fire_ticks, record_fired = queue.fire_ticks, results.record_fired
+
+    def counted_fire(claims):  # type: ignore[no-untyped-def]
+        calls.append(len(claims))
+        return fire_ticks(claims)
+
+    recorded: list[int] = []
+
+    def counted_record(jobs):  # type: ignore[no-untyped-def]
+        recorded.append(len(jobs))
+        return record_fired(jobs)
+
+    queue.fire_ticks, results.record_fired = counted_fire, counted_record  # type: ignore[method-assign]
+    fake_clock.advance(10)
+
+    assert Scheduler(queue, results, fake_clock).run_once() == 30
+    assert (calls, recorded) == ([30], [30])
+
+
+def test_a_schedule_whose_job_the_store_refuses_is_logged_and_the_others_fire(
+    fake_runtime: Runtime, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
+    queue, results = fake_runtime.queue, fake_runtime.results
+    good = [new_schedule("t", args=[i], interval=10, now=fake_clock.time()) for i in range(3)]
+    bad = new_schedule("t", args=["poison"], interval=10, now=fake_clock.time())
+    for schedule in (*good, bad):
+        queue.save_schedule(schedule)
+    fire_ticks = queue.fire_ticks
+
+    def refusing(claims):  # type: ignore[no-untyped-def]  # as a batching engine: all or nothing
+        if any(c.job is not None and c.job.args == ["poison"] for c in claims):
+            raise SerializationError("job args cannot be encoded: poison")
+        return fire_ticks(claims)
+
+    queue.fire_ticks = refusing  # type: ignore[method-assign]
+    fake_clock.advance(10)
+
+    with caplog.at_level(logging.ERROR, logger="nuvom"):
+        assert Scheduler(queue, results, fake_clock).run_once() == 3
+    assert queue.qsize() == 3
+    assert f"schedule {bad.id}: its job cannot be stored" in caplog.text
+    stored = {s.id: s for s in queue.list_schedules()}
+    assert stored[bad.id].next_run_at == bad.next_run_at, "its tick waits for a fix"
+
+
 # -- Task.schedule --------------------------------------------------------------------
 def test_schedule_with_an_interval_or_cron_stores_a_recurring_schedule(
     fake_runtime: Runtime, fake_clock: FakeClock
