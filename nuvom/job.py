@@ -63,7 +63,7 @@ EXPECTED = {
     "created_at": "a finite number of seconds since the epoch",
     "due_at": "None or a finite number of seconds since the epoch",
     "lease_owner": "None or a worker id",
-    "origin": "None or a dict with string keys",
+    "origin": "None or a dict with string keys (its 'after': a list of job ids)",
     "lease_until": "None or a finite number of seconds since the epoch",
 }
 
@@ -98,12 +98,18 @@ def _bad_state_field(j: Any) -> str | None:
     if j.lease_owner is not None and not isinstance(j.lease_owner, str):
         return "lease_owner"
     if j.origin is not None and not (
-        isinstance(j.origin, dict) and all(isinstance(k, str) for k in j.origin)
+        isinstance(j.origin, dict)
+        and all(isinstance(k, str) for k in j.origin)
+        and _job_ids(j.origin.get("after", []))
     ):
         return "origin"
     if j.lease_until is not None and not _finite(j.lease_until):
         return "lease_until"
     return None
+
+
+def _job_ids(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)
 
 
 def new_job_id() -> str:
@@ -139,7 +145,9 @@ class Job:
     timeout_secs: float | None = None
     timeout_policy: str | None = None
     store_result: bool | None = None
-    # Where the job came from, when not a plain call: {"schedule": id, "tick": time}.
+    # Where the job came from, when not a plain call: {"schedule": id, "tick": time}, or a
+    # workflow's {"workflow": id, "after": [job ids it waits for], "feed": ...}
+    # (``nuvom.workflow``); the store reads ``depends_on`` and ``on_failure`` below.
     origin: dict[str, Any] | None = None
     # Set while a worker holds the job; not part of what is enqueued.
     lease_owner: str | None = None
@@ -158,6 +166,17 @@ class Job:
             )
         if _override_values(self) != _NO_OVERRIDES:  # most jobs set none: nothing to check
             check_job_overrides(self.overrides())
+
+    @property
+    def depends_on(self) -> list[str]:
+        """Ids of the jobs this one waits for: the store parks it until all have succeeded."""
+        return list(self.origin.get("after", ())) if self.origin else []
+
+    @property
+    def on_failure(self) -> bool:
+        """An errback: released when a job it waits for fails for good, cancelled when all
+        succeed."""
+        return self.origin is not None and self.origin.get("feed") == "failure"
 
     @property
     def retries_left(self) -> int | None:

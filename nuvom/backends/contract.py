@@ -66,6 +66,27 @@ class Claimed:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Resolved:
+    """What resolving finished jobs changed: jobs released to wait (ids), and jobs
+    cancelled because one they waited for did not succeed (id, reason)."""
+
+    released: list[str] = field(default_factory=list)
+    cancelled: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, other: Resolved | None) -> None:
+        if other is not None:
+            self.released += other.released
+            self.cancelled += other.cancelled
+
+
+def cancel_reason(dep: str, succeeded: bool) -> str:
+    """Why a parked job is cancelled when ``dep`` finished: the same words on every engine."""
+    if succeeded:
+        return f"errback not needed: job {dep} and every job it waits for succeeded"
+    return f"job {dep}, which it waits for, did not succeed"
+
+
 def claim_order(claims: Sequence[TickClaim]) -> list[int]:
     """Indexes of ``claims`` in the order ``fire_ticks`` takes them: by schedule, then tick."""
     return sorted(range(len(claims)), key=lambda i: (claims[i].schedule_id, claims[i].tick))
@@ -85,6 +106,8 @@ class BaseJobQueue(ABC):
     pushes_wakeups: ClassVar[bool] = False
     #: True when the backend records workers (``list_workers`` means something).
     records_workers: ClassVar[bool] = False
+    #: True when it parks jobs that wait for others (workflows: ``resolve`` below).
+    keeps_dependencies: ClassVar[bool] = False
 
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
@@ -160,11 +183,13 @@ class BaseJobQueue(ABC):
         """
         return []
 
-    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
         """Ack each outcome's job, or nack it at its ``retry_at`` when it will be retried.
 
         Each acts only while the outcome's ``worker_id`` holds the job. One round
-        trip where the backend can; the default acks and nacks one by one.
+        trip where the backend can; the default acks and nacks one by one. A queue
+        that ``keeps_dependencies`` resolves the dependents of each job it acked with a
+        final outcome in the same atomic step, and returns what that changed.
         """
         for outcome in outcomes:
             job_id, owner = outcome.job.id, outcome.worker_id
@@ -172,6 +197,7 @@ class BaseJobQueue(ABC):
                 self.nack(job_id, retry_at=outcome.retry_at, worker_id=owner)
             else:
                 self.ack(job_id, worker_id=owner)
+        return None
 
     def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
         """Give back claimed jobs that did not finish (shutdown): claimable now, attempt uncounted.
@@ -250,6 +276,36 @@ class BaseJobQueue(ABC):
 
     def _no_schedules(self) -> BackendError:
         return BackendError(f"the {self.name} queue backend keeps no schedules", backend=self.name)
+
+    # -- workflows: jobs that wait for other jobs (``nuvom/workflow.py`` builds them) -------
+    # A job whose ``depends_on`` names job ids is *parked* by ``enqueue_many``: stored, not
+    # claimable, not counted by ``qsize``, until every job it waits for has succeeded —
+    # each counted once, however often it is settled — and then it waits like any job
+    # enqueued then. Resolving a finished job is one atomic step with the ack of its final
+    # outcome (``ack_outcomes``, and the joint writers' settle): no crash between them
+    # leaves a callback enqueued twice or never. Only a queue that ``keeps_dependencies``
+    # takes such jobs; ``nuvom.queue`` refuses them for the others.
+
+    def resolve(self, finished: Sequence[tuple[str, bool]]) -> Resolved:
+        """Tell the dependents of finished jobs: ``(job id, succeeded)`` each.
+
+        Succeeded: each parked dependent counts it (once: a second resolve of the same
+        job changes nothing); one that counted all it waits for is released — waiting now,
+        or, an errback (``Job.on_failure``), cancelled: nothing failed. Not succeeded
+        (failed or cancelled for good): each parked dependent is cancelled, and its own
+        dependents in turn, with the reason; an errback among them is released instead.
+        Jobs no one waits for change nothing. Atomic as a whole.
+        """
+        raise BackendError(
+            f"the {self.name} queue backend keeps no workflows (jobs that wait for other "
+            "jobs): use memory, file, sqlite, postgres or redis",
+            backend=self.name,
+        )
+
+    def parked_jobs(self) -> list[Job]:
+        """The parked jobs, by id, with what each still waits for in ``origin["after"]``
+        untouched (the store keeps its own count)."""
+        return []
 
     # -- inspecting and removing -------------------------------------------
     @abstractmethod
@@ -338,6 +394,8 @@ class BaseJobQueue(ABC):
 
     def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
         """Enqueue ``jobs`` and record them as PENDING/SCHEDULED (``JointWriter.submit``)."""
+        if not self.keeps_dependencies and waits(jobs):
+            self.resolve([])  # refuses, saying which backends keep workflows
         self._writer_for(results).submit(jobs)
 
     def claim(
@@ -427,6 +485,13 @@ class BaseResultBackend(ABC):
     def mark_cancelled(self, job_id: str, *, at: float) -> None:
         """Note a job as CANCELLED. Default: stored as its error."""
         self.set_error(job_id, ErrorInfo("Cancelled", "job was cancelled"))
+
+    def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
+        """Note jobs CANCELLED because one they waited for did not succeed: (id, reason),
+        the reason kept as the error message (error type ``Cancelled``). Default: stored as
+        each one's error, which reads back CANCELLED."""
+        for job_id, reason in cancelled:
+            self.set_error(job_id, ErrorInfo("Cancelled", reason))
 
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """Store the end of each attempt. Default: ``set_result``/``set_error`` per final one."""
@@ -557,6 +622,7 @@ class TwoStepWriter(JointWriter):
         self.queue.check_jobs(jobs)
         self.results.record_enqueued(jobs)
         self.queue.enqueue_many(jobs)
+        self.note(self.queue.resolve(finished_before(jobs, self.results)) if waits(jobs) else None)
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -574,13 +640,37 @@ class TwoStepWriter(JointWriter):
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
         self.results.save_outcomes(outcomes)
-        self.queue.ack_outcomes(outcomes)
+        self.note(self.queue.ack_outcomes(outcomes))
 
     def cancel(self, job_id: str) -> bool:
         if not self.queue.cancel(job_id):
             return False
         self.results.mark_cancelled(job_id, at=self.queue.clock.time())
+        if self.queue.keeps_dependencies:
+            self.note(self.queue.resolve([(job_id, False)]))
         return True
+
+    def note(self, resolved: Resolved | None) -> None:
+        """Record the jobs a resolve cancelled (the queue already took them out)."""
+        if resolved is not None and resolved.cancelled:
+            self.results.mark_dependents_cancelled(resolved.cancelled, at=self.queue.clock.time())
+
+
+def waits(jobs: Sequence[Job]) -> bool:
+    """Whether any of ``jobs`` waits for another job."""
+    return any(job.origin and "after" in job.origin for job in jobs)
+
+
+def finished_before(jobs: Sequence[Job], results: BaseResultBackend) -> list[tuple[str, bool]]:
+    """The jobs ``jobs`` wait for that already finished for good, as ``resolve`` takes them:
+    a dependency done before its dependent was submitted (``handle.then`` on a finished job).
+    """
+    finished = []
+    for dep in dict.fromkeys(d for job in jobs for d in job.depends_on):
+        status = results.get_status(dep)
+        if status is not None and status.is_final:
+            finished.append((dep, status is JobStatus.SUCCESS))
+    return finished
 
 
 def writer(queue: BaseJobQueue, results: BaseResultBackend) -> JointWriter:
@@ -595,6 +685,7 @@ __all__ = [
     "Claimed",
     "JointWriter",
     "QueueStats",
+    "Resolved",
     "TwoStepWriter",
     "writer",
 ]

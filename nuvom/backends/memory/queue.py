@@ -18,10 +18,17 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nuvom.backends.common import Defaults, QuarantiningQueue
-from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues, QueueStats
+from nuvom.backends.contract import (
+    TICKS_KEPT_SECS,
+    Claimed,
+    Queues,
+    QueueStats,
+    Resolved,
+    cancel_reason,
+)
 from nuvom.errors import InvalidJob
-from nuvom.job import Job
-from nuvom.records import JobPayloadCodec, Schedule
+from nuvom.job import Job, JobStatus
+from nuvom.records import JobPayloadCodec, Outcome, Schedule
 
 if TYPE_CHECKING:
     from nuvom.clock import Clock
@@ -68,6 +75,7 @@ class MemoryJobQueue(QuarantiningQueue):
     name = "memory"
     pushes_wakeups = True
     records_workers = True
+    keeps_dependencies = True
 
     def __init__(
         self,
@@ -95,6 +103,9 @@ class MemoryJobQueue(QuarantiningQueue):
         self._schedules: dict[str, Schedule] = {}
         self._ticks: dict[str, set[float]] = {}  # schedule id -> ticks claimed (the last day's)
         self._watched = False  # by the exit hook that reports jobs lost with the process
+        self._parked: dict[str, Job] = {}  # jobs waiting for others to succeed
+        self._waits: dict[str, set[str]] = {}  # parked id -> the ids it still waits for
+        self._dependents: dict[str, set[str]] = {}  # id -> parked ids that wait for it
 
     def _push(self, job: Job, seq: int | None = None) -> None:
         seq = next(self._seq) if seq is None else seq
@@ -116,12 +127,62 @@ class MemoryJobQueue(QuarantiningQueue):
         self.check_jobs(jobs)  # all checked before any is queued: all or nothing
         with self._cond:
             for job in jobs:
-                self._push(job)
+                if job.depends_on:
+                    self._park(job)
+                else:
+                    self._push(job)
             self._wakeups += 1
             self._cond.notify_all()
         if jobs and not self._watched:
             self._watched = True
             _watch_at_exit(self)
+
+    def _park(self, job: Job) -> None:
+        self._parked[job.id] = replace(job)
+        self._waits[job.id] = set(job.depends_on)
+        for dep in job.depends_on:
+            self._dependents.setdefault(dep, set()).add(job.id)
+
+    def _unpark(self, job_id: str) -> Job | None:
+        job = self._parked.pop(job_id, None)
+        for dep in self._waits.pop(job_id, ()):
+            waiting = self._dependents.get(dep)
+            if waiting is not None:
+                waiting.discard(job_id)
+                if not waiting:
+                    del self._dependents[dep]
+        return job
+
+    def resolve(self, finished: Sequence[tuple[str, bool]]) -> Resolved:
+        resolved = Resolved()
+        with self._cond:
+            todo = list(finished)
+            while todo:
+                dep, succeeded = todo.pop(0)
+                for job_id in sorted(self._dependents.pop(dep, ())):
+                    job = self._parked.get(job_id)
+                    if job is None:
+                        continue
+                    waits = self._waits[job_id]
+                    waits.discard(dep)
+                    if succeeded and waits:
+                        continue  # still waits for others
+                    self._unpark(job_id)
+                    if succeeded is job.on_failure:  # an errback with nothing failed, or a
+                        why = cancel_reason(dep, succeeded)  # job whose dependency failed
+                        resolved.cancelled.append((job_id, why))
+                        todo.append((job_id, False))
+                    else:
+                        self._push(replace(job, due_at=None))
+                        resolved.released.append(job_id)
+            if resolved.released:
+                self._wakeups += 1
+                self._cond.notify_all()
+        return resolved
+
+    def parked_jobs(self) -> list[Job]:
+        with self._cond:
+            return [replace(self._parked[job_id]) for job_id in sorted(self._parked)]
 
     def held_count(self) -> int:
         """Jobs waiting or claimed: what exiting this process would lose. Never blocks (an
@@ -197,6 +258,19 @@ class MemoryJobQueue(QuarantiningQueue):
         with self._cond:
             if self._held(job_id, worker_id) is not None:
                 del self._claimed[job_id]
+
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
+        with self._cond:
+            finished = []
+            for outcome in outcomes:
+                job_id, owner = outcome.job.id, outcome.worker_id
+                if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
+                    self.nack(job_id, retry_at=outcome.retry_at, worker_id=owner)
+                elif self._held(job_id, owner) is not None:
+                    del self._claimed[job_id]
+                    if outcome.status.is_final and job_id in self._dependents:
+                        finished.append((job_id, outcome.status is JobStatus.SUCCESS))
+            return self.resolve(finished) if finished else None
 
     def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
         with self._cond:
@@ -294,16 +368,19 @@ class MemoryJobQueue(QuarantiningQueue):
 
     def clear(self) -> int:
         with self._cond:
-            count = len(self._waiting) + len(self._claimed)
+            count = len(self._waiting) + len(self._claimed) + len(self._parked)
             self._waiting.clear()
             self._claimed.clear()
+            self._parked.clear()
+            self._waits.clear()
+            self._dependents.clear()
             self._ready.clear()
             self._scheduled.clear()
             return count
 
     def cancel(self, job_id: str) -> bool:
         with self._cond:
-            return self._waiting.pop(job_id, None) is not None
+            return self._waiting.pop(job_id, None) is not None or self._unpark(job_id) is not None
 
     def waiting_jobs(self) -> list[Job]:
         with self._cond:

@@ -18,6 +18,8 @@ from nuvom.backends.contract import (
     JointWriter,
     Queues,
     TwoStepWriter,
+    finished_before,
+    waits,
 )
 from nuvom.backends.memory.queue import MemoryJobQueue
 from nuvom.job import Job, JobStatus
@@ -102,6 +104,14 @@ class MemoryResultBackend(BaseResultBackend):
             record.status, record.finished_at = JobStatus.CANCELLED, at
             self._touch(record)
 
+    def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
+        with self._lock:
+            for job_id, reason in cancelled:
+                record = self._record(job_id)
+                record.status, record.finished_at = JobStatus.CANCELLED, at
+                record.error_type, record.error_message = "Cancelled", reason
+                self._touch(record)
+
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         with self._lock:
             for outcome in outcomes:
@@ -154,6 +164,8 @@ class MemoryJointWriter(TwoStepWriter):
         with self.queue.lock:  # no claim comes between: the order of the two is free
             self.queue.enqueue_many(jobs)
             self.results.record_enqueued(jobs)
+            if waits(jobs):
+                self.note(self.queue.resolve(finished_before(jobs, self.results)))
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
