@@ -13,6 +13,8 @@ from nuvom.options import retries_left
 
 if TYPE_CHECKING:
     from nuvom.backends.contract import BaseResultBackend
+    from nuvom.task import Task
+    from nuvom.workflow import Signature, WorkflowHandle
 
 
 class JobHandle:
@@ -91,6 +93,19 @@ class JobHandle:
         return wait_for_result(
             self.job.id, timeout=timeout, poll_secs=poll_secs, backend=self._results
         )
+
+    def then(
+        self,
+        task: Task[Any, Any] | Signature,
+        *args: Any,
+        on_failure: Signature | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle:
+        """Run ``task(<this job's result>, *args, **kwargs)`` once this job succeeded; returns
+        its handle at once. ``on_failure=errback.s()`` runs if either fails for good."""
+        from nuvom.workflow import then
+
+        return then(self, task, args, kwargs, on_failure)
 
     def to_dict(self) -> dict[str, Any]:
         return self.job.to_dict()

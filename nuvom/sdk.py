@@ -1,11 +1,17 @@
-"""Operations on jobs by id: look one up, retry a failed one, cancel a waiting one."""
+"""Operations on jobs by id: look one up, retry a failed one, cancel a waiting one; and
+follow a workflow by the id of its last job (``get_workflow``)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from nuvom.errors import JobNotFound, JobStateError
 from nuvom.handle import JobHandle
 from nuvom.job import Job, JobStatus
 from nuvom.records import JobRecord
+
+if TYPE_CHECKING:
+    from nuvom.workflow import WorkflowHandle
 
 _RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -71,3 +77,10 @@ def cancel_job(job_id: str) -> JobRecord:
             status=record.status.value,
         )
     return get_job(job_id)
+
+
+def get_workflow(workflow_id: str) -> WorkflowHandle:
+    """A workflow's handle from any process that reaches the store (``nuvom.workflow``)."""
+    from nuvom.workflow import get_workflow as find
+
+    return find(workflow_id)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from nuvom.handle import JobHandle
     from nuvom.records import Schedule
     from nuvom.registry import TaskRegistry
+    from nuvom.workflow import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -117,6 +118,19 @@ class Task(Generic[P, R]):
             else:
                 jobs.append(self._job((item,), {}))
         return self._submit(jobs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this call, not yet sent, for a workflow (``nuvom.workflow``); it
+        receives the previous step's result before ``args``."""
+        from nuvom.workflow import Signature
+
+        return Signature(self.name, tuple(args), dict(kwargs))
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it does not receive the previous step's result."""
+        from nuvom.workflow import Signature
+
+        return Signature(self.name, tuple(args), dict(kwargs), immutable=True)
 
     def apply_async(
         self,

@@ -237,10 +237,23 @@ class Worker:
             self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
         self._claim_failures = 0
+        if any(job.origin and "feed" in job.origin for job in jobs):
+            jobs = self._fed(jobs)
         self.held.add(jobs)
         for job in jobs:
             self.executor.submit(job)
         return len(jobs)
+
+    def _fed(self, jobs: list[Job]) -> list[Job]:
+        """Workflow jobs with the results they come after put first; one whose inputs are
+        gone fails alone (settled with the next batch)."""
+        from nuvom.workflow import ready_jobs
+
+        ready, failed = ready_jobs(
+            jobs, self.results, worker_id=self.worker_id, now=self.clock.time()
+        )
+        self._unsettled.extend(failed)
+        return ready
 
     def _settle(self) -> int:
         batch = self.held.take_outcomes(self._unsettled)

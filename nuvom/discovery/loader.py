@@ -281,6 +281,10 @@ class TaskLoader:
         task = self.registry.find(name)
         if task is not None:
             return task
+        if name == "nuvom.collect":  # a group's last job (``nuvom.workflow``): built in
+            from nuvom.workflow import collect_task
+
+            return collect_task()
         with self.lock:
             task = self.registry.find(name)
             if task is not None:
