@@ -318,8 +318,15 @@ def retry_one(job_id: str) -> None:
 
 
 def cancel_one(job_id: str) -> None:
-    from nuvom.sdk import cancel_job
+    from nuvom.sdk import cancel_job, get_job
 
+    record = get_job(job_id)
+    if (record.origin or {}).get("workflow") == job_id:  # a workflow's last job: all of it
+        from nuvom.workflow import cancel_workflow
+
+        cancelled = cancel_workflow(job_id)
+        console.print(f"workflow {job_id}: {len(cancelled)} waiting job(s) cancelled", markup=False)
+        return
     record = cancel_job(job_id)
     console.print(f"job {record.id} {record.status.value}", markup=False)
 

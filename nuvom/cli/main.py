@@ -165,6 +165,14 @@ def inspect_job(job_id: JobId, fmt: FormatOption = OutputFormat.table) -> None:
     show_job(job_id, fmt)
 
 
+@inspect_app.command("workflow")
+def inspect_workflow(workflow_id: JobId, fmt: FormatOption = OutputFormat.table) -> None:
+    """A workflow's graph: each job's status, id and timings (the id of its last job)."""
+    from nuvom.cli.workflow_cmd import show_workflow
+
+    show_workflow(workflow_id, fmt)
+
+
 @history_app.command("recent")
 def history_recent(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many jobs")] = 20,
@@ -189,7 +197,7 @@ def retry(job_id: JobId) -> None:
 
 @app.command()
 def cancel(job_id: JobId) -> None:
-    """Cancel a job that is still waiting."""
+    """Cancel a job that is still waiting; a workflow's id cancels every member still waiting."""
     from nuvom.cli.jobs_cmd import cancel_one
 
     cancel_one(job_id)
