@@ -147,7 +147,9 @@ def test_cancelling_a_workflow_cancels_every_waiting_member(tasks):
     cancelled = cancel_workflow(handle.id)
     assert len(cancelled) >= 5
     burst()
-    assert all(get_job(r.id).status is JobStatus.CANCELLED for r in get_workflow(handle.id).records())
+    assert all(
+        get_job(r.id).status is JobStatus.CANCELLED for r in get_workflow(handle.id).records()
+    )
 
 
 @pytest.mark.parametrize(
