@@ -292,6 +292,15 @@ def failed_by_queue(records: Iterable[JobRecord]) -> dict[str, int]:
 def prunable(
     records: Iterable[JobRecord], older_than: float, statuses: Sequence[JobStatus] | None
 ) -> list[JobRecord]:
-    """The finished records (of ``statuses``) last updated before ``older_than``."""
+    """The finished records (of ``statuses``) last updated before ``older_than``, but for
+    members of a workflow still unfinished: a job waiting for them is fed their results."""
     final = set(statuses or FINAL_STATUSES)
-    return [r for r in records if r.status in final and (r.updated_at or 0.0) < older_than]
+    everything = list(records)
+    unfinished = {r.id for r in everything if not r.status.is_final}
+    return [
+        r
+        for r in everything
+        if r.status in final
+        and (r.updated_at or 0.0) < older_than
+        and (r.origin or {}).get("workflow", r.id) not in unfinished
+    ]

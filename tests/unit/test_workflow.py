@@ -3,6 +3,8 @@ failures and errbacks, and following a workflow by id."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from nuvom.errors import JobFailed
@@ -165,3 +167,21 @@ def test_bad_workflows_are_refused_naming_what_is_wrong(tasks, build):
     add, *_ = tasks
     with pytest.raises(WorkflowError, match="must be a signature"):
         build(add)
+
+
+def test_prune_keeps_the_members_of_an_unfinished_workflow(tasks):
+    add, total, *_ = tasks
+    from nuvom.runtime import current
+
+    unfinished = chord([add.s(1, 1), add.s(2, 2)], total.s()).delay()
+    done = chain(add.s(5, 5), add.s(1)).delay()
+    burst()
+    assert done.get(timeout=5) == 11
+    results = current().results
+    members = unfinished.job.origin["after"]  # type: ignore[index]
+    results.mark_running([unfinished.job], worker_id="w", started_at=0.0)  # the body is running
+
+    removed = results.prune(older_than=time.time() + 60)
+
+    assert removed == 2, "the finished workflow's two jobs went, and nothing else"
+    assert all(results.get_status(m) is JobStatus.SUCCESS for m in members)
