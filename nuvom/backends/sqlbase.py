@@ -36,7 +36,10 @@ from nuvom.backends.contract import (
     JointWriter,
     Queues,
     QueueStats,
+    Resolved,
+    cancel_reason,
     claim_order,
+    waits,
 )
 from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
@@ -113,6 +116,11 @@ class SQLBackend:
     def ready(self) -> None:
         """Called once attached: set up what the subclass adds."""
 
+    @abstractmethod
+    def returned(self, cur: Cursor, statement: str, rows: Sequence[Any]) -> list[Row]:
+        """Run ``statement`` once per parameter row in a caller's transaction; every row it
+        returned, in order (the engine's fastest way to run many and read them back)."""
+
     def close(self) -> None:
         if self._owns_store:
             self.store.close()
@@ -148,7 +156,14 @@ def stored_schedules(codec: Codec, rows: Sequence[Row]) -> list[Schedule]:
 
 
 class SQLJobQueue(SQLBackend, QuarantiningQueue):
-    """The queue steps both SQL engines run the same way; ``take`` and ``heartbeat`` are theirs."""
+    """The queue steps both SQL engines run the same way; ``take`` and ``heartbeat`` are theirs.
+
+    A job that waits for others is parked in ``nuvom_parked``, with one ``nuvom_edges`` row
+    per job it waits for; an ack that removes a job someone waits for resolves it in the
+    same transaction (``resolve_in``).
+    """
+
+    keeps_dependencies = True
 
     # -- what each engine does its own way -------------------------------------
     @abstractmethod
@@ -162,26 +177,136 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         """After a commit that put jobs back in the queue: wake idle workers."""
 
     # -- steps inside a caller's transaction ------------------------------------
-    def insert(self, cur: Cursor, rows: Sequence[tuple[object, ...]]) -> None:
-        """Write ``queue_rows`` (``nudge`` once committed)."""
-        cur.executemany(self.sql.ENQUEUE, rows)
-        self.requeued(cur)
+    def insert(self, cur: Cursor, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]]) -> None:
+        """Write ``jobs`` (``rows``: their ``queue_rows``): waiting, or parked when they wait
+        for others (``nudge`` once committed)."""
+        if not waits(jobs):
+            cur.executemany(self.sql.ENQUEUE, rows)
+            self.requeued(cur)
+            return
+        parked = [(job, row) for job, row in zip(jobs, rows, strict=True) if job.depends_on]
+        ready = [row for job, row in zip(jobs, rows, strict=True) if not job.depends_on]
+        if ready:
+            cur.executemany(self.sql.ENQUEUE, ready)
+            self.requeued(cur)
+        self.park(cur, parked)
 
-    def finish(self, cur: Cursor, outcomes: Sequence[Outcome]) -> bool:
-        """Ack finished jobs and nack retries, one ``executemany`` per statement.
+    def park(self, cur: Cursor, parked: Sequence[tuple[Job, tuple[object, ...]]]) -> None:
+        """Store jobs that wait for others, each with the edges to what it waits for (those
+        of an earlier job of the same id replaced)."""
+        cur.executemany(
+            self.sql.PARK,
+            [
+                (job.id, row[1], row[2], job.due_at, row[5], row[6], row[PAYLOAD],
+                 job.on_failure, len(set(job.depends_on)))
+                for job, row in parked
+            ],
+        )  # fmt: skip
+        cur.executemany(self.sql.FORGET_EDGES, [(job.id,) for job, _ in parked])
+        cur.executemany(
+            self.sql.ADD_EDGE, [(job.id, dep) for job, _ in parked for dep in job.depends_on]
+        )
+        waited_for = sorted({dep for job, _ in parked for dep in job.depends_on})
+        for statement in self.sql.MARK_WAITED_FOR:
+            cur.executemany(statement, [(dep,) for dep in waited_for])
 
-        True when a job went back to the queue: ``nudge`` the idle workers once committed.
+    def finish(
+        self, cur: Cursor, outcomes: Sequence[Outcome]
+    ) -> tuple[bool, list[tuple[str, bool]]]:
+        """Ack finished jobs and nack retries, one batch per statement.
+
+        Returns whether a job went back to the queue (``nudge`` the idle workers once
+        committed), and the jobs acked for good that others wait for, as ``resolve_in``
+        takes them. The ack itself tells which those are (``acked``): a settle of jobs no
+        one waits for costs no round trip more.
         """
-        for statement, rows in settle_batches(outcomes, self.sql).items():
-            cur.executemany(statement, rows)
+        finals = {o.job.id: o.status is JobStatus.SUCCESS for o in outcomes if o.status.is_final}
+        finished: list[tuple[str, bool]] = []
+        # By id: the row locks in the order a racing submit marks the jobs it waits for.
+        by_id = sorted(outcomes, key=lambda outcome: outcome.job.id)
+        for statement, rows in settle_batches(by_id, self.sql).items():
+            if statement not in (self.sql.ACK, self.sql.ACK_ANY):
+                cur.executemany(statement, rows)
+                continue
+            for job_id, waited_for in self.acked(cur, statement, rows):
+                if waited_for and job_id in finals:
+                    finished.append((job_id, finals[job_id]))
         if not retries(outcomes):
-            return False
+            return False, finished
         self.requeued(cur)
-        return True
+        return True, finished
 
-    def remove_waiting(self, cur: Cursor, job_id: str) -> Row | None:
-        """Delete a waiting job; its (queue, priority, payload, due_at), or None if not waiting."""
+    def acked(self, cur: Cursor, statement: str, rows: Sequence[Any]) -> list[Row]:
+        """Run an ack ``statement`` per row; (id, whether a parked job waits for it) of each
+        job it acked, or of none when no job waits for another."""
+        return self.returned(cur, statement, rows)
+
+    def resolve_in(self, cur: Cursor, finished: Sequence[tuple[str, bool]], now: float) -> Resolved:
+        """``resolve`` in a caller's transaction, one batch of statements per level of the
+        graph: count each finished job once (its edges deleted), then decide each parked job
+        it touched, under a row lock taken in id order (racing resolves take turns)."""
+        resolved = Resolved()
+        level = list(finished)
+        while level:
+            succeeded: dict[str, bool] = {}
+            for dep, ok in level:
+                succeeded.setdefault(dep, ok)
+            counted = self.count_finished(cur, sorted(succeeded))
+            if not counted:
+                break
+            order = {dep: i for i, dep in enumerate(succeeded)}
+            level, still, released, dropped = [], [], [], []
+            for job_id, (waiting, errback, deps) in sorted(counted.items()):
+                for dep in sorted(deps, key=order.__getitem__):
+                    ok = succeeded[dep]
+                    if ok:
+                        waiting -= 1
+                        if waiting > 0:
+                            continue
+                    # Cancelled (and what waits for it in turn): an errback when nothing
+                    # failed, any other job when one it waits for did not succeed.
+                    if ok is errback:
+                        resolved.cancelled.append((job_id, cancel_reason(dep, ok)))
+                        level.append((job_id, False))
+                        dropped.append((job_id,))
+                    else:
+                        released.append(job_id)
+                    break
+                else:
+                    still.append((waiting, job_id))
+            cur.executemany(self.sql.SET_WAITING, still)
+            if released:
+                rows = [{"now": now, "id": job_id} for job_id in released]
+                cur.executemany(self.sql.RELEASE_PARKED, rows)
+                dropped += [(job_id,) for job_id in released]
+                resolved.released += released
+            cur.executemany(self.sql.DROP_PARKED, dropped)
+            cur.executemany(self.sql.FORGET_EDGES, dropped)
+        if resolved.released:
+            self.requeued(cur)
+        return resolved
+
+    def count_finished(
+        self, cur: Cursor, deps: Sequence[str]
+    ) -> dict[str, tuple[int, bool, list[str]]]:
+        """Count finished jobs ``deps`` once each (their edges deleted) and lock the parked
+        jobs that waited for them, in id order; each one's (waiting, errback, deps counted)."""
+        counted: dict[str, list[str]] = {}
+        for job_id, dep in self.returned(cur, self.sql.COUNT_DEPENDENCY, [(d,) for d in deps]):
+            counted.setdefault(job_id, []).append(dep)
+        locked = self.returned(cur, self.sql.LOCK_PARKED, [(job_id,) for job_id in sorted(counted)])
+        return {
+            job_id: (waiting, bool(errback), counted[job_id]) for job_id, waiting, errback in locked
+        }
+
+    def remove(self, cur: Cursor, job_id: str) -> Row | None:
+        """Delete a waiting or parked job; its (queue, priority, payload, due_at), or None if
+        it is neither."""
         row: Row | None = cur.execute(self.sql.CANCEL, (job_id,)).fetchone()
+        if row is None:
+            row = cur.execute(self.sql.UNPARK, (job_id,)).fetchone()
+            if row is not None:
+                cur.execute(self.sql.FORGET_EDGES, (job_id,))
         return row
 
     # -- the contract -------------------------------------------------------
@@ -193,7 +318,7 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             return
         rows = queue_rows(jobs, self.payloads, self.clock.time())
         with self.store.transaction() as cur:
-            self.insert(cur, rows)
+            self.insert(cur, jobs, rows)
         self.nudge()
 
     def claim_batch(
@@ -202,11 +327,28 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         with self.store.transaction() as cur:
             return claimed_batch(*self.take(cur, n, worker_id, lease_secs, queues))
 
-    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
+        resolved = None
         with self.store.transaction() as cur:
-            requeued = self.finish(cur, outcomes)
-        if requeued:
+            requeued, finished = self.finish(cur, outcomes)
+            if finished:
+                resolved = self.resolve_in(cur, finished, self.clock.time())
+        if requeued or (resolved is not None and resolved.released):
             self.nudge()
+        return resolved
+
+    def resolve(self, finished: Sequence[tuple[str, bool]]) -> Resolved:
+        if not finished:
+            return Resolved()
+        with self.store.transaction() as cur:
+            resolved = self.resolve_in(cur, finished, self.clock.time())
+        if resolved.released:
+            self.nudge()
+        return resolved
+
+    def parked_jobs(self) -> list[Job]:
+        rows = self.store.read(self.sql.PARKED_JOBS)
+        return decode_waiting(self.payloads, (stored_job(row) for row in rows))
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
         with self.store.transaction() as cur:
@@ -296,8 +438,8 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         key = {"sid": claim.schedule_id, "tick": claim.tick, "job": job_id}
         if cur.execute(self.sql.CLAIM_TICK, key).fetchone() is None:
             return False  # gone, paused, stale (another scheduler moved it on) or claimed
-        if rows:
-            self.insert(cur, rows)
+        if claim.job is not None and rows:
+            self.insert(cur, [claim.job], rows)
         moved = (claim.next_run_at, claim.tick, job_id, claim.schedule_id)
         cur.execute(self.sql.MOVE_SCHEDULE, moved)
         cur.execute(self.sql.PRUNE_TICKS, (claim.schedule_id, claim.tick - TICKS_KEPT_SECS))
@@ -310,11 +452,14 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
 
     def clear(self) -> int:
         with self.store.transaction() as cur:
-            return len(cur.execute(self.sql.CLEAR).fetchall())
+            removed = len(cur.execute(self.sql.CLEAR).fetchall())
+            removed += len(cur.execute(self.sql.CLEAR_PARKED).fetchall())
+            cur.execute(self.sql.CLEAR_EDGES)
+        return removed
 
     def cancel(self, job_id: str) -> bool:
         with self.store.transaction() as cur:
-            return self.remove_waiting(cur, job_id) is not None
+            return self.remove(cur, job_id) is not None
 
     def waiting_jobs(self) -> list[Job]:
         rows = self.store.read(self.sql.WAITING_JOBS)
@@ -397,6 +542,19 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         cur.executemany(self.sql.SAVE_OUTCOME, job_rows)
         cur.executemany(self.sql.FINISH_ATTEMPT, attempt_rows)
 
+    def note_dependents_cancelled(
+        self, cur: Cursor, cancelled: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        """Jobs a resolve cancelled CANCELLED, each with its reason as the error message."""
+        cur.executemany(
+            self.sql.MARK_DEPENDENT_CANCELLED, [(job_id, why, at, at) for job_id, why in cancelled]
+        )
+
+    def finished_in(self, cur: Cursor, job_ids: Sequence[str]) -> list[tuple[str, bool]]:
+        """Those of ``job_ids`` that finished for good, as ``resolve_in`` takes them."""
+        rows = self.returned(cur, self.sql.FINISHED_STATUS, [(job_id,) for job_id in job_ids])
+        return [(job_id, status == JobStatus.SUCCESS.value) for job_id, status in rows]
+
     def note_failed(self, cur: Cursor, job_id: str, error: ErrorInfo, now: float) -> None:
         cur.execute(self.sql.MARK_FAILED, (job_id, error.type, error.message, now, now))
 
@@ -469,6 +627,12 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         with self.store.transaction() as cur:
             cur.execute(self.sql.MARK_CANCELLED, (job_id, at, at))
 
+    def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
+        if not cancelled:
+            return
+        with self.store.transaction() as cur:
+            self.note_dependents_cancelled(cur, cancelled, at)
+
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         with self.store.transaction() as cur:
             self.note_outcomes(cur, outcomes, self.clock.time())
@@ -515,7 +679,9 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
 
 
 class SQLJointWriter(JointWriter):
-    """The four steps, each one transaction on the store the queue and results share."""
+    """The four steps, each one transaction on the store the queue and results share: the
+    resolve of what waits for the jobs a step finished, and the record of what that
+    cancelled, included."""
 
     def __init__(self, queue: SQLJobQueue, results: SQLResultBackend) -> None:
         self.queue = queue
@@ -528,8 +694,11 @@ class SQLJointWriter(JointWriter):
         now = self.queue.clock.time()
         rows = queue_rows(jobs, self.queue.payloads, now)
         with self.store.transaction() as cur:
-            self.queue.insert(cur, rows)
+            self.queue.insert(cur, jobs, rows)
             self.results.note_submitted(cur, jobs, rows, now)
+            if waits(jobs):
+                waited_for = sorted({dep for job in jobs for dep in job.depends_on})
+                self.resolve(cur, self.results.finished_in(cur, waited_for), now)
         self.queue.nudge()
 
     def claim(
@@ -554,16 +723,33 @@ class SQLJointWriter(JointWriter):
             self.results.note_failed(cur, row.id, ErrorInfo("CorruptJob", reason), now)
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
+        now = self.queue.clock.time()
+        released = False
         with self.store.transaction() as cur:
-            self.results.note_outcomes(cur, outcomes, self.queue.clock.time())
-            requeued = self.queue.finish(cur, outcomes)
-        if requeued:
+            self.results.note_outcomes(cur, outcomes, now)
+            requeued, finished = self.queue.finish(cur, outcomes)
+            if finished:
+                released = self.resolve(cur, finished, now)
+        if requeued or released:
             self.queue.nudge()
 
     def cancel(self, job_id: str) -> bool:
+        now = self.queue.clock.time()
         with self.store.transaction() as cur:
-            removed = self.queue.remove_waiting(cur, job_id)
+            removed = self.queue.remove(cur, job_id)
             if removed is None:
                 return False
-            self.results.note_cancelled(cur, job_id, removed, self.queue.clock.time())
+            self.results.note_cancelled(cur, job_id, removed, now)
+            released = self.resolve(cur, [(job_id, False)], now)
+        if released:
+            self.queue.nudge()
         return True
+
+    def resolve(self, cur: Cursor, finished: Sequence[tuple[str, bool]], now: float) -> bool:
+        """Resolve ``finished`` and record what that cancelled; True if it released any."""
+        if not finished:
+            return False
+        resolved = self.queue.resolve_in(cur, finished, now)
+        if resolved.cancelled:
+            self.results.note_dependents_cancelled(cur, resolved.cancelled, now)
+        return bool(resolved.released)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nuvom.backends.common import decode_claimed, queue_rows
-from nuvom.backends.contract import Queues
+from nuvom.backends.contract import Queues, waits
 from nuvom.backends.postgres import sql
 from nuvom.backends.postgres.queue import PostgresJobQueue, stored_rows
 from nuvom.backends.sqlbase import SQLJointWriter
@@ -21,7 +21,7 @@ class PostgresJointWriter(SQLJointWriter):
     queue: PostgresJobQueue
 
     def submit(self, jobs: Sequence[Job]) -> None:
-        if len(jobs) != 1:
+        if len(jobs) != 1 or waits(jobs):
             super().submit(jobs)
             return
         now = self.queue.clock.time()

@@ -93,8 +93,19 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
             cur.execute(sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
             cur.execute(sql.DELETE_QUEUED, (row.id,))
 
+    def count_finished(
+        self, cur: psycopg.Cursor[Any], deps: Sequence[str]
+    ) -> dict[str, tuple[int, bool, list[str]]]:
+        """Both steps in one statement: one round trip, the locks held one less until commit."""
+        counted: dict[str, tuple[int, bool, list[str]]] = {}
+        for job_id, dep, waiting, errback in self.returned(
+            cur, sql.COUNT_AND_LOCK, [(list(deps),)]
+        ):
+            counted.setdefault(job_id, (waiting, errback, []))[2].append(dep)
+        return counted
+
     def enqueue_many(self, jobs: Sequence[Job]) -> None:
-        if len(jobs) != 1:
+        if len(jobs) != 1 or jobs[0].depends_on:
             super().enqueue_many(jobs)
             return
         # One statement outside a transaction: one round trip for one .delay().

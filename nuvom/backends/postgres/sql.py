@@ -95,6 +95,35 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (schedule_id, tick)
         )""",
     ),
+    (
+        # 3: workflows. A job that waits for others is parked with its queue row's columns
+        # (due_at NULL: none was asked for) until it is released into nuvom_queue or
+        # cancelled; waiting counts the jobs it waits for that have not succeeded yet, and
+        # errback marks a job released by a failure. dependents, here and on nuvom_queue,
+        # is set by a submit that parks a job waiting for this one: an ack racing that
+        # submit waits for its row lock and then reads it (see ACK).
+        """CREATE TABLE nuvom_parked (
+            id text PRIMARY KEY,
+            queue text NOT NULL,
+            priority integer NOT NULL DEFAULT 0,
+            due_at double precision,
+            attempts integer NOT NULL DEFAULT 0,
+            enqueued_at double precision NOT NULL,
+            payload bytea NOT NULL,
+            errback boolean NOT NULL DEFAULT false,
+            waiting integer NOT NULL,
+            dependents boolean NOT NULL DEFAULT false
+        )""",
+        # One row per job a parked job still waits for; counting a finished job deletes
+        # its rows, so a job settled twice counts once.
+        """CREATE TABLE nuvom_edges (
+            job_id text NOT NULL,
+            dep_id text NOT NULL,
+            PRIMARY KEY (job_id, dep_id)
+        )""",
+        "CREATE INDEX nuvom_edges_dep ON nuvom_edges (dep_id)",
+        "ALTER TABLE nuvom_queue ADD COLUMN dependents boolean NOT NULL DEFAULT false",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -179,8 +208,14 @@ FROM claimed c LEFT JOIN running r ON r.id = c.id,
 CLAIM_AND_START_ANY_QUEUE = _CLAIM_AND_START.format(queue_filter="")
 CLAIM_AND_START_FROM_QUEUES = _CLAIM_AND_START.format(queue_filter="AND queue = ANY(%(queues)s)")
 
-ACK = "DELETE FROM nuvom_queue WHERE id = %s AND lease_owner = %s"
-ACK_ANY = "DELETE FROM nuvom_queue WHERE id = %s"
+# An acked job's id, and whether a parked job waits for it (then the ack resolves it):
+# its flag, which a racing submit set under the row lock this DELETE waited for (the
+# subquery's snapshot predates that submit), or an edge from a submit long done.
+_ACKED = """
+RETURNING id, dependents OR EXISTS (SELECT 1 FROM nuvom_edges e WHERE e.dep_id = nuvom_queue.id)
+"""
+ACK = f"DELETE FROM nuvom_queue WHERE id = %s AND lease_owner = %s {_ACKED}"
+ACK_ANY = f"DELETE FROM nuvom_queue WHERE id = %s {_ACKED}"
 NACK = """
 UPDATE nuvom_queue SET lease_owner = NULL, due_at = %s, available_at = %s
 WHERE id = %s AND lease_owner = %s
@@ -235,6 +270,64 @@ WAITING_JOBS = """
 SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
 WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
 """
+
+# -- workflows: parked jobs and what they wait for ------------------------------
+PARK = """
+INSERT INTO nuvom_parked
+    (id, queue, priority, due_at, attempts, enqueued_at, payload, errback, waiting)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at,
+    payload = excluded.payload, errback = excluded.errback, waiting = excluded.waiting
+"""
+ADD_EDGE = "INSERT INTO nuvom_edges (job_id, dep_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+# Mark each job waited for, even if marked already: the row lock is the point, so an ack of
+# it either waits for this submit (then counts its edges) or commits first (then this submit
+# reads it finished). Parked rows first: a release of one that took its row lock first has
+# then committed, and the queue row it made is the one marked next.
+MARK_WAITED_FOR = (
+    "UPDATE nuvom_parked SET dependents = true WHERE id = %s",
+    "UPDATE nuvom_queue SET dependents = true WHERE id = %s",
+)
+# Rows a racing count holds are skipped (it deletes them): waiting for them could deadlock,
+# as that count waits for the parked row this transaction holds.
+FORGET_EDGES = """
+DELETE FROM nuvom_edges WHERE (job_id, dep_id) IN (
+    SELECT job_id, dep_id FROM nuvom_edges WHERE job_id = %s FOR UPDATE SKIP LOCKED
+)
+"""
+# Count finished jobs once each (their edges deleted) and lock what waited for them, in one
+# statement: (parked id, dependency counted, waiting, errback). The locks are taken in id
+# order by every resolve: racing completions of one job's last two dependencies take turns,
+# and the second reads the count the first left.
+COUNT_AND_LOCK = """
+WITH counted AS (
+    DELETE FROM nuvom_edges WHERE dep_id = ANY(%s) RETURNING job_id, dep_id
+), locked AS (
+    SELECT id, waiting, errback FROM nuvom_parked
+    WHERE id IN (SELECT job_id FROM counted) ORDER BY id FOR UPDATE
+)
+SELECT c.job_id, c.dep_id, l.waiting, l.errback FROM counted c JOIN locked l ON l.id = c.job_id
+"""
+SET_WAITING = "UPDATE nuvom_parked SET waiting = %s WHERE id = %s"
+# Released: waiting as if enqueued now (due now, attempts kept).
+RELEASE_PARKED = """
+INSERT INTO nuvom_queue
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload, dependents)
+SELECT id, queue, priority, %(now)s, %(now)s, attempts, %(now)s, payload, dependents
+FROM nuvom_parked WHERE id = %(id)s
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    available_at = excluded.available_at, lease_owner = NULL, attempts = excluded.attempts,
+    enqueued_at = excluded.enqueued_at, payload = excluded.payload,
+    dependents = nuvom_queue.dependents OR excluded.dependents
+"""
+DROP_PARKED = "DELETE FROM nuvom_parked WHERE id = %s"
+UNPARK = "DELETE FROM nuvom_parked WHERE id = %s RETURNING queue, priority, payload, due_at"
+CLEAR_PARKED = "DELETE FROM nuvom_parked RETURNING id"
+CLEAR_EDGES = "DELETE FROM nuvom_edges"
+PARKED_JOBS = "SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_parked ORDER BY id"
 
 # -- schedules ---------------------------------------------------------------
 _SCHEDULE_COLUMNS = "id, definition, next_run_at, paused, last_run_at, last_job_id"
@@ -358,6 +451,17 @@ VALUES (%s, 'FAILED', %s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_type,
     error_message = excluded.error_message, traceback = NULL,
     finished_at = excluded.finished_at, updated_at = excluded.updated_at
+"""
+# A job cancelled because one it waited for did not succeed: the reason is its error.
+MARK_DEPENDENT_CANCELLED = """
+INSERT INTO nuvom_jobs (id, status, error_type, error_message, finished_at, updated_at)
+VALUES (%s, 'CANCELLED', 'Cancelled', %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', error_type = 'Cancelled',
+    error_message = excluded.error_message, traceback = NULL,
+    finished_at = excluded.finished_at, updated_at = excluded.updated_at
+"""
+FINISHED_STATUS = """
+SELECT id, status FROM nuvom_jobs WHERE id = %s AND status IN ('SUCCESS', 'FAILED', 'CANCELLED')
 """
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # The reads below take named parameters, as SQLite's do (sqlbase.py passes both one mapping).

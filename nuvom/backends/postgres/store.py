@@ -14,14 +14,14 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nuvom.backends.common import Defaults
 from nuvom.backends.postgres import sql as q
-from nuvom.backends.sqlbase import SQLBackend
+from nuvom.backends.sqlbase import Row, SQLBackend
 from nuvom.config import DEFAULT_POSTGRES_TIMEOUT_SECS
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError
 
@@ -44,6 +44,7 @@ KEEPALIVE_PROBES = 3  # unanswered TCP keepalives before an idle connection coun
 # Past statement_timeout, the client waits this much longer before giving up itself, so
 # a live but slow server's own cancellation (a clean error, the connection kept) wins.
 CLIENT_GRACE_SECS = 1.0
+IDLE = 0  # libpq's PQTRANS_IDLE: no transaction open on the connection
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 16  # connections one process opens at most
 # A connection that worked this recently is lent without a test query first; an
@@ -306,23 +307,44 @@ class PostgresStore:
 
         Statements are pipelined: they go out together and the server answers
         once, when a result is read or at commit, so a short transaction costs
-        one or two round trips instead of one per statement. Commit included, it
-        must end within the timeout (plus ``CLIENT_GRACE_SECS``): a server that
-        stops answering fails it with ``BackendUnavailable``.
+        one round trip, plus one per result read on the way (a settle reads which
+        acked jobs others wait for). BEGIN and COMMIT are sent as statements of the
+        pipeline, on a connection in autocommit mode for the while: psycopg's own
+        BEGIN waits for its answer, a round trip more. Commit included, it must end
+        within the timeout (plus ``CLIENT_GRACE_SECS``): a server that stops
+        answering fails it with ``BackendUnavailable``.
         """
         try:
             with self.pool.connection() as conn:
                 with self._answering(conn):
+                    conn.autocommit = pipelined
                     try:
                         with conn.pipeline() if pipelined else nullcontext(), conn.cursor() as cur:
+                            if pipelined:
+                                cur.execute("BEGIN", prepare=False)
                             yield cur
+                            if pipelined:
+                                cur.execute("COMMIT", prepare=False)
                         conn.commit()  # here, not on leaving the pool's block: bounded too
                     except BaseException:
                         self._roll_back(conn)
                         raise
+                    finally:
+                        self._end_autocommit(conn)
                 self._used_at[id(conn)] = time.monotonic()
         except (self._psycopg.Error, *_pool_errors()) as exc:
             raise self.explain(exc) from None
+
+    @staticmethod
+    def _end_autocommit(conn: psycopg.Connection[Any]) -> None:
+        """Give the pool its connection back as it lent it; one still in a transaction (its
+        rollback failed) is closed, so the pool drops it rather than lend it in autocommit."""
+        if conn.closed or not conn.autocommit:
+            return
+        if conn.pgconn.transaction_status == IDLE:
+            conn.autocommit = False
+        else:
+            conn.close()
 
     @staticmethod
     def _roll_back(conn: psycopg.Connection[Any]) -> None:
@@ -463,3 +485,16 @@ class PostgresBackend(SQLBackend):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
+
+    def returned(self, cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Any]) -> list[Row]:
+        """One pipelined ``executemany``, its results read in one round trip; on a cursor of
+        its own (in a pipeline, ``cur`` still holds the result of what it ran last)."""
+        if not rows:
+            return []
+        found: list[Row] = []
+        with cur.connection.cursor() as reader:
+            reader.executemany(statement, rows, returning=True)
+            while True:
+                found += reader.fetchall()
+                if not reader.nextset():
+                    return found

@@ -11,11 +11,11 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import decode_claimed
 from nuvom.backends.contract import Queues
-from nuvom.backends.sqlbase import SQLJobQueue, Taken
+from nuvom.backends.sqlbase import Row, SQLJobQueue, Taken
 from nuvom.backends.sqlite import sql
 from nuvom.backends.sqlite.store import SQLiteBackend
 from nuvom.backends.sqlite.wakeup import WakeupSender, WakeupSocket
@@ -68,6 +68,14 @@ class SQLiteJobQueue(SQLiteBackend, SQLJobQueue):
             conn.execute(sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
             conn.execute(sql.DELETE_QUEUED, (row.id,))
         return claimed, corrupt
+
+    def acked(self, conn: sqlite3.Connection, statement: str, rows: Sequence[Any]) -> list[Row]:
+        """While no job waits for another, the plain ack in one ``executemany``, which reads
+        nothing back (writes are serialized: no edge appears before this transaction ends)."""
+        if conn.execute(sql.ANY_EDGE).fetchone() is None:
+            conn.executemany(statement, rows)
+            return []
+        return self.returned(conn, sql.ACK_READING[statement], rows)
 
     # -- wake-ups --------------------------------------------------------
     def requeued(self, conn: sqlite3.Connection) -> None:

@@ -38,12 +38,19 @@ class SQLiteResultBackend(SQLiteBackend, SQLResultBackend):
     ) -> None:
         """A new job gets its row when first claimed (reads find it in ``nuvom_queue`` until
         then), so submitting writes one table, not two; a job enqueued again under a known
-        id (``retry_job``) has its row made PENDING/SCHEDULED again."""
-        reopened = []
-        for job in jobs:
+        id (``retry_job``) has its row made PENDING/SCHEDULED again. A parked job, which
+        reads do not find in ``nuvom_queue``, is recorded in full."""
+        reopened, parked = [], []
+        for job, row in zip(jobs, rows, strict=True):
+            if job.depends_on:
+                parked.append((job, row))
+                continue
             scheduled = job.due_at is not None and job.due_at > now
             reopened.append(("SCHEDULED" if scheduled else "PENDING", job.due_at, now, job.id))
         conn.executemany(sql.REOPEN_ENQUEUED, reopened)
+        if parked:
+            recorded = self.enqueued_rows([j for j, _ in parked], [r for _, r in parked], now)
+            conn.executemany(sql.RECORD_ENQUEUED, recorded)
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         chosen = [s.value for s in (statuses or FINAL_STATUSES)]

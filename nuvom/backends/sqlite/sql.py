@@ -108,6 +108,29 @@ SCHEMA = (
         job_id TEXT,
         PRIMARY KEY (schedule_id, tick)
     ) WITHOUT ROWID""",
+    # Workflows, added without a version bump like nuvom_workers. A job that waits for
+    # others is parked here with its queue row's columns (due_at NULL: none was asked for)
+    # until it is released into nuvom_queue or cancelled; waiting counts the jobs it waits
+    # for that have not succeeded yet, and errback marks a job released by a failure.
+    """CREATE TABLE IF NOT EXISTS nuvom_parked (
+        id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        due_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        enqueued_at REAL NOT NULL,
+        payload BLOB NOT NULL,
+        errback INTEGER NOT NULL DEFAULT 0,
+        waiting INTEGER NOT NULL
+    )""",
+    # One row per job a parked job still waits for; counting a finished job deletes its
+    # rows, so a job settled twice counts once.
+    """CREATE TABLE IF NOT EXISTS nuvom_edges (
+        job_id TEXT NOT NULL,
+        dep_id TEXT NOT NULL,
+        PRIMARY KEY (job_id, dep_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS nuvom_edges_dep ON nuvom_edges (dep_id)",
 )
 
 GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
@@ -145,6 +168,10 @@ def claim_from_queues(count: int) -> str:
 
 ACK = "DELETE FROM nuvom_queue WHERE id = ? AND lease_owner = ?"
 ACK_ANY = "DELETE FROM nuvom_queue WHERE id = ?"
+# Each ack as it runs while jobs wait for others: the acked job's id, and whether a parked
+# job waits for it (then the ack resolves it). Reading rows back costs twice the plain ack.
+_ACKED = "RETURNING id, EXISTS (SELECT 1 FROM nuvom_edges e WHERE e.dep_id = nuvom_queue.id)"
+ACK_READING = {ACK: f"{ACK} {_ACKED}", ACK_ANY: f"{ACK_ANY} {_ACKED}"}
 NACK = """
 UPDATE nuvom_queue SET lease_owner = NULL, due_at = ?, available_at = ?
 WHERE id = ? AND lease_owner = ?
@@ -196,6 +223,41 @@ WAITING_JOBS = """
 SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
 WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
 """
+
+# -- workflows: parked jobs and what they wait for ------------------------------
+PARK = """
+INSERT INTO nuvom_parked
+    (id, queue, priority, due_at, attempts, enqueued_at, payload, errback, waiting)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at,
+    payload = excluded.payload, errback = excluded.errback, waiting = excluded.waiting
+"""
+ADD_EDGE = "INSERT INTO nuvom_edges (job_id, dep_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+# What PostgreSQL marks so a racing ack sees a new dependent; writes are serialized here.
+MARK_WAITED_FOR: tuple[str, ...] = ()
+FORGET_EDGES = "DELETE FROM nuvom_edges WHERE job_id = ?"
+ANY_EDGE = "SELECT 1 FROM nuvom_edges LIMIT 1"  # does any job wait for another?
+COUNT_DEPENDENCY = "DELETE FROM nuvom_edges WHERE dep_id = ? RETURNING job_id, dep_id"
+# Named as PostgreSQL's, which locks the row; BEGIN IMMEDIATE already serializes writers.
+LOCK_PARKED = "SELECT id, waiting, errback FROM nuvom_parked WHERE id = ?"
+SET_WAITING = "UPDATE nuvom_parked SET waiting = ? WHERE id = ?"
+# Released: waiting as if enqueued now (due now, attempts kept).
+RELEASE_PARKED = """
+INSERT INTO nuvom_queue
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload)
+SELECT id, queue, priority, :now, :now, attempts, :now, payload FROM nuvom_parked WHERE id = :id
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    available_at = excluded.available_at, lease_owner = NULL,
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload
+"""
+DROP_PARKED = "DELETE FROM nuvom_parked WHERE id = ?"
+UNPARK = "DELETE FROM nuvom_parked WHERE id = ? RETURNING queue, priority, payload, due_at"
+CLEAR_PARKED = "DELETE FROM nuvom_parked RETURNING id"
+CLEAR_EDGES = "DELETE FROM nuvom_edges"
+PARKED_JOBS = "SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_parked ORDER BY id"
 
 REGISTER_LISTENER = """
 INSERT OR REPLACE INTO nuvom_listeners (worker_id, port, seen_at) VALUES (?, ?, ?)
@@ -336,6 +398,18 @@ VALUES (?, 'FAILED', ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET status = 'FAILED', error_type = excluded.error_type,
     error_message = excluded.error_message, traceback = NULL,
     finished_at = excluded.finished_at, updated_at = excluded.updated_at
+"""
+# A job cancelled because one it waited for did not succeed: the reason is its error.
+MARK_DEPENDENT_CANCELLED = """
+INSERT INTO nuvom_jobs (id, status, error_type, error_message, finished_at, updated_at)
+VALUES (?, 'CANCELLED', 'Cancelled', ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', error_type = 'Cancelled',
+    error_message = excluded.error_message, traceback = NULL,
+    finished_at = excluded.finished_at, updated_at = excluded.updated_at
+"""
+# A job waited for that finished for good (a final status lives only in nuvom_jobs).
+FINISHED_STATUS = """
+SELECT id, status FROM nuvom_jobs WHERE id = ? AND status IN ('SUCCESS', 'FAILED', 'CANCELLED')
 """
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # A job still only in nuvom_queue, shaped like a nuvom_jobs row, its status as of :now.

@@ -13,14 +13,14 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nuvom.backends.common import Defaults
-from nuvom.backends.sqlbase import SQLBackend
+from nuvom.backends.sqlbase import Row, SQLBackend
 from nuvom.backends.sqlite import sql
 from nuvom.errors import BackendError, BackendUnavailable
 
@@ -409,6 +409,10 @@ class SQLiteBackend(SQLBackend):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.store.path)!r})"
+
+    def returned(self, cur: sqlite3.Connection, statement: str, rows: Sequence[Any]) -> list[Row]:
+        """One ``execute`` per row: ``executemany`` drops the rows a statement returns."""
+        return [found for params in rows for found in cur.execute(statement, params).fetchall()]
 
 
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
