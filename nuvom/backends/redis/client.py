@@ -102,14 +102,22 @@ def translated(url: str) -> Iterator[None]:
         raise BackendError(f"Redis error on {redact(url)}: {exc}", backend="redis") from None
 
 
-def in_transaction(pipe: Any, script: Any, args: Sequence[object]) -> None:
-    """Queue ``script`` on a MULTI pipeline as EVAL of its source.
+def by_digest(client: Any, script: Any, args: Sequence[object]) -> Any:
+    """Run a registered ``script`` as the one command of a pipeline, sending its SHA1 and
+    not its source (which Redis would hash again on every call).
 
-    Not EVALSHA: redis-py then asks ``SCRIPT EXISTS`` before every EXEC (a round
-    trip of its own), and a NOSCRIPT inside EXEC would apply only part of the
-    transaction. Redis caches the compiled script, so EVAL costs only the bytes.
+    ``EVALSHA`` on the pipeline itself, not through the script object: redis-py would
+    ask ``SCRIPT EXISTS`` first (a round trip of its own). A server that lost its script
+    cache (a restart) answers NOSCRIPT having run nothing, as the command is alone; the
+    script is then loaded and sent again.
     """
-    pipe.eval(script.script, 0, *args)
+    redis = import_redis()
+    pipe = client.pipeline(transaction=False)
+    pipe.evalsha(script.sha, 0, *args)
+    try:
+        return pipe.execute()[0]
+    except redis.exceptions.NoScriptError:
+        return script(args=args)
 
 
 def redact(url: str) -> str:

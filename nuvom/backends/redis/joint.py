@@ -1,8 +1,11 @@
-"""The Redis queue and results on one server: each step is one MULTI or one script.
+"""The Redis queue and results on one server: each step is one script.
 
-Submit and settle queue the result backend's save script and the queue's
-script in one MULTI; claim and cancel are single scripts that embed the save
-script, so their record changes happen in the same atomic step.
+Each of the four steps runs one of the queue's scripts with the result backend's
+save script embedded, so its record changes happen in the same atomic step: the
+jobs' records on submit (and the dependencies already finished of the jobs it
+parks, resolved), RUNNING on claim, the outcomes on settle (and the dependents of
+the jobs it acks, resolved), CANCELLED on cancel (and what waits for the job).
+Submit and settle send the script by its digest (``by_digest``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Sequence
 
 from nuvom.backends.contract import JointWriter, Queues
 from nuvom.backends.redis import scripts as lua
-from nuvom.backends.redis.client import in_transaction, retried, translated
+from nuvom.backends.redis.client import by_digest, retried, translated
 from nuvom.backends.redis.queue import RedisJobQueue, pairs, stored_rows
-from nuvom.backends.redis.results import SAVE_SCRIPT, Item, RedisResultBackend
+from nuvom.backends.redis.results import SAVE_SCRIPT, RedisResultBackend
 from nuvom.job import Job
 from nuvom.records import ErrorInfo, Outcome
 
@@ -26,7 +29,9 @@ class RedisJointWriter(JointWriter):
         self.queue = queue
         self.results = results
         client = queue.client
+        self._enqueue_and_record = client.register_script(lua.enqueue_and_record(SAVE_SCRIPT))
         self._claim_and_start = client.register_script(lua.claim_and_start(SAVE_SCRIPT))
+        self._settle_and_record = client.register_script(lua.settle_and_record(SAVE_SCRIPT))
         self._cancel_and_record = client.register_script(lua.cancel_and_record(SAVE_SCRIPT))
 
     def _record_args(self) -> list[object]:
@@ -34,12 +39,17 @@ class RedisJointWriter(JointWriter):
         return [results.prefix, results.ttl_secs or 0, results.history_cap]
 
     def submit(self, jobs: Sequence[Job]) -> None:
-        """Record and enqueue in one MULTI: no worker can finish a job before it is recorded."""
+        """Enqueue and record in one script: no worker can finish a job before it is recorded.
+
+        It is sent again if its reply is lost; its token makes the second send write nothing.
+        """
         if not jobs:
             return
-        token = uuid.uuid4().hex  # the MULTI is sent again if its reply is lost: stored once
-        records, args = self.results.enqueued_items(jobs), self.queue.enqueue_args(jobs, token)
-        retried(self.queue.url, lambda: self._in_one_multi(records, "ENQUEUE", args, token))
+        items = self.results.item_args(self.results.enqueued_items(jobs))
+        args = self.queue.enqueue_args(jobs, token=uuid.uuid4().hex)
+        args[3:3] = [*self._record_args(), len(items), *items]
+        client = self.queue.client
+        retried(self.queue.url, lambda: by_digest(client, self._enqueue_and_record, args))
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -64,20 +74,13 @@ class RedisJointWriter(JointWriter):
         return [job for job, _ in claimed]
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
-        """The outcomes and every ack and nack in one MULTI."""
-        self._in_one_multi(
-            self.results.outcome_items(outcomes), "SETTLE", self.queue.settle_args(outcomes)
-        )
-
-    def _in_one_multi(
-        self, records: Sequence[Item], script: str, args: list[object], token: str = ""
-    ) -> None:
-        """The result backend's writes, then one of the queue's scripts, in one MULTI."""
+        """The outcomes, every ack and nack, and the dependents of each job acked resolved
+        (those it cancels recorded), in one script."""
+        items = self.results.item_args(self.results.outcome_items(outcomes))
+        args = self.queue.settle_args(outcomes)
+        args[2:2] = [*self._record_args(), len(items), *items]
         with translated(self.queue.url):
-            pipe = self.queue.client.pipeline(transaction=True)
-            self.results.save_in(pipe, records, token)
-            in_transaction(pipe, self.queue.script(script), args)
-            pipe.execute()
+            by_digest(self.queue.client, self._settle_and_record, args)
 
     def cancel(self, job_id: str) -> bool:
         queue = self.queue

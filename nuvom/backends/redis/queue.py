@@ -6,6 +6,9 @@ Scheduled jobs and retry delays wait in a sorted set and move to their stream
 atomically when due. Idle workers block on ``XREAD`` of a wake-up stream.
 Schedules are hashes with a sorted due index; a tick is claimed, its job enqueued and
 its schedule moved on by one script (``FIRE``), keyed on the tick with ``SET NX``.
+A job that waits for others is parked in a hash of its own, with a set of what it still
+waits for and, per dependency, a set of what waits for it; the settle script resolves an
+acked job's dependents when it has any.
 ``joint.py`` runs these scripts in one MULTI with the result backend's.
 """
 
@@ -25,7 +28,7 @@ from nuvom.backends.common import (
     decode_claimed,
     decode_waiting,
 )
-from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues, claim_order
+from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues, Resolved, claim_order
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import (
     RedisBackend,
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("nuvom.redis")
 
 WAKE_RETRY_MAX_SECS = 5.0  # longest pause before retrying a failed wake-up read
+# How the settle script acks a final outcome: its dependents count it, or are cancelled.
+_ACKS = {JobStatus.SUCCESS: "ack+", JobStatus.FAILED: "ack-", JobStatus.CANCELLED: "ack-"}
 CLAIM_ROW = (
     6  # fields per job in the claim script's reply: id, queue, priority, due, attempts, payload
 )
@@ -79,17 +84,24 @@ def pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:
     return [(text(flat[i]), text(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
 
 
+def resolved(reply: Sequence[Any]) -> Resolved:
+    """A resolving script's ``{released ids, (id, reason) flat}`` reply."""
+    released, cancelled = reply
+    return Resolved([text(i) for i in released], pairs(cancelled))
+
+
 class RedisJobQueue(RedisBackend, QuarantiningQueue):
     name = "redis"
     shared_across_processes = True
     pushes_wakeups = True
+    keeps_dependencies = True
 
     def ready(self) -> None:
         self._scripts = {
             name: self.client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "SETTLE", "QUARANTINE", "RELEASE", "HEARTBEAT",
                          "ADJUST_ATTEMPTS",
-                         "CANCEL", "CLEAR", "STATS", "WAITING",
+                         "CANCEL", "CLEAR", "STATS", "WAITING", "RESOLVE", "PARKED",
                          "SAVE_SCHEDULE", "LIST_SCHEDULES", "REMOVE_SCHEDULE", "PAUSE_SCHEDULE",
                          "DUE_SCHEDULES", "SET_ASIDE_SCHEDULE", "FIRE")
         }  # fmt: skip
@@ -112,7 +124,10 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         now = self.clock.time()
         args: list[object] = [self.prefix, repr(now), token]
         for job in jobs:  # every payload encoded before anything is written: all or nothing
-            args += self.job_args(job, now)
+            row, deps = self.job_args(job, now), job.depends_on
+            if deps:  # parked: kept as submitted, due when it is released
+                row[3] = "" if job.due_at is None else repr(job.due_at)
+            args += [*row, "1" if job.on_failure else "0", len(deps), *deps]
         return args
 
     def job_args(self, job: Job, now: float) -> list[object]:
@@ -126,7 +141,7 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         for outcome in outcomes:
             retry = outcome.status is JobStatus.RETRYING and outcome.retry_at is not None
             args += [
-                "nack" if retry else "ack",
+                "nack" if retry else _ACKS.get(outcome.status, "ack"),
                 outcome.job.id,
                 outcome.worker_id or "",
                 repr(outcome.retry_at) if retry else "0",
@@ -206,9 +221,11 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         claimed.quarantined += pairs(dead)
         return claimed
 
-    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
         with translated(self.url):
-            self._scripts["SETTLE"](args=self.settle_args(outcomes))
+            reply = self._scripts["SETTLE"](args=self.settle_args(outcomes))
+        done = resolved(reply)
+        return done if done.released or done.cancelled else None
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
         self.run("SETTLE", repr(self.clock.time()), "ack", job_id, worker_id or "", "0")
@@ -231,6 +248,23 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             return []
         flat = [v for job_id, delta in deltas.items() for v in (job_id, delta)]
         return [text(i) for i in self.run("ADJUST_ATTEMPTS", worker_id, *flat)]
+
+    # -- workflows -------------------------------------------------------
+    def resolve(self, finished: Sequence[tuple[str, bool]]) -> Resolved:
+        if not finished:
+            return Resolved()
+        flat = [v for job_id, ok in finished for v in (job_id, "1" if ok else "0")]
+        return resolved(self.run("RESOLVE", repr(self.clock.time()), *flat))
+
+    def parked_jobs(self) -> list[Job]:
+        flat = self.run("PARKED")
+        rows = []
+        for i in range(0, len(flat), CLAIM_ROW):
+            job_id, queue, priority, due, attempts, payload = flat[i : i + CLAIM_ROW]
+            rows.append(StoredJob(text(job_id), text(queue), _number(priority, int),
+                                  _number(due, float) if due else None,
+                                  _number(attempts, int), payload))  # fmt: skip
+        return sorted(decode_waiting(self.payloads, rows), key=lambda job: job.id)
 
     # -- schedules -------------------------------------------------------
     def save_schedule(self, schedule: Schedule) -> None:

@@ -13,12 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import Defaults, fill_call, result_blob, stored_result
 from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JointWriter
-from nuvom.backends.redis.client import (
-    RedisBackend,
-    in_transaction,
-    text,
-    translated,
-)
+from nuvom.backends.redis.client import RedisBackend, text, translated
 from nuvom.job import FINAL_STATUSES, Job, JobStatus
 from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
 
@@ -33,7 +28,7 @@ _DELETE = b"\x00"  # a field value meaning "remove this field"
 # ARGV: P, ttl (0 = none), cap, token ('' = none), then per job:
 #   id, updated_at, op, a1..a5, nfields, field, value, ...
 # A field named "?x" is set only when x is absent. op: start | finish | release | "".
-# With a token, a second call with the same one writes nothing (a retried submit).
+# With a token, a second call with the same one writes nothing (a resend of a lost reply).
 _SAVE = r"""
 local P, ttl, cap, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 if token ~= '' and not redis.call('SET', P .. ':tok:r:' .. token, 1, 'NX', 'EX', 300) then
@@ -109,7 +104,7 @@ end
 return 1
 """
 
-SAVE_SCRIPT = _SAVE  # the joint writer's claim and cancel scripts embed it
+SAVE_SCRIPT = _SAVE  # the joint writer's scripts embed it
 
 # ARGV: P, older_than, statuses...  Returns how many jobs were deleted.
 _PRUNE = r"""
@@ -177,21 +172,20 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
         with translated(self.url):
             self._save(args=self._save_args(items))
 
-    def _save_args(self, items: Sequence[Item], token: str = "") -> list[Any]:
+    def _save_args(self, items: Sequence[Item]) -> list[Any]:
+        return [self.prefix, self.ttl_secs or 0, self.history_cap, "", *self.item_args(items)]
+
+    def item_args(self, items: Sequence[Item]) -> list[Any]:
+        """The save script's arguments for ``items``, after its prefix, ttl, cap and token:
+        what the joint writer's scripts pass it."""
         now = repr(self.clock.time())
-        args: list[Any] = [self.prefix, self.ttl_secs or 0, self.history_cap, token]
+        args: list[Any] = []
         for job_id, op, op_args, fields in items:
             padded = [_DELETE if a is None else a for a in op_args] + [""] * (5 - len(op_args))
             args += [job_id, now, op, *padded, len(fields)]
             for name, value in fields:
                 args += [name, _DELETE if value is None else value]
         return args
-
-    def save_in(self, pipe: Any, items: Sequence[Item], token: str = "") -> None:
-        """Queue the writes on a MULTI pipeline the caller executes (the joint writer's);
-        with ``token``, sending that pipeline again writes them once."""
-        if items:
-            in_transaction(pipe, self._save, self._save_args(items, token))
 
     # -- the four methods every result backend has ------------------------------
     def set_result(self, job_id: str, result: Any) -> None:
@@ -272,6 +266,11 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
 
     def mark_cancelled(self, job_id: str, *, at: float) -> None:
         self._write([(job_id, "", (), [("status", "CANCELLED"), ("finished_at", repr(at))])])
+
+    def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
+        self._write([(job_id, "", (), [("status", "CANCELLED"), ("error_type", "Cancelled"),
+                                       ("error_message", reason), ("finished_at", repr(at))])
+                     for job_id, reason in cancelled])  # fmt: skip
 
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         self._write(self.outcome_items(outcomes))

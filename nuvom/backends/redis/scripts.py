@@ -26,9 +26,21 @@ Layout under prefix P:
   P:schedids          set of every schedule id, paused or not
   P:tick:<id>:<tick>  a tick claimed (``SET NX EX``, kept ``TICKS_KEPT_SECS``); <tick> is
                       repr(float), the same string from every scheduler
+  P:park:<id>         hash of a parked job (one that waits for others): queue, priority, due
+                      ('' = none), attempts, payload, errback ('0' | '1'); never claimable
+  P:parked            set of the parked job ids
+  P:waits:<id>        set of the ids parked job <id> still waits for (each counted once: a
+                      dependency that succeeded leaves it)
+  P:after:<id>        set of the parked ids that wait for job <id>; only a job with one is
+                      resolved when it is acked (one EXISTS in the settle script)
+
+A job id is either queued (P:job) or parked (P:park), never both: storing one replaces
+the other. Keys a store of an earlier version lacks read as empty: nothing to upgrade.
 """
 
 from __future__ import annotations
+
+from nuvom.backends.contract import cancel_reason
 
 GROUP = "nuvom"
 
@@ -155,10 +167,34 @@ local function unlink(id)
   redis.call('ZREM', P .. ':leases', id)
 end
 
+-- A key about to be written that holds another type than ``allowed`` is not nuvom's: it goes
+-- in ``drop``, deleted before the first write (a type error part-way would leave half).
+local function droppable(key, allowed, drop)
+  local kind = redis.call('TYPE', key).ok
+  if kind ~= 'none' and kind ~= allowed then drop[#drop + 1] = key end
+end
+
+-- Take a parked job out, its row and what it waits for; false if it was not parked. A key
+-- of another type than nuvom's is left for ``resolve`` to drop.
+local function unpark(id)
+  local row, waits = P .. ':park:' .. id, P .. ':waits:' .. id
+  if redis.call('EXISTS', row) == 0 then return false end
+  if redis.call('TYPE', waits).ok == 'set' then
+    for _, dep in ipairs(redis.call('SMEMBERS', waits)) do
+      local after = P .. ':after:' .. dep
+      if redis.call('TYPE', after).ok == 'set' then redis.call('SREM', after, id) end
+    end
+  end
+  redis.call('DEL', row, waits)
+  redis.call('SREM', P .. ':parked', id)
+  return true
+end
+
 -- Store one job (replacing any job of that id) and put it on its stream, or in the delayed
 -- set if it is not due by ``now``. Every enqueue goes through here: ENQUEUE and FIRE.
 local function enqueue_one(now, id, queue, prio, due, attempts, payload)
   forget(id)
+  unpark(id)
   local seq = redis.call('INCR', P .. ':seq')
   redis.call('HSET', P .. ':job:' .. id, 'queue', queue, 'priority', prio, 'due', due,
     'seq', seq, 'attempts', attempts, 'payload', payload, 'owner', '', 'entry', '')
@@ -174,23 +210,332 @@ local function enqueue_one(now, id, queue, prio, due, attempts, payload)
 end
 """
 
-# ARGV: P, now, token ('' = none), then per job: id, queue, priority, due, attempts, payload.
-# Returns 1, or 0 when an enqueue with this token was already applied (nothing is written).
-ENQUEUE = (
-    _COMMON
+
+def _lua_string(value: str) -> str:
+    """``value`` as a Lua string literal (its UTF-8 bytes; any but plain ones escaped)."""
+    kept = (chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in " ,.:") else f"\\{b:03d}"
+            for b in value.encode())  # fmt: skip
+    return '"' + "".join(kept) + '"'
+
+
+def _reason_parts(succeeded: bool) -> tuple[str, str]:
+    before, _, after = cancel_reason("\0", succeeded).partition("\0")
+    return _lua_string(before), _lua_string(after)
+
+
+# Resolving finished jobs, as ``resolve`` in contract.py says, in one script: SETTLE (on
+# the ack of a final outcome), RESOLVE, and the joint writer's submit and cancel.
+_RESOLVE = (
+    r"""
+-- A key's members if it is a set; a key of another type is not nuvom's: it goes in
+-- ``drop``, deleted with the writes.
+local function members_of(key, drop)
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'set' then return redis.call('SMEMBERS', key) end
+  if kind ~= 'none' then drop[#drop + 1] = key end
+  return {}
+end
+
+-- Why a parked job is cancelled when ``dep`` finished (``cancel_reason``, word for word).
+local function reason(dep, succeeded)
+  if succeeded then return """
+    + "{} .. dep .. {}".format(*_reason_parts(True))
+    + r""" end
+  return """
+    + "{} .. dep .. {}".format(*_reason_parts(False))
     + r"""
+end
+
+-- A parked job's row if it is whole, else nil and why (nothing is written).
+local function parked_row(id)
+  local f = redis.call('HMGET', P .. ':park:' .. id, 'queue', 'priority', 'attempts',
+    'payload', 'errback')
+  local prio, attempts = tonumber(f[2]), tonumber(f[3])
+  if not f[1] or f[1] == '' then return nil, 'the job has no queue' end
+  if not prio or prio ~= math.floor(prio) or prio < -2147483648 or prio > 2147483647 then
+    return nil, 'priority ' .. tostring(f[2]) .. ' is not an int'
+  end
+  if not attempts or attempts ~= math.floor(attempts) or attempts < 0 then
+    return nil, 'attempts ' .. tostring(f[3]) .. ' is not a count'
+  end
+  if not f[4] then return nil, 'the job has no payload' end
+  if f[5] ~= '0' and f[5] ~= '1' then
+    return nil, 'errback ' .. tostring(f[5]) .. ' is not 0 or 1'
+  end
+  return {queue = f[1], prio = f[2], attempts = f[3], payload = f[4], errback = f[5] == '1'}
+end
+
+-- Tell the dependents of finished jobs, ``finished`` a list of {id, succeeded}: each parked
+-- dependent counts a success once; one that counted all it waits for is released (due
+-- now), an errback cancelled; a failure cancels a dependent and, in turn, its own (an
+-- errback is released instead). Everything is read and checked first, the writes come
+-- after. A dependent is counted with SCARD and SISMEMBER and read when it leaves: a chord's
+-- body is not read whole on each member's ack. A parked record that cannot be used is
+-- quarantined, and cancelled with why. Returns the ids released and, flat, (id, reason) of
+-- each one cancelled.
+local function resolve(finished, now_text)
+  local drop, rows, left, counted, gone, cleared, cleared_ids = {}, {}, {}, {}, {}, {}, {}
+  local unparked, released, cancelled, others, bad_waits = {}, {}, {}, {}, {}
+  local todo, head = {}, 1
+  for _, f in ipairs(finished) do todo[#todo + 1] = f end
+  while head <= #todo do
+    local dep, ok = todo[head][1], todo[head][2]
+    head = head + 1
+    if not cleared[dep] then
+      cleared[dep] = true
+      cleared_ids[#cleared_ids + 1] = dep
+      local ids = members_of(P .. ':after:' .. dep, drop)
+      table.sort(ids)
+      for _, id in ipairs(ids) do
+        local wkey = P .. ':waits:' .. id
+        if rows[id] == nil then  -- first seen: is it parked, and how many does it wait for
+          local key = P .. ':park:' .. id
+          local kind = redis.call('TYPE', key).ok
+          rows[id] = kind == 'hash'
+          if kind == 'hash' then
+            local wkind = redis.call('TYPE', wkey).ok
+            left[id], counted[id] = 0, {}
+            if wkind == 'set' then
+              left[id] = redis.call('SCARD', wkey)
+            else  -- never released on a guess: it may wait for others
+              bad_waits[id] = wkind == 'none' and 'what it waits for is missing'
+                or 'what it waits for is a ' .. wkind .. ', not a set'
+            end
+          elseif kind ~= 'none' then
+            drop[#drop + 1] = key
+          end
+        end
+        if rows[id] and not gone[id] then
+          if left[id] > 0 and not counted[id][dep]
+              and redis.call('SISMEMBER', wkey, dep) == 1 then
+            counted[id][dep] = true
+            left[id] = left[id] - 1
+          end
+          if not (ok and left[id] > 0) then  -- counted all it waits for, or one failed
+            gone[id] = true
+            unparked[#unparked + 1] = id
+            local row, why = parked_row(id)  -- read once, when it leaves
+            why = bad_waits[id] or why
+            rows[id] = why and {bad = why} or row
+            if why then
+              why = 'its parked record cannot be used: ' .. why
+            elseif ok == row.errback then  -- an errback with nothing failed, or a job
+              why = reason(dep, ok)        -- whose dependency failed
+            end
+            if why then
+              cancelled[#cancelled + 1] = id
+              cancelled[#cancelled + 1] = why
+              todo[#todo + 1] = {id, false}
+            else
+              released[#released + 1] = id
+            end
+          end
+        end
+      end
+    end
+  end
+  -- What a job taken out early still waits for: it leaves those sets too.
+  for _, id in ipairs(unparked) do
+    others[id] = {}
+    if left[id] > 0 then
+      for _, d in ipairs(redis.call('SMEMBERS', P .. ':waits:' .. id)) do
+        if not cleared[d] and not counted[id][d] then
+          others[id][#others[id] + 1] = d
+          droppable(P .. ':after:' .. d, 'set', drop)
+        end
+      end
+    end
+  end
+  for _, id in ipairs(released) do droppable(P .. ':job:' .. id, 'hash', drop) end
+  if #unparked > 0 then droppable(P .. ':parked', 'set', drop) end
+
+  -- The writes, on checked keys only.
+  for _, key in ipairs(drop) do redis.call('DEL', key) end
+  for _, dep in ipairs(cleared_ids) do redis.call('DEL', P .. ':after:' .. dep) end
+  for id, deps in pairs(counted) do
+    if not gone[id] then
+      for d in pairs(deps) do redis.call('SREM', P .. ':waits:' .. id, d) end
+    end
+  end
+  for _, id in ipairs(unparked) do
+    for _, d in ipairs(others[id]) do redis.call('SREM', P .. ':after:' .. d, id) end
+    redis.call('DEL', P .. ':waits:' .. id)
+    redis.call('SREM', P .. ':parked', id)
+    if rows[id].bad then
+      redis.call('RENAME', P .. ':park:' .. id, P .. ':dead:' .. id)
+      redis.call('HSET', P .. ':dead:' .. id, 'reason', rows[id].bad)
+      redis.call('SADD', P .. ':dead', id)
+    else
+      redis.call('DEL', P .. ':park:' .. id)
+    end
+  end
+  local now = tonumber(now_text)
+  for _, id in ipairs(released) do
+    local r = rows[id]
+    enqueue_one(now, id, r.queue, r.prio, now_text, r.attempts, r.payload)
+  end
+  if #released > 0 then wake() end
+  return released, cancelled
+end
+"""
+)
+
+# The joint writer's scripts write results through the result backend's save script
+# (``save_records``, below), with its prefix, ttl and history cap.
+_JOINT = r"""
+-- The result backend's writes passed in ARGV[from..to] (its save script's items).
+local function save_items(rp, ttl, cap, from, to)
+  if to < from then return end
+  local save, n = {rp, ttl, cap, ''}, 4
+  for k = from, to do
+    n = n + 1
+    save[n] = ARGV[k]
+  end
+  save_records(save)
+end
+
+-- The jobs a resolve cancelled, recorded CANCELLED with their reasons (as
+-- ``mark_dependents_cancelled``).
+local function record_cancelled(cancelled, rp, ttl, cap, now)
+  if #cancelled == 0 then return end
+  local save = {rp, ttl, cap, ''}
+  for k = 1, #cancelled, 2 do
+    for _, v in ipairs({cancelled[k], now, '', '', '', '', '', '', 4, 'status', 'CANCELLED',
+                        'error_type', 'Cancelled', 'error_message', cancelled[k + 1],
+                        'finished_at', now}) do
+      save[#save + 1] = v
+    end
+  end
+  save_records(save)
+end
+"""
+
+# Enqueue's body; FIRST is the index of the first job in ARGV. Per job: id, queue, priority,
+# due, attempts, payload, errback ('1' | '0'), n, then the n ids it waits for (n > 0: it
+# is parked; the keys it is written to are checked first). ``parked`` lists, in order, the
+# ids the parked jobs wait for.
+_ENQUEUE = r"""
 local now = tonumber(ARGV[2])
+local drop = {}
+local i = FIRST
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 7])
+  if n > 0 then
+    droppable(P .. ':job:' .. id, 'hash', drop)
+    droppable(P .. ':park:' .. id, 'hash', drop)
+    droppable(P .. ':waits:' .. id, 'set', drop)
+    droppable(P .. ':parked', 'set', drop)
+    for k = i + 8, i + 7 + n do droppable(P .. ':after:' .. ARGV[k], 'set', drop) end
+  end
+  i = i + 8 + n
+end
 if ARGV[3] ~= '' and not redis.call('SET', P .. ':tok:q:' .. ARGV[3], 1, 'NX', 'EX', 300) then
   return 0
 end
+for _, key in ipairs(drop) do redis.call('DEL', key) end
 promote(ARGV[2])
-for i = 4, #ARGV, 6 do
-  enqueue_one(now, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+local parked = {}
+i = FIRST
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 7])
+  if n == 0 then
+    enqueue_one(now, id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  else
+    forget(id)
+    unpark(id)
+    redis.call('HSET', P .. ':park:' .. id, 'queue', ARGV[i + 1], 'priority', ARGV[i + 2],
+      'due', ARGV[i + 3], 'attempts', ARGV[i + 4], 'payload', ARGV[i + 5],
+      'errback', ARGV[i + 6])
+    redis.call('SADD', P .. ':parked', id)
+    for k = i + 8, i + 7 + n do
+      redis.call('SADD', P .. ':waits:' .. id, ARGV[k])
+      redis.call('SADD', P .. ':after:' .. ARGV[k], id)
+      parked[#parked + 1] = ARGV[k]
+    end
+  end
+  i = i + 8 + n
 end
 wake()
-return 1
+"""
+
+# ARGV: P, now, token ('' = none), then the jobs (as ``_ENQUEUE``). Returns 1, or 0 when an
+# enqueue with this token was already applied (nothing is written).
+ENQUEUE = _COMMON + "local FIRST = 4\n" + _ENQUEUE + "return 1\n"
+
+# ARGV: P, now, then pairs of job id and '1' (succeeded) or '0'.  Returns {released ids,
+# (id, reason) flat of each job cancelled}.
+RESOLVE = (
+    _COMMON
+    + _RESOLVE
+    + r"""
+local finished = {}
+for i = 3, #ARGV, 2 do finished[#finished + 1] = {ARGV[i], ARGV[i + 1] == '1'} end
+local released, cancelled = resolve(finished, ARGV[2])
+return {released, cancelled}
 """
 )
+
+# ARGV: P.  Every parked job: id, queue, priority, due ('' = none), attempts, payload.
+PARKED = r"""
+local P = ARGV[1]
+local out = {}
+if redis.call('TYPE', P .. ':parked').ok ~= 'set' then return out end
+for _, id in ipairs(redis.call('SMEMBERS', P .. ':parked')) do
+  local key = P .. ':park:' .. id
+  if redis.call('TYPE', key).ok == 'hash' then
+    local f = redis.call('HMGET', key, 'queue', 'priority', 'due', 'attempts', 'payload')
+    for _, v in ipairs({id, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or ''}) do
+      out[#out + 1] = v
+    end
+  end
+end
+return out
+"""
+
+
+def enqueue_and_record(save_script: str) -> str:
+    """The joint submit as one script: ENQUEUE, the jobs' records (PENDING or SCHEDULED),
+    then what the parked jobs wait for that already finished (its record says SUCCESS,
+    FAILED or CANCELLED) resolved, and the jobs that cancels recorded.
+
+    ``save_script`` is the Redis result backend's save script (a local function over its
+    own argument list). ARGV: P, now, token, result prefix, result ttl, history cap, n, n
+    arguments of save items, then the jobs (as ``_ENQUEUE``). Returns 1, or 0 when an
+    enqueue with this token was already applied (nothing is written).
+    """
+    return (
+        _COMMON
+        + _RESOLVE
+        + _saver(save_script)
+        + _JOINT
+        + "local RP, TTL, CAP = ARGV[4], ARGV[5], ARGV[6]\n"
+        + "local FIRST = 8 + tonumber(ARGV[7])\n"
+        + _ENQUEUE
+        + _RECORD_ENQUEUED
+    )
+
+
+_RECORD_ENQUEUED = r"""
+save_items(RP, TTL, CAP, 8, FIRST - 1)
+local finished, seen = {}, {}
+for _, dep in ipairs(parked) do
+  local key = RP .. ':r:' .. dep
+  if not seen[dep] and redis.call('TYPE', key).ok == 'hash' then
+    local status = redis.call('HGET', key, 'status')
+    if status == 'SUCCESS' then
+      finished[#finished + 1] = {dep, true}
+    elseif status == 'FAILED' or status == 'CANCELLED' then
+      finished[#finished + 1] = {dep, false}
+    end
+  end
+  seen[dep] = true
+end
+if #finished > 0 then
+  local _, cancelled = resolve(finished, ARGV[2])
+  record_cancelled(cancelled, RP, TTL, CAP, ARGV[2])
+end
+return 1
+"""
 
 # ARGV: P, now, lease_until, consumer, n, queue names... (none: every queue)
 # Returns {rows, dead}: rows flat (id, queue, priority, due, attempts, payload) in claim
@@ -414,19 +759,26 @@ def _saver(save_script: str) -> str:
     return f"local function save_records(ARGV)\n{save_script}\nend\n"
 
 
-# ARGV: P, now, then per job: op ('ack' | 'nack'), id, owner ('' = any), retry_at
-SETTLE = (
-    _COMMON
-    + r"""
+# Settle's body; FIRST is the index of the first job in ARGV. Per job: op, id, owner ('' =
+# any), retry_at. op: 'nack', or an ack: 'ack' (nothing told), 'ack+' (it succeeded: what
+# waits for it counts it) or 'ack-' (it failed for good: what waits for it is cancelled).
+# Only an acked job with dependents (P:after:<id>, one EXISTS) is resolved.
+_SETTLE = r"""
 local now = tonumber(ARGV[2])
 local woke = false
-for i = 3, #ARGV, 4 do
+local finished = {}
+for i = FIRST, #ARGV, 4 do
   local op, id, owner, retry_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local job = P .. ':job:' .. id
   local f = redis.call('HMGET', job, 'state', 'owner', 'queue')
   local held = f[1] == 'claimed' and (owner == '' or f[2] == owner)
-  if op == 'ack' then
-    if (owner == '' and f[1]) or held then forget(id) end
+  if op ~= 'nack' then
+    if (owner == '' and f[1]) or held then
+      forget(id)
+      if op ~= 'ack' and redis.call('EXISTS', P .. ':after:' .. id) == 1 then
+        finished[#finished + 1] = {id, op == 'ack+'}
+      end
+    end
   elseif held then
     redis.call('HSET', job, 'due', retry_at)
     if tonumber(retry_at) > now then
@@ -441,9 +793,34 @@ for i = 3, #ARGV, 4 do
   end
 end
 if woke then wake() end
-return 1
+local released, cancelled = {}, {}
+if #finished > 0 then released, cancelled = resolve(finished, ARGV[2]) end
 """
-)
+
+# ARGV: P, now, then the jobs (as ``_SETTLE``).  Returns {released ids, (id, reason) flat
+# of each job cancelled}, what resolving the acked jobs changed.
+SETTLE = _COMMON + _RESOLVE + "local FIRST = 3\n" + _SETTLE + "return {released, cancelled}\n"
+
+
+def settle_and_record(save_script: str) -> str:
+    """The joint settle as one script: the outcomes' records, then SETTLE, with the jobs
+    its resolve cancelled recorded CANCELLED.
+
+    ARGV: P, now, result prefix, result ttl, history cap, n, n arguments of save items,
+    then the jobs (as ``_SETTLE``). Returns 1.
+    """
+    return (
+        _COMMON
+        + _RESOLVE
+        + _saver(save_script)
+        + _JOINT
+        + "local RP, TTL, CAP = ARGV[3], ARGV[4], ARGV[5]\n"
+        + "local FIRST = 7 + tonumber(ARGV[6])\n"
+        + "save_items(RP, TTL, CAP, 7, FIRST - 1)\n"
+        + _SETTLE
+        + "record_cancelled(cancelled, RP, TTL, CAP, ARGV[2])\nreturn 1\n"
+    )
+
 
 # ARGV: P, owner, then pairs of id, reason. Sets aside claimed jobs whose payload the
 # claimer could not decode (only while this owner holds them).
@@ -509,30 +886,39 @@ end
 return held
 """
 
-# ARGV: P, id.  Removes a waiting job; returns 1, or false when it is not waiting.
+# ARGV: P, id.  Removes a waiting or parked job; returns 1, or false when it is neither.
 _CANCEL = r"""
 local id = ARGV[2]
 local state = redis.call('HGET', P .. ':job:' .. id, 'state')
-if state ~= 'waiting' and state ~= 'delayed' then return false end
-forget(id)
+if state == 'waiting' or state == 'delayed' then
+  forget(id)
+elseif not unpark(id) then
+  return false
+end
 """
 CANCEL = _COMMON + _CANCEL + "return 1\n"
 
-# With the cancel, record it CANCELLED through the result backend's save script.
+# With the cancel, record it CANCELLED through the result backend's save script, then
+# cancel what waits for it, in turn, and record those too.
 _RECORD_CANCELLED = r"""
 local now = ARGV[6]
 save_records({ARGV[3], ARGV[4], ARGV[5], '', id, now, '', '', '', '', '', '', 2,
               'status', 'CANCELLED', 'finished_at', now})
+if redis.call('EXISTS', P .. ':after:' .. id) == 1 then
+  local _, cancelled = resolve({{id, false}}, now)
+  record_cancelled(cancelled, ARGV[3], ARGV[4], ARGV[5], now)
+end
 return 1
 """
 
 
 def cancel_and_record(save_script: str) -> str:
-    """CANCEL and, when it removed the job, its CANCELLED record, as one script.
+    """CANCEL and, when it removed the job, its CANCELLED record and the cancellation of
+    what waits for it (recorded too), as one script.
 
     ARGV: P, id, result prefix, result ttl, history cap, now. Returns 1, or false.
     """
-    return _COMMON + _saver(save_script) + _CANCEL + _RECORD_CANCELLED
+    return _COMMON + _RESOLVE + _saver(save_script) + _JOINT + _CANCEL + _RECORD_CANCELLED
 
 
 # -- schedules --------------------------------------------------------------------
@@ -740,10 +1126,23 @@ if job_id then wake() end
 return 1
 """)
 
-# ARGV: P.  Removes every job; returns how many.
+# ARGV: P.  Removes every job, parked ones too; returns how many.
 CLEAR = r"""
 local P = ARGV[1]
 local ids = redis.call('SMEMBERS', P .. ':jobs')
+local parked = {}
+if redis.call('TYPE', P .. ':parked').ok == 'set' then
+  parked = redis.call('SMEMBERS', P .. ':parked')
+end
+for _, id in ipairs(parked) do
+  local waits = P .. ':waits:' .. id
+  if redis.call('TYPE', waits).ok == 'set' then
+    for _, dep in ipairs(redis.call('SMEMBERS', waits)) do
+      redis.call('DEL', P .. ':after:' .. dep)
+    end
+  end
+  redis.call('DEL', waits, P .. ':park:' .. id)
+end
 for _, id in ipairs(ids) do redis.call('DEL', P .. ':job:' .. id) end
 for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   for _, prio in ipairs(redis.call('ZRANGE', P .. ':prios:' .. q, 0, -1)) do
@@ -752,8 +1151,8 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   redis.call('DEL', P .. ':prios:' .. q)
 end
 redis.call('DEL', P .. ':jobs', P .. ':queues', P .. ':delayed', P .. ':leases',
-  P .. ':waiting')
-return #ids
+  P .. ':waiting', P .. ':parked')
+return #ids + #parked
 """
 
 # ARGV: P, now.  Returns pending, scheduled, running, expired, quarantined.
