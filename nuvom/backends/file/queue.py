@@ -9,6 +9,10 @@ Layout under ``NUVOM_FILE_QUEUE_DIR`` (default ``.nuvom/queue``)::
     schedules/<schedule>/<VERSION>.sched                          a periodic job, version by version
     schedules/<schedule>/<PID>-<RANDOM>.job                       a tick's job file, staged
     ticks/<schedule>/<TICK>.tick                                  a tick claimed (its float's bits)
+    parked/<JOB>/<queue>_<pending name>                           a job waiting for others to end
+    parked/<JOB>/<BB>/<DEP>.wait  or  <DEP>.failed                one it still waits for, or saw fail
+    deps/<DEP>/<JOB>                                              who waits for DEP (empty files)
+    cancelled/<JOB>.cancelled                                     a parked job cancelled, and why
     tmp/                                                          writes in progress
 
 ``P`` is ``2**31 - 1 - priority`` in 10 digits, ``DUE`` and ``LEASE`` are epoch
@@ -54,17 +58,39 @@ deleted as newer ones land; a writer whose slot was deleted under it finds a new
 version than its own and withdraws. The sweep (``sweep_schedules``) deletes keys
 ``TICKS_KEPT_SECS`` older than the newest, and a removed schedule's files, and
 staged jobs no version names, that old.
+
+A job that waits for others (``Job.depends_on``) is parked: its folder in ``parked/``
+(``JOB`` and ``DEP`` are job ids as folder names) gets a ``.wait`` marker per job it
+waits for, in one of 256 buckets (``BB``, from a CRC of ``DEP``, so a count lists a few
+names however many it waits for), and ``deps/`` an entry per edge, then its job file,
+last: a job file there means every edge of it is written. The ack of a job with a
+``deps/`` folder resolves it before unlinking its file, so a crash between the two runs
+it again. Resolving a finished job counts each edge once, by the one unlink (succeeded)
+or rename to ``.failed`` that wins. After a success, the counter that empties a bucket
+removes it and the one that finds no bucket left decides; after a failure, its counter
+decides: the markers are checked one by one, the job file seen again, and the job is
+released — renamed into ``pending/`` as if enqueued now, which one racer wins — or
+cancelled: what waits for it is resolved first, then a note of why goes to
+``cancelled/``, then its file is unlinked, and the unlink that wins reports it. Every
+step is idempotent and leaves the job parked until its file goes, so a process killed
+part-way leaves it for the next resolve of the same job, or for the sweep
+(``sweep_dependencies``, with the one for dead submits) that ends every parked job
+whose markers decide it and, once ``NEVER_ENQUEUED_GRACE_SECS`` old, records the
+cancelled notes whose job's record still waits and deletes what a dead resolve or
+submit left behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import re
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -78,12 +104,16 @@ from nuvom.backends.contract import (
     Claimed,
     Queues,
     QueueStats,
+    Resolved,
     TwoStepWriter,
+    cancel_reason,
+    finished_before,
+    waits,
 )
 from nuvom.backends.file import store as fs
 from nuvom.errors import BackendUnavailable, CorruptJob, NuvomError
 from nuvom.job import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
-from nuvom.records import ErrorInfo, JobPayloadCodec, Schedule
+from nuvom.records import ErrorInfo, JobPayloadCodec, Outcome, Schedule
 
 if TYPE_CHECKING:
     from nuvom.config import Settings
@@ -98,6 +128,9 @@ JOB_SUFFIX = ".job"
 CORRUPT_SUFFIX = ".corrupt"
 REASON_SUFFIX = ".reason"
 INTENT_SUFFIX = ".sub"
+WAIT_SUFFIX = ".wait"  # parked/<job>/<bucket>/<dep>.wait: the job still waits for dep
+FAILED_SUFFIX = ".failed"  # parked/<job>/<bucket>/<dep>.failed: dep did not succeed (counted)
+CANCELLED_SUFFIX = ".cancelled"  # cancelled/<job>.cancelled: a parked job cancelled, and why
 STRAY_FOLDER = "_"  # corrupt/_/ keeps files found outside any queue folder (no queue is "_")
 MICROS_PER_SEC = 1_000_000
 NEVER_ENQUEUED_GRACE_SECS = 300.0  # seconds after which a submit's note means its producer died
@@ -111,6 +144,7 @@ _INTENT_NAME = re.compile(r"([0-9]{17})_[0-9a-f-]+" + re.escape(INTENT_SUFFIX))
 _VERSION_NAME = re.compile(r"([0-9]{20})" + re.escape(SCHEDULE_SUFFIX))
 _STAGED_NAME = re.compile(r"[0-9a-f]+-[0-9a-f]{12}" + re.escape(JOB_SUFFIX))
 _TICK_NAME = re.compile(r"[0-9a-f]{16}" + re.escape(TICK_SUFFIX))
+_BUCKET = re.compile(r"[0-9a-f]{2}")
 _TICK_BITS = struct.Struct(">d")
 
 
@@ -303,6 +337,79 @@ def _parse_fire(stored: object) -> _Fire:
     return _Fire(float(tick), staged, queue_dir, name)
 
 
+def _key(job_id: str) -> str:
+    """A job id as a folder or marker name in ``parked/`` and ``deps/`` (case-folding safe)."""
+    return fs.encode_field(job_id, directory=True)
+
+
+def _bucket(dep_key: str) -> str:
+    """The subfolder of a parked folder that holds the marker of ``dep_key``: 256 of them
+    keep a folder small however many jobs one waits for, so a count lists few names."""
+    return f"{zlib.crc32(dep_key.encode()) & 0xFF:02x}"
+
+
+def _waits_in(bucket: Path) -> bool:
+    """Whether a bucket still holds a ``.wait`` marker."""
+    try:
+        with os.scandir(bucket) as entries:
+            return any(entry.name.endswith(WAIT_SUFFIX) for entry in entries)
+    except FileNotFoundError:
+        return False
+
+
+def _parked_entry(name: str) -> _Entry | None:
+    """A parked job file's name (``<queue>_<pending name>``), parsed; None if it is not one."""
+    if not name.endswith(JOB_SUFFIX):
+        return None
+    queue_dir, _, pending = name.partition("_")
+    return _maybe_pending(queue_dir, pending)
+
+
+def _parked_name(names: Iterable[str]) -> str | None:
+    """The job file among a parked folder's names: the newest, should a new park race an old."""
+    found = [(entry.seq, name) for name in names if (entry := _parked_entry(name)) is not None]
+    return max(found)[1] if found else None
+
+
+def _failing(folder: Path, deps: Sequence[str], by: str | None) -> list[str] | None:
+    """Which of ``deps`` a parked job saw fail, marker by marker: the first found (``by``
+    looked at first), ``[]`` when all succeeded, None while one still waits and none failed.
+    A marker is looked for as ``.wait`` first: it only ever becomes ``.failed`` or goes."""
+    waiting = False
+    for dep in dict.fromkeys([by, *deps] if by is not None and by in deps else deps):
+        dep_key = _key(dep)
+        bucket = folder / _bucket(dep_key)
+        if (bucket / f"{dep_key}{WAIT_SUFFIX}").exists():
+            waiting = True
+        elif (bucket / f"{dep_key}{FAILED_SUFFIX}").exists():
+            return [dep]
+    return None if waiting else []
+
+
+def _touch(path: Path) -> None:
+    """Create an empty file, and its folder again should a cleanup remove it meanwhile."""
+    for _ in range(2):
+        try:
+            path.touch()
+            return
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+@dataclass(frozen=True, slots=True)
+class _Unpark:
+    """A parked job found cancelled, removed once what waits for it is resolved: its file
+    unlinked (``path``; None when set aside already), and reported by the unlink that wins."""
+
+    key: str
+    job_id: str
+    reason: str
+    path: Path | None
+    deps: tuple[str, ...]
+    order: int = 0  # when it was decided: reported in that order
+
+
 def _older(path: Path, cutoff: float) -> bool:
     try:
         return path.stat().st_mtime < cutoff
@@ -313,7 +420,11 @@ def _older(path: Path, cutoff: float) -> bool:
 class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     name = "file"
     shared_across_processes = True
-    folders = ("pending", "claimed", "corrupt", "submitting", "schedules", "ticks", "tmp")
+    keeps_dependencies = True
+    folders = (
+        "pending", "claimed", "corrupt", "submitting", "schedules", "ticks", "parked", "deps",
+        "cancelled", "tmp",
+    )  # fmt: skip
     what = "the file queue"
 
     @staticmethod
@@ -327,6 +438,9 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         self.submitting_dir = self.root / "submitting"
         self.schedules_dir = self.root / "schedules"
         self.ticks_dir = self.root / "ticks"
+        self.parked_dir = self.root / "parked"
+        self.deps_dir = self.root / "deps"
+        self.cancelled_dir = self.root / "cancelled"
         self.tmp_dir = self.root / "tmp"
         self.payloads = JobPayloadCodec(self.codec)
         self._made_dirs: set[Path] = set()
@@ -472,15 +586,21 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             return
         now_us = _micros(self.clock.time())
         encoded = [self._job_file(job, now_us) for job in jobs]  # all checked before any is written
-        files = [
-            (self._dir(self.pending_dir, queue_dir) / name, data)
-            for queue_dir, name, data in encoded
-        ]
+        files = []
+        parked = []
+        for job, (queue_dir, name, data) in zip(jobs, encoded, strict=True):
+            if job.depends_on:
+                parked.append((job, queue_dir, name, data))
+            else:
+                files.append((self._dir(self.pending_dir, queue_dir) / name, data))
         try:
-            fs.write_many_atomically(self._writer, files)
-            if self._writer.sync:
-                for directory in {target.parent for target, _ in files}:
-                    fs.fsync_directory(directory)
+            if files:
+                fs.write_many_atomically(self._writer, files)
+                if self._writer.sync:
+                    for directory in {target.parent for target, _ in files}:
+                        fs.fsync_directory(directory)
+            if parked:
+                self._park_many(parked)
         except OSError as exc:
             raise BackendUnavailable(
                 f"cannot write jobs to {self.pending_dir}: {exc}", backend=self.name
@@ -500,6 +620,335 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         for job in jobs:
             self._encode(job)
 
+    # -- workflows: jobs that wait for other jobs ------------------------------
+    def _park_many(self, parked: Sequence[tuple[Job, str, str, bytes]]) -> None:
+        """Park jobs: each one's ``.wait`` markers and ``deps/`` entries, then its job file."""
+        folders: dict[Path, list[str]] = {}
+        made: list[Path] = []
+        files = []
+        for job, queue_dir, name, data in parked:
+            key = _key(job.id)
+            folder = self.parked_dir / key
+            folders.setdefault(folder, _listdir(folder))  # parked before: replaced below
+            for dep in dict.fromkeys(job.depends_on):
+                dep_key = _key(dep)
+                bucket = folder / _bucket(dep_key)
+                _touch(bucket / f"{dep_key}{WAIT_SUFFIX}")
+                _touch(self.deps_dir / dep_key / key)
+                made += (bucket, self.deps_dir / dep_key)
+            files.append((folder / f"{queue_dir}_{name}", data))
+        self._writer.sync_directories([*made, *folders])
+        fs.write_many_atomically(self._writer, files)
+        self._writer.sync_directories(folders)
+        for folder, before in folders.items():
+            for name in before:
+                if _parked_entry(name) is not None:
+                    fs.unlink(folder / name)
+
+    def resolve(self, finished: Sequence[tuple[str, bool]]) -> Resolved:
+        return self._resolve(list(reversed(finished)))
+
+    def _resolve(
+        self, stack: list[tuple[str, bool] | _Unpark], looks: Sequence[str] = ()
+    ) -> Resolved:
+        """Count each ``(job id, succeeded)`` on the stack for what waits for it, and decide
+        the parked jobs that ends (``looks``: parked folders to decide first, counting
+        nothing). Depth first, so a job cancelled is unlinked only once what waits for it
+        is resolved: until then a crash leaves it parked, for the next resolve or the sweep.
+        """
+        resolved = Resolved()
+        cancelled: list[_Unpark] = []
+        order = itertools.count()
+        try:
+            self._decide(looks, None, resolved, stack, order)
+            while stack:
+                step = stack.pop()
+                if isinstance(step, _Unpark):
+                    self._write_tombstone(step)
+                    if step.path is None or fs.unlink(step.path):
+                        cancelled.append(step)
+                        self._drop_parked(step.key, step.deps)
+                    continue
+                dep, succeeded = step
+                dep_key = _key(dep)
+                keys = sorted(k for k in _listdir(self.deps_dir / dep_key) if not k.startswith("."))
+                for key in keys:
+                    self._count(self.parked_dir / key, dep_key, succeeded)
+                self._decide(keys, dep, resolved, stack, order, succeeded)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot resolve the jobs waiting in {self.parked_dir}: {exc}", backend=self.name
+            ) from exc
+        cancelled.sort(key=lambda step: step.order)
+        resolved.cancelled = [(step.job_id, step.reason) for step in cancelled]
+        return resolved
+
+    def _count(self, folder: Path, dep_key: str, succeeded: bool) -> None:
+        """Count one edge, once: the unlink (or rename to ``.failed``) of its marker that wins."""
+        bucket = folder / _bucket(dep_key)
+        wait = bucket / f"{dep_key}{WAIT_SUFFIX}"
+        if succeeded:
+            counted = fs.unlink(wait)
+        else:
+            try:
+                fs.replace(wait, bucket / f"{dep_key}{FAILED_SUFFIX}")
+                counted = True
+            except FileNotFoundError:
+                counted = False
+        if counted:
+            self._writer.sync_directories([bucket])
+
+    def _decide(
+        self,
+        keys: Sequence[str],
+        by: str | None,
+        resolved: Resolved,
+        stack: list[tuple[str, bool] | _Unpark],
+        order: Iterator[int],
+        succeeded: bool = False,
+    ) -> None:
+        found = []
+        for key in keys:
+            decided = self._advance(key, by, succeeded)
+            if isinstance(decided, str):
+                resolved.released.append(decided)
+            elif decided is not None:
+                found.append(dataclasses.replace(decided, order=next(order)))
+        for unpark in reversed(found):
+            stack.append(unpark)
+            stack.append((unpark.job_id, False))  # resolved before the job's file goes
+
+    def _advance(self, key: str, by: str | None, succeeded: bool) -> str | _Unpark | None:
+        """Decide the job parked in ``parked/<key>`` if its markers do (``by``: the job just
+        counted, ``succeeded`` or not; None for the sweep): its id when this call released
+        it, an ``_Unpark`` when it is to be cancelled, None while it waits or once it is gone.
+
+        After a success, the last to empty a bucket removes it, and the one that finds no
+        bucket left decides; a bucket a ``.failed`` keeps is for the job that failed to
+        decide on (or the sweep). Counted markers never change back and nothing is deleted
+        before the job file goes, so the markers checked one by one, then the job file seen
+        again, say what to do: a listing made while names change may miss one.
+        """
+        folder = self.parked_dir / key
+        if by is not None and succeeded:
+            bucket = folder / _bucket(_key(by))
+            if _waits_in(bucket):
+                return None
+            with suppress(OSError):
+                bucket.rmdir()
+        names = _listdir(folder)
+        name = _parked_name(names)
+        if name is None:
+            return None
+        if by is not None and succeeded and any(_BUCKET.fullmatch(n) for n in names):
+            return None
+        path = folder / name
+        try:
+            job = self._read_parked(path, name)
+        except FileNotFoundError:
+            return None
+        except (fs.DecodeFailure, OSError) as exc:
+            return self._set_parked_aside(key, path, name, str(exc))
+        deps = tuple(dict.fromkeys(job.depends_on))
+        failing = _failing(folder, deps, by)
+        if failing is None:
+            return None
+        if bool(failing) is job.on_failure:
+            return job.id if self._release(key, name, deps) else None
+        if not path.exists():
+            return None  # decided meanwhile
+        if failing:
+            reason = cancel_reason(failing[0], False)
+        else:
+            last = by if by in deps else (deps[-1] if deps else job.id)
+            reason = cancel_reason(str(last), True)
+        return _Unpark(key, job.id, reason, path, deps)
+
+    def _release(self, key: str, name: str, deps: Sequence[str]) -> bool:
+        """Rename a parked job into ``pending/`` as if enqueued now; False when another
+        process decided it first."""
+        folder = self.parked_dir / key
+        queue_dir, _, pending = name.partition("_")
+        entry = _parse_pending(queue_dir, pending)
+        now = dataclasses.replace(
+            entry, due_us=_micros(self.clock.time()), seq=f"{_STAMP.next():020d}"
+        )
+        target = self._dir(self.pending_dir, queue_dir) / now.pending_name(attempts=entry.attempts)
+        try:
+            fs.replace(folder / name, target)
+        except FileNotFoundError:
+            return False
+        self._writer.sync_directories([target.parent, folder])
+        self._drop_parked(key, deps)
+        return True
+
+    def _drop_parked(self, key: str, deps: Sequence[str]) -> None:
+        """Delete what a job decided (or cancelled) left in ``parked/`` and ``deps/``, an
+        older job file of the same id included; the sweep removes ``deps/`` folders left
+        empty. Idempotent."""
+        folder = self.parked_dir / key
+        names = _listdir(folder)
+        buckets = [folder / name for name in names if _BUCKET.fullmatch(name)]
+        markers = [bucket / name for bucket in buckets for name in _listdir(bucket)]
+        dep_keys = {_key(dep) for dep in deps} | {m.name.rpartition(".")[0] for m in markers}
+        for dep_key in sorted(dep_keys):
+            fs.unlink(self.deps_dir / dep_key / key)  # the folder, emptied, is the sweep's
+        for marker in markers:
+            fs.unlink(marker)
+        for bucket in buckets:
+            with suppress(OSError):
+                bucket.rmdir()
+        for name in names:
+            if _parked_entry(name) is not None:
+                fs.unlink(folder / name)
+        with suppress(OSError):
+            folder.rmdir()
+
+    def _write_tombstone(self, step: _Unpark) -> None:
+        """Note a parked job cancelled, and why, before its file goes: a resolve killed
+        before its caller records the cancellations leaves them to the sweep."""
+        data = fs.frame(self.codec.dumps([step.job_id, step.reason]), FORMAT_VERSION)
+        path = self.cancelled_dir / f"{step.key}{CANCELLED_SUFFIX}"
+        fs.write_atomically(self._writer, path, data)
+
+    def _record_tombstones(self, results: BaseResultBackend, cutoff: float) -> None:
+        """Record CANCELLED the jobs of the notes older than ``cutoff`` that the resolve
+        which cancelled them did not live to have recorded (their record still waits and
+        no file of theirs is queued: not one submitted again), then delete those notes."""
+        queued: set[str] | None = None
+        for name in sorted(_listdir(self.cancelled_dir)):
+            path = self.cancelled_dir / name
+            if not name.endswith(CANCELLED_SUFFIX) or not _older(path, cutoff):
+                continue
+            try:
+                job_id, reason = self.codec.loads(fs.unframe(path.read_bytes(), FORMAT_VERSION))
+                status = results.get_status(str(job_id))
+            except FileNotFoundError:
+                continue  # another sweep took it
+            except (fs.DecodeFailure, NuvomError, OSError, TypeError, ValueError) as exc:
+                self._set_note_aside(path, str(exc), what="cancelled job note")
+                continue
+            if status is None or not status.is_final:
+                queued = self._queued_id_fields() if queued is None else queued
+                if fs.encode_field(str(job_id)) not in queued:
+                    at = self.clock.time()
+                    results.mark_dependents_cancelled([(str(job_id), str(reason))], at=at)
+            fs.unlink(path)
+
+    def _set_parked_aside(self, key: str, path: Path, name: str, why: str) -> _Unpark | None:
+        """Quarantine a parked job file that cannot be read, and cancel its job (what waits
+        for it in turn) when its folder's name says which."""
+        reason = f"parked job file {name} cannot be decoded: {why}"
+        queue_dir = name.partition("_")[0]
+        try:
+            fs.decode_field(queue_dir, directory=True)
+            job_id = fs.decode_field(key, directory=True)
+        except fs.DecodeFailure:
+            queue_dir, job_id = STRAY_FOLDER, None
+        if self._quarantine(path, queue_dir, reason) is None or job_id is None:
+            return None
+        return _Unpark(key, job_id, reason, None, ())
+
+    def _read_parked(self, path: Path, name: str) -> Job:
+        """The job in a parked file; raises ``DecodeFailure``, or ``OSError`` once it is gone."""
+        queue_dir, _, pending = name.partition("_")
+        entry = _parse_pending(queue_dir, pending)
+        return self._decode(path.read_bytes(), entry, entry.due_us)
+
+    def _parked_job(self, job_id: str) -> Job | None:
+        folder = self.parked_dir / _key(job_id)
+        name = _parked_name(_listdir(folder))
+        if name is None:
+            return None
+        try:
+            return self._read_parked(folder / name, name)
+        except (fs.DecodeFailure, OSError):
+            return None
+
+    def parked_jobs(self) -> list[Job]:
+        jobs = []
+        for key in _listdir(self.parked_dir):
+            folder = self.parked_dir / key
+            name = _parked_name(_listdir(folder))
+            if name is None:
+                continue
+            try:
+                jobs.append(self._read_parked(folder / name, name))
+            except FileNotFoundError:
+                continue  # released or cancelled meanwhile
+            except (fs.DecodeFailure, OSError) as exc:
+                log.warning("skipping parked job file %s: %s", name, exc)
+        return sorted(jobs, key=lambda job: job.id)
+
+    def _cancel_parked(self, job_id: str) -> bool:
+        key = _key(job_id)
+        folder = self.parked_dir / key
+        name = _parked_name(_listdir(folder))
+        if name is None:
+            return False
+        try:
+            deps = self._read_parked(folder / name, name).depends_on
+        except (fs.DecodeFailure, OSError):
+            deps = []  # its markers still name them
+        if not fs.unlink(folder / name):
+            return False
+        self._drop_parked(key, deps)
+        return True
+
+    def sweep_dependencies(
+        self,
+        results: BaseResultBackend | None = None,
+        *,
+        grace_secs: float = NEVER_ENQUEUED_GRACE_SECS,
+    ) -> Resolved:
+        """End what resolves killed part-way left: decide every parked job its markers decide,
+        and delete the markers and ``deps/`` entries of jobs no longer parked once
+        ``grace_secs`` old (by modification time: a submit writes them before its job file).
+        With ``results``, the jobs it cancels are recorded there, and so are those a dead
+        resolve cancelled without their record. Idempotent."""
+        if self.read_only:
+            return Resolved()
+        cutoff = time.time() - grace_secs
+        looks: list[str] = []
+        try:
+            for key in sorted(_listdir(self.parked_dir)):
+                folder = self.parked_dir / key
+                names = _listdir(folder)
+                buckets = [folder / name for name in names if _BUCKET.fullmatch(name)]
+                markers = [name for bucket in buckets for name in _listdir(bucket)]
+                if _parked_name(names) is None:
+                    files = [folder / n for n in names] + [
+                        b / n for b in buckets for n in _listdir(b)
+                    ]
+                    if all(_older(path, cutoff) for path in files):
+                        self._drop_parked(key, ())
+                elif any(n.endswith(FAILED_SUFFIX) for n in markers) or not any(
+                    n.endswith(WAIT_SUFFIX) for n in markers
+                ):
+                    looks.append(key)
+            for dep_key in _listdir(self.deps_dir):
+                edges = self.deps_dir / dep_key
+                kept = 0
+                for key in _listdir(edges):
+                    stale = _older(edges / key, cutoff) and self._parked_job_gone(key)
+                    kept += not (stale and fs.unlink(edges / key))
+                if not kept:
+                    with suppress(OSError):  # an edge added meanwhile keeps it
+                        edges.rmdir()
+            if results is not None:
+                self._record_tombstones(results, cutoff)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot sweep the jobs waiting in {self.parked_dir}: {exc}", backend=self.name
+            ) from exc
+        resolved = self._resolve([], looks)
+        if results is not None and resolved.cancelled:
+            results.mark_dependents_cancelled(resolved.cancelled, at=self.clock.time())
+        return resolved
+
+    def _parked_job_gone(self, key: str) -> bool:
+        return _parked_name(_listdir(self.parked_dir / key)) is None
+
     # -- submits that died half-way ------------------------------------------
     def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
         """A two-step submit, bracketed by a note in ``submitting/`` naming its jobs.
@@ -509,13 +958,16 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         lets a claimer fail those jobs (``fail_never_enqueued``) instead of leaving
         them PENDING for ever.
         """
-        if not jobs or not isinstance(self._writer_for(results), TwoStepWriter):
+        writer = self._writer_for(results)
+        if not jobs or not isinstance(writer, TwoStepWriter):
             super().submit(jobs, results)
             return
         self.check_jobs(jobs)  # a refused batch writes nothing, not even its note
         note = self._write_note(jobs)
         results.record_enqueued(jobs)  # TwoStepWriter.submit, less its check: done above
         self.enqueue_many(jobs)
+        if waits(jobs):
+            writer.note(self.resolve(finished_before(jobs, results)))
         fs.unlink(note)  # a submit that raised keeps its note: some records may be stranded
 
     def _write_note(self, jobs: Sequence[Job]) -> Path:
@@ -547,7 +999,8 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         results: BaseResultBackend,
         queues: Queues = None,
     ) -> list[Job]:
-        """The contract's claim, after a look (once every ``SWEEP_EVERY_SECS``) for dead submits."""
+        """The contract's claim, after a look (once every ``SWEEP_EVERY_SECS``) for dead submits
+        and for what dead resolves left parked."""
         now = self.clock.time()
         with self._lock:
             sweep = now >= self._next_sweep
@@ -556,6 +1009,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         if sweep:
             try:
                 self.fail_never_enqueued(results)
+                self.sweep_dependencies(results)
             except (OSError, NuvomError) as exc:  # the claim matters more; next sweep retries
                 log.warning("looking for jobs that were never queued failed: %s", exc)
         return super().claim(
@@ -591,6 +1045,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         stranded = self._stranded(named, results)
         for job_id in stranded:
             results.set_error(job_id, ErrorInfo(NEVER_ENQUEUED, NEVER_ENQUEUED_REASON))
+        self._end_dead_submit(named, stranded, results)
         for path in notes:
             fs.unlink(path)
         if stranded:
@@ -599,6 +1054,18 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 NEVER_ENQUEUED_REASON,
             )  # fmt: skip
         return len(stranded)
+
+    def _end_dead_submit(
+        self, job_ids: Sequence[str], stranded: Sequence[str], results: BaseResultBackend
+    ) -> None:
+        """What a dead submit left undone for jobs that wait: those it parked count what had
+        finished before it, and what waits for a job never queued is cancelled."""
+        parked = [job for job in map(self._parked_job, dict.fromkeys(job_ids)) if job is not None]
+        finished = finished_before(parked, results) + [(job_id, False) for job_id in stranded]
+        if finished:
+            resolved = self.resolve(finished)
+            if resolved.cancelled:
+                results.mark_dependents_cancelled(resolved.cancelled, at=self.clock.time())
 
     def _stranded(self, job_ids: Sequence[str], results: BaseResultBackend) -> list[str]:
         """The ``job_ids`` whose records wait while no file of theirs is queued.
@@ -620,9 +1087,10 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         return stranded
 
     def _queued_id_fields(self) -> set[str]:
-        """The id field of every job file in ``claimed/``, ``pending/``, then ``claimed/`` again."""
+        """The id field of every job file in ``claimed/``, ``parked/``, ``pending/``, then
+        ``claimed/`` again."""
         fields: set[str] = set()
-        for area in (self.claimed_dir, self.pending_dir, self.claimed_dir):
+        for area in (self.claimed_dir, self.parked_dir, self.pending_dir, self.claimed_dir):
             for queue_dir in _listdir(area):
                 fields.update(
                     name[: -len(JOB_SUFFIX)].rpartition("_")[2]
@@ -1093,6 +1561,35 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 fs.unlink(self.claimed_dir / held.entry.queue_dir / held.entry.name)
             self._forget(job_id)
 
+    def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
+        """Ack and nack one by one; a finished job others wait for is resolved before its
+        ack, so a crash between the two runs it again rather than losing what it ends."""
+        resolved: Resolved | None = None
+        waited_for = self._anyone_waits()
+        for outcome in outcomes:
+            job_id, owner = outcome.job.id, outcome.worker_id
+            if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
+                self.nack(job_id, retry_at=outcome.retry_at, worker_id=owner)
+                continue
+            if (
+                waited_for
+                and outcome.status.is_final
+                and os.path.exists(os.path.join(self.deps_dir, _key(job_id)))
+                and self._find_held(job_id, owner) is not None
+            ):
+                resolved = resolved or Resolved()
+                resolved.add(self.resolve([(job_id, outcome.status is JobStatus.SUCCESS)]))
+            self.ack(job_id, worker_id=owner)
+        return resolved
+
+    def _anyone_waits(self) -> bool:
+        """Whether ``deps/`` holds anything: one look per settle spares every ack its own."""
+        try:
+            with os.scandir(self.deps_dir) as entries:
+                return next(entries, None) is not None
+        except FileNotFoundError:
+            return False
+
     def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
         with self._moving:
             held = self._find_held(job_id, worker_id)
@@ -1173,11 +1670,25 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             for queue_dir in _listdir(area):  # every folder, a queue's or not
                 for name in _listdir(area / queue_dir):
                     removed += fs.unlink(area / queue_dir / name)
+        for name in _listdir(self.cancelled_dir):
+            fs.unlink(self.cancelled_dir / name)
+        for key in _listdir(self.parked_dir):
+            folder = self.parked_dir / key
+            for name in _listdir(folder):
+                if _BUCKET.fullmatch(name):
+                    self._delete_folder(folder / name, _listdir(folder / name))
+                elif fs.unlink(folder / name):
+                    removed += _parked_entry(name) is not None  # a job, not a stray file
+            self._delete_folder(folder, [])
+        for key in _listdir(self.deps_dir):
+            self._delete_folder(self.deps_dir / key, _listdir(self.deps_dir / key))
         with self._lock:
             self._held.clear()
         return removed
 
     def cancel(self, job_id: str) -> bool:
+        if self._cancel_parked(job_id):
+            return True
         id_field = fs.encode_field(job_id)
         removed = False
         for entry in self._pending(None):

@@ -387,6 +387,18 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
             record.status, record.finished_at = JobStatus.CANCELLED, at
             self._write(record, blob)
 
+    def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
+        if not cancelled:
+            return
+        with self._lock:
+            batch = []
+            for job_id, reason in cancelled:
+                record, blob, _ = self._get_or_new(job_id)
+                record.status, record.finished_at = JobStatus.CANCELLED, at
+                record.error_type, record.error_message = "Cancelled", reason
+                batch.append((record, blob))
+            self._write_many(batch)
+
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return

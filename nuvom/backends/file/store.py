@@ -15,8 +15,9 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
@@ -232,6 +233,21 @@ class TempWriter:
         for opened in handles:
             opened.close()
         return paths
+
+    def sync_directories(self, paths: Iterable[Path]) -> None:
+        """Make the renames and creations in each folder durable, several at once (POSIX;
+        nothing when ``sync`` is off). A folder that is gone is skipped: nothing is in it."""
+        if not self.sync or os.name == "nt":
+            return
+        fds = []
+        try:
+            for path in dict.fromkeys(paths):
+                with suppress(FileNotFoundError):
+                    fds.append(os.open(path, os.O_RDONLY))
+            self._fsync_all(fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _fsync_all(self, fds: list[int]) -> None:
         if len(fds) < PARALLEL_FSYNC_MIN:
