@@ -25,6 +25,12 @@ def bench_add(x: int, y: int) -> int:
     return x + y
 
 
+@task
+def bench_sum(values: list[int]) -> int:
+    """A chord's body (benchmarks/workflows.py): the sum of its members' results."""
+    return sum(values)
+
+
 SLEEP_SECS = 0.010  # the "10 ms of I/O" task of the pool benchmark (--pool)
 
 
