@@ -86,7 +86,10 @@ def run(kind: str, n: int) -> dict[str, Any]:
     for shape in ("map", "chord"):
         settings, where = _settings(kind)
         env = {k: v for k, v in os.environ.items() if not k.startswith("NUVOM_")}
-        env.update(settings, PYTHONPATH=str(HERE))
+        env.update(
+            settings,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        )
         try:
             runtime = nuvom.configure(**{k.removeprefix("NUVOM_").lower(): v
                                          for k, v in settings.items()})  # fmt: skip
