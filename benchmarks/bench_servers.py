@@ -132,7 +132,8 @@ def _drain(
         _stop(procs, stop_signal)
 
 
-def _nuvom_settings(kind: str, namespace: str) -> dict[str, str]:
+def nuvom_settings(kind: str, namespace: str) -> dict[str, str]:
+    """``nuvom.configure`` settings of a fresh store on a server: a schema or a key prefix."""
     if kind == "postgres":
         return {
             "queue_backend": "postgres",
@@ -148,7 +149,8 @@ def _nuvom_settings(kind: str, namespace: str) -> dict[str, str]:
     }
 
 
-def _drop(kind: str, namespace: str) -> None:
+def drop_namespace(kind: str, namespace: str) -> None:
+    """Remove what a run left on a server (its schema or its keys)."""
     if kind == "postgres":
         import psycopg
         from psycopg import sql
@@ -187,7 +189,7 @@ def bench_nuvom(kind: str, n: int) -> Row:
     row = Row(f"nuvom {kind}", n)
     calls = [(i, i) for i in range(n)]
     namespace = f"nuvom_bench_{uuid.uuid4().hex[:10]}"
-    settings = _nuvom_settings(kind, namespace)
+    settings = nuvom_settings(kind, namespace)
     try:
         runtime = nuvom.configure(**settings)
         runtime.queue.clear()
@@ -216,7 +218,7 @@ def bench_nuvom(kind: str, n: int) -> Row:
                 row.verified = f"MISMATCH: {finished} of {n} succeeded"
     finally:
         nuvom.configure(queue_backend="memory", result_backend="memory")
-        _drop(kind, namespace)
+        drop_namespace(kind, namespace)
     return row
 
 
@@ -293,7 +295,7 @@ def latency_nuvom(kind: str, samples: int, gap_secs: float) -> list[float]:
     import nuvom
 
     namespace = f"nuvom_bench_{uuid.uuid4().hex[:10]}"
-    settings = _nuvom_settings(kind, namespace)
+    settings = nuvom_settings(kind, namespace)
     nuvom.configure(**settings)
     env = _env({f"NUVOM_{k.upper()}": v for k, v in settings.items()})
     command = [sys.executable, str(HERE / "throughput.py"), "--worker-mode", "nuvom-serve"]
@@ -310,7 +312,7 @@ def latency_nuvom(kind: str, samples: int, gap_secs: float) -> list[float]:
     finally:
         _stop([proc], signal.SIGTERM)
         nuvom.configure(queue_backend="memory", result_backend="memory")
-        _drop(kind, namespace)
+        drop_namespace(kind, namespace)
 
 
 # ---------------------------------------------------------------------------

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from bench_servers import POSTGRES_DSN, REDIS_URL, drop_namespace  # noqa: E402  # beside this file
+
 IDLE_SECS = 10.0
-POSTGRES_DSN = os.environ.get(
-    "NUVOM_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("NUVOM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _queue(kind: str, where: str) -> Any:
@@ -116,23 +117,6 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _drop_schema(schema: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-def _drop_prefix(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    for i in range(0, len(keys), 1000):
-        client.delete(*keys[i : i + 1000])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
@@ -151,12 +135,9 @@ def main() -> None:
             took, jobs = fire_burst(kind, runs[0], options.n)
             share = idle_cpu(kind, runs[1], options.n)
         finally:
-            if kind == "postgres":
-                for schema in runs:
-                    _drop_schema(schema)
-            elif kind == "redis":
-                for prefix in runs:
-                    _drop_prefix(prefix)
+            if kind in ("postgres", "redis"):
+                for namespace in runs:
+                    drop_namespace(kind, namespace)
         print(f"{kind:<10} {options.n:>9} {took:>18.3f} s {jobs:>6} {share:>15.2%}")
 
 

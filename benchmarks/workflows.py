@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,46 +27,32 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-POSTGRES_DSN = os.environ.get(
-    "NUVOM_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("NUVOM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from bench_servers import drop_namespace, nuvom_settings  # noqa: E402  # beside this file
 
 
 def _settings(kind: str) -> tuple[dict[str, str], str]:
-    """NUVOM_* variables of a fresh store on ``kind``, and what to drop afterwards."""
-    where = f"nuvom_bench_{uuid.uuid4().hex[:8]}"
-    if kind == "sqlite":
+    """NUVOM_* variables of a fresh store on ``kind``, and the folder or namespace it is in."""
+    if kind in ("sqlite", "file"):
         folder = tempfile.mkdtemp(prefix="nuvom-wf-")
-        return {"NUVOM_QUEUE_BACKEND": "sqlite", "NUVOM_RESULT_BACKEND": "sqlite",
-                "NUVOM_SQLITE_DB_PATH": str(Path(folder) / "nuvom.db")}, folder  # fmt: skip
-    if kind == "file":
-        folder = tempfile.mkdtemp(prefix="nuvom-wf-")
-        return {"NUVOM_QUEUE_BACKEND": "file", "NUVOM_RESULT_BACKEND": "file",
-                "NUVOM_FILE_QUEUE_DIR": str(Path(folder) / "queue")}, folder  # fmt: skip
-    if kind == "redis":
-        return {"NUVOM_QUEUE_BACKEND": "redis", "NUVOM_RESULT_BACKEND": "redis",
-                "NUVOM_REDIS_URL": REDIS_URL, "NUVOM_REDIS_PREFIX": where}, where  # fmt: skip
-    if kind != "postgres":
+        path = (
+            {"NUVOM_SQLITE_DB_PATH": str(Path(folder) / "nuvom.db")}
+            if kind == "sqlite"
+            else {"NUVOM_FILE_QUEUE_DIR": str(Path(folder) / "queue")}
+        )
+        return {"NUVOM_QUEUE_BACKEND": kind, "NUVOM_RESULT_BACKEND": kind, **path}, folder
+    if kind not in ("redis", "postgres"):
         raise SystemExit(f"--engines: {kind!r} is not sqlite, file, redis or postgres")
-    return {"NUVOM_QUEUE_BACKEND": "postgres", "NUVOM_RESULT_BACKEND": "postgres",
-            "NUVOM_POSTGRES_DSN": POSTGRES_DSN, "NUVOM_POSTGRES_SCHEMA": where}, where  # fmt: skip
+    namespace = f"nuvom_bench_{uuid.uuid4().hex[:8]}"
+    settings = nuvom_settings(kind, namespace)
+    return {f"NUVOM_{k.upper()}": v for k, v in settings.items()}, namespace
 
 
 def _drop(kind: str, where: str) -> None:
-    if kind == "postgres":
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(where)))
-    elif kind == "redis":
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{where}:*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i : i + 1000])
+    if kind in ("redis", "postgres"):
+        drop_namespace(kind, where)
+    else:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def _drain(env: dict[str, str]) -> float:
