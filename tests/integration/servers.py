@@ -157,6 +157,21 @@ class ServerBackend:
 SERVER_KINDS = ["postgres", "redis"]
 
 
+@contextmanager
+def engine_env(kind: str) -> Iterator[dict[str, str]]:
+    """The NUVOM_* variables putting queue and results on one engine, for worker processes:
+    a folder engine's name, or a server's schema / key prefix of this test's own (dropped)."""
+    if kind not in SERVER_KINDS:
+        yield {"NUVOM_QUEUE_BACKEND": kind, "NUVOM_RESULT_BACKEND": kind}
+        return
+    with server_lock(exclusive=False):
+        backend = ServerBackend(kind)
+        try:
+            yield backend.env
+        finally:
+            backend.drop()
+
+
 @pytest.fixture(params=SERVER_KINDS)
 def server_backend(request: pytest.FixtureRequest) -> Iterator[ServerBackend]:
     """PostgreSQL, then Redis: a schema or key prefix of this test's own, dropped afterwards."""

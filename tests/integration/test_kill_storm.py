@@ -19,7 +19,7 @@ import pytest
 from nuvom.job import FINAL_STATUSES, JobStatus
 
 from .helpers import STARTED_TEXT, Proc, Project, posix_only, wait_for
-from .servers import ServerBackend, server_lock
+from .servers import engine_env
 
 JOBS = 2_000
 WORKERS = 3
@@ -51,16 +51,8 @@ def work(i, folder):
 @pytest.fixture(params=["sqlite", "file", "postgres", "redis"])
 def engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The settings of one engine (queue and results on it), as environment variables."""
-    kind = request.param
-    if kind in ("sqlite", "file"):
-        yield {"NUVOM_QUEUE_BACKEND": kind, "NUVOM_RESULT_BACKEND": kind}
-        return
-    with server_lock(exclusive=False):
-        backend = ServerBackend(kind)
-        try:
-            yield backend.env
-        finally:
-            backend.drop()
+    with engine_env(request.param) as env:
+        yield env
 
 
 def _ran(folder: Path) -> set[int]:

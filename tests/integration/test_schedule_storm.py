@@ -17,7 +17,7 @@ import pytest
 from nuvom.job import JobStatus
 
 from .helpers import STARTED_TEXT, Proc, Project, nuvom_command, posix_only
-from .servers import ServerBackend, server_lock
+from .servers import engine_env
 
 WINDOW_SECS = 30.0
 WORKERS = 3
@@ -43,15 +43,9 @@ def beat():
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    if request.param == "sqlite":
-        yield {}
-        return
-    with server_lock(exclusive=False):
-        backend = ServerBackend(request.param)
-        try:
-            yield backend.env
-        finally:
-            backend.drop()
+    """The settings of one engine (queue and results on it), as environment variables."""
+    with engine_env(request.param) as env:
+        yield env
 
 
 def _beats(project: Project) -> list[float]:
