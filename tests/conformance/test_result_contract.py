@@ -117,6 +117,20 @@ def test_record_enqueued_keeps_the_call_and_scheduled_status(results):
     assert scheduled.due_at == now + 60
 
 
+def test_a_record_keeps_where_its_job_came_from(results):
+    # A workflow is followed through its members' origins (nuvom/workflow.py: walk);
+    # the file engine dropped them.
+    origin = {"workflow": "w", "after": ["a", "b"], "feed": "list"}
+    job = Job("wf.body", origin=origin)
+
+    results.record_enqueued([job])
+    results.mark_running([job], worker_id="w1", started_at=clock_of(results).time())
+
+    record = results.get_full(job.id)
+    assert record is not None
+    assert record.origin == origin
+
+
 def test_list_jobs_newest_first_filtered_by_status(results):
     clock = clock_of(results)
     results.set_result("a", 1)

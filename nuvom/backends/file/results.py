@@ -117,6 +117,8 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
         body["result"] = result_blob
         body["history"] = [[getattr(a, name) for name in _ATTEMPT_FIELDS] for a in record.history]
         body["written_ns"] = time.time_ns()  # orders records updated at the same clock time
+        if record.origin:
+            body["origin"] = record.origin
         return fs.frame(self.codec.dumps(body), FORMAT_VERSION)
 
     def _decode(self, data: bytes) -> tuple[JobRecord, bytes | None, int]:
@@ -129,6 +131,7 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
                 status=JobStatus(body["status"]),
                 history=[AttemptRecord(*row) for row in body["history"]],
                 **{name: body[name] for name in _PLAIN_FIELDS},
+                origin=body.get("origin"),  # absent from records of nuvom before 0.10
             )
             blob = body["result"]
             written = int(body["written_ns"])
