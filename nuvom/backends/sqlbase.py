@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -44,6 +45,7 @@ from nuvom.backends.contract import (
 from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
 from nuvom.records import (
+    PAYLOAD_VERSION,
     AttemptRecord,
     ErrorInfo,
     JobPayloadCodec,
@@ -676,6 +678,81 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
 
     def failed_by_queue(self) -> dict[str, int]:
         return {queue: int(count) for queue, count in self.store.read(self.sql.FAILED_BY_QUEUE)}
+
+    # -- pruning (each engine's ``prune`` reads the rows, this decides) ----------------
+    def still_needed(self, unfinished: Iterable[Row]) -> Needed:
+        """What the unfinished jobs, rows of (id, payload), still need of the finished ones."""
+        needed = Needed()
+        for job_id, payload in unfinished:
+            needed.add(self.origin_of(job_id, payload))
+        return needed
+
+    def unneeded(self, candidates: Iterable[Row], needed: Needed) -> list[str]:
+        """The ids of the ``candidates``, rows of (id, payload), that ``needed`` does not keep
+        (each payload read only when a workflow is unfinished, for the one it belongs to)."""
+        return [
+            job_id
+            for job_id, payload in candidates
+            if not needed.keeps(job_id, partial(self.origin_of, job_id, payload))
+        ]
+
+    def origin_of(self, job_id: str, payload: bytes | memoryview | None) -> dict[str, Any] | None:
+        """A stored payload's ``origin`` alone (no ``Job`` is built); None when it has none or
+        does not decode (logged: such a record neither keeps another nor is kept)."""
+        if payload is None:
+            return None
+        try:
+            body = self.codec.loads(bytes(payload))
+        except Exception as exc:  # a corrupt payload is that record's problem, not the prune's
+            log.warning("prune: the payload of job %s does not decode: %s", job_id, exc)
+            return None
+        # The layout JobPayloadCodec.encode writes: [version, name, args, kwargs, created,
+        # options, origin], the last two only when there is an origin.
+        if not isinstance(body, list) or not body or body[0] != PAYLOAD_VERSION:
+            log.warning("prune: the payload of job %s is not a job record", job_id)
+            return None
+        origin = body[6] if len(body) > 6 else None
+        return origin if isinstance(origin, dict) else None
+
+
+class Needed:
+    """What unfinished jobs still need of the finished ones, so ``prune`` keeps it: each job
+    named in their ``origin["after"]`` (a job is fed their results, or an errback their
+    failure, when claimed: ``nuvom.workflow.feed``), and every member of a workflow one of
+    whose jobs is unfinished (its ``origin["workflow"]``: as ``common.prunable`` keeps them;
+    ``walk`` follows them). A callback of ``handle.then`` is its own workflow: what it comes
+    after is kept as what it is fed, not as a member.
+    """
+
+    __slots__ = ("after", "workflows")
+
+    def __init__(self) -> None:
+        self.after: set[str] = set()
+        self.workflows: set[str] = set()
+
+    def add(self, origin: Mapping[str, Any] | None) -> None:
+        """Note what an unfinished job with this ``origin`` needs."""
+        if not origin:
+            return
+        after = origin.get("after")
+        if isinstance(after, list | tuple):
+            self.after.update(dep for dep in after if isinstance(dep, str))
+        workflow = origin.get("workflow")
+        if isinstance(workflow, str):
+            self.workflows.add(workflow)
+
+    def __bool__(self) -> bool:
+        return bool(self.after or self.workflows)
+
+    def keeps(self, job_id: str, origin: Callable[[], Mapping[str, Any] | None]) -> bool:
+        """Whether the finished job ``job_id`` is still needed; ``origin`` reads its own
+        (called only when an unfinished workflow could be its)."""
+        if job_id in self.after or job_id in self.workflows:
+            return True
+        if not self.workflows:
+            return False
+        workflow = (origin() or {}).get("workflow")
+        return isinstance(workflow, str) and workflow in self.workflows
 
 
 class SQLJointWriter(JointWriter):

@@ -8,6 +8,7 @@ always bound as server-side parameters, never formatted into the text.
 from __future__ import annotations
 
 from nuvom.backends.common import JOB_COLUMNS
+from nuvom.job import JobStatus
 
 # Each migration brings the schema from version N-1 to N, in one transaction.
 # Append new ones; never edit a released one.
@@ -485,7 +486,23 @@ STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"
 FAILED_BY_QUEUE = """
 SELECT coalesce(queue, 'default'), count(*) FROM nuvom_jobs WHERE status = 'FAILED' GROUP BY 1
 """
+# -- prune: finished records no unfinished job needs (sqlbase.Needed) ------------------
+_UNFINISHED = ", ".join(f"'{s.value}'" for s in JobStatus if not s.is_final)
+# The jobs that may still need others: unfinished records (by the status index) and parked
+# jobs (each has its record too, unless queued by a bare enqueue, without results).
+UNFINISHED_PAYLOADS = f"""
+SELECT id, payload FROM nuvom_jobs WHERE status IN ({_UNFINISHED})
+UNION ALL
+SELECT id, payload FROM nuvom_parked
+"""
 PRUNE = """
 DELETE FROM nuvom_jobs WHERE updated_at < %s AND status = ANY(%s) RETURNING id
+"""
+PRUNE_CANDIDATES = """
+SELECT id, payload FROM nuvom_jobs WHERE updated_at < %s AND status = ANY(%s)
+"""
+# Those of the ids that are still records PRUNE would delete.
+PRUNE_IDS = """
+DELETE FROM nuvom_jobs WHERE id = ANY(%s) AND updated_at < %s AND status = ANY(%s) RETURNING id
 """
 DELETE_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ANY(%s)"

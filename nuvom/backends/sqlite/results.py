@@ -53,10 +53,21 @@ class SQLiteResultBackend(SQLiteBackend, SQLResultBackend):
             conn.executemany(sql.RECORD_ENQUEUED, recorded)
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
+        """Delete the finished records no unfinished job needs (``sqlbase.Needed``).
+
+        One write transaction: no job can start needing a record between the look at
+        what the unfinished jobs need and the delete. With none of them in a workflow,
+        one DELETE as before; else each record's payload is read for its workflow.
+        """
         chosen = [s.value for s in (statuses or FINAL_STATUSES)]
+        finished = (older_than, *chosen)
         with self.store.transaction() as conn:
-            doomed = conn.execute(
-                sql.prune_statement(len(chosen)), (older_than, *chosen)
-            ).fetchall()
+            needed = self.still_needed(conn.execute(sql.UNFINISHED_PAYLOADS))
+            if not needed:
+                doomed = conn.execute(sql.prune_statement(len(chosen)), finished).fetchall()
+            else:
+                candidates = conn.execute(sql.prune_candidates(len(chosen)), finished)
+                doomed = [(job_id,) for job_id in self.unneeded(candidates, needed)]
+                conn.executemany(sql.prune_one(len(chosen)), [(*d, *finished) for d in doomed])
             conn.executemany(sql.DELETE_ATTEMPTS, doomed)
         return len(doomed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nuvom.backends.common import JOB_COLUMNS
+from nuvom.job import JobStatus
 
 SCHEMA_VERSION = 1
 
@@ -470,9 +471,35 @@ SELECT status, count(*) FROM (
 """
 
 
-def prune_statement(status_count: int) -> str:
+# -- prune: finished records no unfinished job needs (sqlbase.Needed) ------------------
+_UNFINISHED = ", ".join(f"'{s.value}'" for s in JobStatus if not s.is_final)
+# The jobs that may still need others: unfinished records (by the status index) and parked
+# jobs (each has its record too, unless queued by a bare enqueue, without results).
+UNFINISHED_PAYLOADS = f"""
+SELECT id, payload FROM nuvom_jobs WHERE status IN ({_UNFINISHED})
+UNION ALL
+SELECT id, payload FROM nuvom_parked
+"""
+
+
+def _finished_before(status_count: int) -> str:
     marks = ", ".join("?" * status_count)
-    return f"DELETE FROM nuvom_jobs WHERE updated_at < ? AND status IN ({marks}) RETURNING id"
+    return f"updated_at < ? AND status IN ({marks})"
+
+
+def prune_statement(status_count: int) -> str:
+    """Delete every record finished before ? with one of ``status_count`` statuses."""
+    return f"DELETE FROM nuvom_jobs WHERE {_finished_before(status_count)} RETURNING id"
+
+
+def prune_candidates(status_count: int) -> str:
+    """The (id, payload) of every record ``prune_statement`` would delete."""
+    return f"SELECT id, payload FROM nuvom_jobs WHERE {_finished_before(status_count)}"
+
+
+def prune_one(status_count: int) -> str:
+    """Delete record ?, if it is still one ``prune_statement`` would delete."""
+    return f"DELETE FROM nuvom_jobs WHERE id = ? AND {_finished_before(status_count)}"
 
 
 DELETE_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ?"
