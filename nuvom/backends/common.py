@@ -296,11 +296,14 @@ def prunable(
     members of a workflow still unfinished: a job waiting for them is fed their results."""
     final = set(statuses or FINAL_STATUSES)
     everything = list(records)
-    unfinished = {r.id for r in everything if not r.status.is_final}
+    unfinished = [r for r in everything if not r.status.is_final]
+    open_workflows = {r.id for r in unfinished}
+    fed = {dep for r in unfinished for dep in (r.origin or {}).get("after", ())}
     return [
         r
         for r in everything
         if r.status in final
         and (r.updated_at or 0.0) < older_than
-        and (r.origin or {}).get("workflow", r.id) not in unfinished
+        and r.id not in fed  # a .then callback or an errback still to be fed it
+        and (r.origin or {}).get("workflow", r.id) not in open_workflows
     ]

@@ -185,3 +185,16 @@ def test_prune_keeps_the_members_of_an_unfinished_workflow(tasks):
 
     assert removed == 2, "the finished workflow's two jobs went, and nothing else"
     assert all(results.get_status(m) is JobStatus.SUCCESS for m in members)
+
+
+def test_prune_keeps_a_finished_job_a_pending_then_comes_after(tasks):
+    add, *_ = tasks
+    from nuvom.runtime import current
+
+    first = add.delay(1, 1)
+    burst()
+    later = first.then(add, 5)  # parked no more (first is done) but not run yet
+
+    assert current().results.prune(older_than=time.time() + 60) == 0
+    burst()
+    assert later.get(timeout=5) == 7
