@@ -3,6 +3,16 @@
 Finished jobs' hashes expire after ``NUVOM_RESULT_TTL_SECS`` (kept for ever when
 unset). ``history recent`` reads sorted sets of job ids by last update, one for
 all jobs and one per status, each capped at ``HISTORY_CAP`` entries.
+
+A job that comes after others (a workflow's, ``Job.depends_on``) is fed their results, so
+they are kept for it: its record names them in its ``after`` field (a JSON list) and each
+one's ``P:keep:<id>`` set holds the jobs recorded after it. A finished record whose keep set
+is not empty never expires and is never pruned. A job lets go of what it waits for once it
+finished for good and nothing holds it in turn (so a workflow's members are all kept until
+its last jobs finished); a record nothing holds any more gets its normal expiry then, a
+whole ``NUVOM_RESULT_TTL_SECS`` from that moment. The only extra work for a job no one waits
+for is one EXISTS when it finishes (none when nothing expires). Records of an earlier
+version have no ``after`` field and no keep sets: they expire as they did.
 """
 
 from __future__ import annotations
@@ -27,21 +37,61 @@ _DELETE = b"\x00"  # a field value meaning "remove this field"
 
 # ARGV: P, ttl (0 = none), cap, token ('' = none), then per job:
 #   id, updated_at, op, a1..a5, nfields, field, value, ...
-# A field named "?x" is set only when x is absent. op: start | finish | release | "".
-# With a token, a second call with the same one writes nothing (a resend of a lost reply).
+# A field named "?x" is set only when x is absent. op: start | finish | release | after |
+# "" (after: a1 is the JSON list of the ids the job waits for, kept for it; see the module
+# docstring). With a token, a second call with the same one writes nothing (a resend of a
+# lost reply).
 _SAVE = r"""
 local P, ttl, cap, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 if token ~= '' and not redis.call('SET', P .. ':tok:r:' .. token, 1, 'NX', 'EX', 300) then
   return 0
 end
 local FINAL = {SUCCESS = true, FAILED = true, CANCELLED = true}
+
+-- The ids in a record's ``after`` field (a JSON list); none if it is not one.
+local function deps_of(after)
+  local ok, deps = pcall(cjson.decode, after)
+  local out = {}
+  if ok and type(deps) == 'table' then
+    for _, dep in ipairs(deps) do
+      if type(dep) == 'string' then out[#out + 1] = dep end
+    end
+  end
+  return out
+end
+
+-- Job ``id`` no longer holds ``deps``. One nothing else holds any more gets its normal
+-- expiry if it finished for good, and then lets go of what it waited for, in turn.
+local function let_go(id, deps)
+  local todo, k = {{id, deps}}, 1
+  while k <= #todo do
+    local job, list = todo[k][1], todo[k][2]
+    k = k + 1
+    for _, dep in ipairs(list) do
+      local keep = P .. ':keep:' .. dep
+      if redis.call('SREM', keep, job) == 1 and redis.call('EXISTS', keep) == 0 then
+        local f = redis.call('HMGET', P .. ':r:' .. dep, 'status', 'after')
+        if f[1] and FINAL[f[1]] then
+          if ttl > 0 then
+            redis.call('EXPIRE', P .. ':r:' .. dep, ttl)
+            redis.call('EXPIRE', P .. ':a:' .. dep, ttl)
+          end
+          if f[2] then todo[#todo + 1] = {dep, deps_of(f[2])} end
+        end
+      end
+    end
+  end
+end
+
+local written = {}  -- id -> whether this call left it finished: no PERSIST needed if not
 local i = 5
 while i <= #ARGV do
   local id, updated, op = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local a1, a2, a3, a4, a5 = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   local nfields = tonumber(ARGV[i + 8])
   local key, akey = P .. ':r:' .. id, P .. ':a:' .. id
-  local old = redis.call('HGET', key, 'status')
+  local cur = redis.call('HMGET', key, 'status', 'after')
+  local old, after = cur[1], cur[2]
   local skip = false
   if op == 'release' then
     skip = old ~= 'RUNNING'
@@ -87,13 +137,37 @@ while i <= #ARGV do
     if old and old ~= new then redis.call('ZREM', P .. ':h:' .. old, id) end
     redis.call('ZADD', P .. ':h:' .. new, updated, id)
     redis.call('ZADD', P .. ':h', updated, id)
-    if ttl > 0 and FINAL[new] then
+    if op == 'after' and not FINAL[new] then  -- it holds what it waits for (and no more)
+      local deps, now_held = deps_of(a1), {}
+      for _, dep in ipairs(deps) do now_held[dep] = true end
+      if after and after ~= a1 then
+        local dropped = {}
+        for _, dep in ipairs(deps_of(after)) do
+          if not now_held[dep] then dropped[#dropped + 1] = dep end
+        end
+        let_go(id, dropped)
+      end
+      redis.call('HSET', key, 'after', a1)
+      after = a1
+      for _, dep in ipairs(deps) do
+        redis.call('SADD', P .. ':keep:' .. dep, id)
+        if written[dep] ~= false and redis.call('PERSIST', P .. ':r:' .. dep) == 1 then
+          redis.call('PERSIST', P .. ':a:' .. dep)  -- it had finished already
+        end
+      end
+    end
+    -- Finished for good: expires, unless a job not finished comes after it (one EXISTS).
+    local held = FINAL[new] and (ttl > 0 or after)
+      and redis.call('EXISTS', P .. ':keep:' .. id) == 1
+    if ttl > 0 and FINAL[new] and not held then
       redis.call('EXPIRE', key, ttl)
       redis.call('EXPIRE', akey, ttl)
     else
       redis.call('PERSIST', key)
       redis.call('PERSIST', akey)
     end
+    if after and FINAL[new] and not held then let_go(id, deps_of(after)) end
+    written[id] = FINAL[new] == true
     if redis.call('ZCARD', P .. ':h') > cap then
       redis.call('ZREMRANGEBYRANK', P .. ':h', 0, -(cap + 1))
       redis.call('ZREMRANGEBYRANK', P .. ':h:' .. new, 0, -(cap + 1))
@@ -106,7 +180,8 @@ return 1
 
 SAVE_SCRIPT = _SAVE  # the joint writer's scripts embed it
 
-# ARGV: P, older_than, statuses...  Returns how many jobs were deleted.
+# ARGV: P, older_than, statuses...  Returns how many jobs were deleted (never one held for a
+# job not finished: P:keep:<id>).
 _PRUNE = r"""
 local P, older = ARGV[1], ARGV[2]
 local count = 0
@@ -114,10 +189,12 @@ for s = 3, #ARGV do
   local index = P .. ':h:' .. ARGV[s]
   local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. older)
   for _, id in ipairs(ids) do
-    redis.call('DEL', P .. ':r:' .. id, P .. ':a:' .. id)
-    redis.call('ZREM', index, id)
-    redis.call('ZREM', P .. ':h', id)
-    count = count + 1
+    if redis.call('EXISTS', P .. ':keep:' .. id) == 0 then  -- else a job to come needs it
+      redis.call('DEL', P .. ':r:' .. id, P .. ':a:' .. id)
+      redis.call('ZREM', index, id)
+      redis.call('ZREM', P .. ':h', id)
+      count = count + 1
+    end
   end
 end
 return count
@@ -237,7 +314,11 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
                 ("created_at", repr(job.created_at)), ("due_at", _num(job.due_at)),
                 ("finished_at", None),
             ]  # fmt: skip
-            items.append((job.id, "", (), fields))
+            deps = job.depends_on
+            if deps:  # what it waits for is kept until it finished for good
+                items.append((job.id, "after", (json.dumps(deps),), fields))
+            else:
+                items.append((job.id, "", (), fields))
         return items
 
     def record_fired(self, jobs: Sequence[Job]) -> None:
