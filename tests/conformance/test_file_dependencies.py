@@ -8,9 +8,7 @@ it leaves half done, the next resolve of the same job or the sweep ends.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue as queue_module
 import shutil
 import threading
 import time
@@ -25,6 +23,8 @@ from nuvom.backends.file.results import FileResultBackend
 from nuvom.clock import FakeClock
 from nuvom.job import Job, JobStatus
 from nuvom.records import ErrorInfo, Outcome
+
+from .processes import race_processes
 
 LEASE_SECS = 30.0
 MEMBERS = 24
@@ -339,33 +339,9 @@ def test_processes_resolving_at_once_release_the_callback_exactly_once(folder: P
     queue = FileJobQueue(folder)
     ids = [f"m{i:02d}" for i in range(MEMBERS)]
     queue.enqueue_many([_job("callback", *ids, feed="list")])
-    context = multiprocessing.get_context("spawn")
-    go, reports = context.Event(), context.Queue()
     names = [f"proc-{n}" for n in range(SPAWNED)]
-    procs = [
-        context.Process(target=resolve_every_member,
-                        args=(str(folder), ids[n::SPAWNED] + ids, go, reports, name))
-        for n, name in enumerate(names)
-    ]  # fmt: skip
-    outcomes: dict[str, Any] = {}
-    try:
-        for proc in procs:
-            proc.start()
-        go.set()
-        for _ in procs:
-            try:
-                name, outcome = reports.get(timeout=WAIT_SECS)
-            except queue_module.Empty:
-                break
-            outcomes[name] = outcome
-        for proc in procs:
-            proc.join(WAIT_SECS)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        reports.close()
+    arguments = [(str(folder), ids[n::SPAWNED] + ids) for n in range(SPAWNED)]
+    outcomes = race_processes(resolve_every_member, arguments, WAIT_SECS)
 
     errors = {name: got for name, got in outcomes.items() if isinstance(got, str)}
     assert not errors, errors

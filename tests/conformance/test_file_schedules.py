@@ -7,9 +7,7 @@ exception no ``except Exception`` catches, raised from the step it interrupts.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue as queue_module
 import threading
 import time
 from pathlib import Path
@@ -26,6 +24,8 @@ from nuvom.job import Job
 from nuvom.records import Schedule
 from nuvom.result_backends.memory_backend import MemoryResultBackend
 from nuvom.scheduler import Scheduler, new_schedule, tick_job_id
+
+from .processes import race_processes
 
 LEASE_SECS = 30.0
 RACERS = 8
@@ -334,33 +334,9 @@ def test_schedulers_in_separate_processes_fire_each_tick_exactly_once(folder: Pa
     schedule = Schedule("race", "t", interval=1.0, next_run_at=1.0)
     queue.save_schedule(schedule)
     ticks = [float(n) for n in range(1, SPAWNED_TICKS + 1)]
-    context = multiprocessing.get_context("spawn")
-    go, reports = context.Event(), context.Queue()
     names = [f"proc-{n}" for n in range(SPAWNED)]
-    procs = [
-        context.Process(target=fire_every_tick,
-                        args=(str(folder), schedule.id, ticks, go, reports, name))
-        for name in names
-    ]  # fmt: skip
-    outcomes: dict[str, Any] = {}
-    try:
-        for proc in procs:
-            proc.start()
-        go.set()
-        for _ in procs:
-            try:
-                name, outcome = reports.get(timeout=WAIT_SECS)
-            except queue_module.Empty:
-                break
-            outcomes[name] = outcome
-        for proc in procs:
-            proc.join(WAIT_SECS)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        reports.close()
+    outcomes = race_processes(fire_every_tick, [(str(folder), schedule.id, ticks)] * SPAWNED,
+                              WAIT_SECS)  # fmt: skip
 
     errors = {name: got for name, got in outcomes.items() if isinstance(got, str)}
     assert not errors, errors
