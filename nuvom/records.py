@@ -221,6 +221,15 @@ class JobPayloadCodec:
             message = f"{culprit} of {job.func_name}() cannot be serialized: {exc}"
             raise SerializationError(message, argument=culprit) from None
 
+    def origin(self, data: bytes | memoryview) -> dict[str, Any] | None:
+        """A payload's ``origin`` alone, without building a ``Job`` (``prune`` reads many);
+        None when it has none. Raises ``SerializationError`` for what is not a payload."""
+        body = self.codec.loads(bytes(data))
+        if not isinstance(body, list) or not body or body[0] != PAYLOAD_VERSION:
+            raise SerializationError("payload is not a job record")
+        origin = body[6] if len(body) > 6 else None  # the layout ``encode`` writes
+        return origin if isinstance(origin, dict) else None
+
     def decode(
         self,
         data: bytes | memoryview,

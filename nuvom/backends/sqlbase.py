@@ -45,7 +45,6 @@ from nuvom.backends.contract import (
 from nuvom.errors import SerializationError
 from nuvom.job import Job, JobStatus
 from nuvom.records import (
-    PAYLOAD_VERSION,
     AttemptRecord,
     ErrorInfo,
     JobPayloadCodec,
@@ -702,17 +701,10 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         if payload is None:
             return None
         try:
-            body = self.codec.loads(bytes(payload))
+            return JobPayloadCodec(self.codec).origin(payload)
         except Exception as exc:  # a corrupt payload is that record's problem, not the prune's
-            log.warning("prune: the payload of job %s does not decode: %s", job_id, exc)
+            log.warning("prune: the payload of job %s cannot be read: %s", job_id, exc)
             return None
-        # The layout JobPayloadCodec.encode writes: [version, name, args, kwargs, created,
-        # options, origin], the last two only when there is an origin.
-        if not isinstance(body, list) or not body or body[0] != PAYLOAD_VERSION:
-            log.warning("prune: the payload of job %s is not a job record", job_id)
-            return None
-        origin = body[6] if len(body) > 6 else None
-        return origin if isinstance(origin, dict) else None
 
 
 class Needed:
