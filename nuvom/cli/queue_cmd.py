@@ -13,11 +13,13 @@ from nuvom.cli.output import Col, OutputFormat, console, fit_table, print_json
 if TYPE_CHECKING:
     from nuvom.runtime import Runtime
 
-_COUNTS = ("pending", "scheduled", "running", "expired", "failed", "quarantined")
-# At 80 columns "expired" (leases run out, reclaimed soon) gives way first.
+_COUNTS = ("pending", "scheduled", "parked", "running", "expired", "failed", "quarantined")
+# At 80 columns "expired" (leases run out, reclaimed soon) gives way first, then "parked"
+# (jobs of a workflow waiting for others to succeed).
+_DROPS = {"expired": 1, "parked": 2}
 _COLUMNS = (
     Col("queue", fit="cut"),
-    *(Col(key, justify="right", drop=1 if key == "expired" else 0) for key in _COUNTS),
+    *(Col(key, justify="right", drop=_DROPS.get(key, 0)) for key in _COUNTS),
     Col("leased by", fit="cut"),
 )
 
@@ -30,6 +32,13 @@ def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
             return collect_stats(looking)
     queue, results = runtime.queue, runtime.results
     rows: dict[str, QueueStats] = {row.queue: row for row in queue.queue_stats()}
+    parked: dict[str, int] = {}
+    for job in queue.parked_jobs():
+        parked[job.queue] = parked.get(job.queue, 0) + 1
+    if ALL_QUEUES in rows:  # a plugin's one row for every queue
+        parked = {ALL_QUEUES: sum(parked.values())} if parked else {}
+    for name in parked:
+        rows.setdefault(name, QueueStats(name))
     failed = results.failed_by_queue()
     if failed is not None and ALL_QUEUES not in rows:
         for name in failed:
@@ -49,6 +58,7 @@ def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
                 "queue": row.queue,
                 "pending": row.pending,
                 "scheduled": row.scheduled,
+                "parked": parked.get(name, 0),
                 "running": row.running,
                 "expired": row.expired,
                 "failed": failed_here,

@@ -54,6 +54,9 @@ def test_a_chord_runs_and_its_graph_is_drawn(project: Project) -> None:
     waiting = _nodes(project, workflow_id)
     assert waiting["status"] == "PENDING"
     assert len(waiting["nodes"]) == 6
+    stats = json.loads(_ok(project.nuvom("queue", "stats", "--format", "json")))
+    assert (stats["totals"]["pending"], stats["totals"]["parked"]) == (5, 1)
+    assert "parked" in _ok(project.nuvom("queue", "stats", env={"COLUMNS": "120"}))
 
     _ok(project.nuvom("runworker", "--burst"))
 
