@@ -274,6 +274,13 @@ class BaseJobQueue(ABC):
             )
         return won
 
+    def _no_workflows(self) -> BackendError:
+        return BackendError(
+            f"the {self.name} queue backend keeps no workflows (jobs that wait for other "
+            "jobs): use memory, file, sqlite, postgres or redis",
+            backend=self.name,
+        )
+
     def _no_schedules(self) -> BackendError:
         return BackendError(f"the {self.name} queue backend keeps no schedules", backend=self.name)
 
@@ -296,11 +303,7 @@ class BaseJobQueue(ABC):
         dependents in turn, with the reason; an errback among them is released instead.
         Jobs no one waits for change nothing. Atomic as a whole.
         """
-        raise BackendError(
-            f"the {self.name} queue backend keeps no workflows (jobs that wait for other "
-            "jobs): use memory, file, sqlite, postgres or redis",
-            backend=self.name,
-        )
+        raise self._no_workflows()
 
     def parked_jobs(self) -> list[Job]:
         """The parked jobs, by id, with what each still waits for in ``origin["after"]``
@@ -395,7 +398,7 @@ class BaseJobQueue(ABC):
     def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
         """Enqueue ``jobs`` and record them as PENDING/SCHEDULED (``JointWriter.submit``)."""
         if not self.keeps_dependencies and waits(jobs):
-            self.resolve([])  # refuses, saying which backends keep workflows
+            raise self._no_workflows()
         self._writer_for(results).submit(jobs)
 
     def claim(
@@ -657,8 +660,8 @@ class TwoStepWriter(JointWriter):
 
 
 def waits(jobs: Sequence[Job]) -> bool:
-    """Whether any of ``jobs`` waits for another job."""
-    return any(job.origin and "after" in job.origin for job in jobs)
+    """Whether any of ``jobs`` waits for another job (an empty group's callback does not)."""
+    return any(job.depends_on for job in jobs)
 
 
 def finished_before(jobs: Sequence[Job], results: BaseResultBackend) -> list[tuple[str, bool]]:

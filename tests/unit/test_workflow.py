@@ -198,3 +198,29 @@ def test_prune_keeps_a_finished_job_a_pending_then_comes_after(tasks):
     assert current().results.prune(older_than=time.time() + 60) == 0
     burst()
     assert later.get(timeout=5) == 7
+
+
+def test_a_queue_that_keeps_no_workflows_refuses_a_chord_but_takes_an_empty_groups_callback():
+    import nuvom
+    from nuvom.errors import BackendError
+    from nuvom.queue_backends.memory_queue import MemoryJobQueue
+    from nuvom.registry import TaskRegistry
+
+    class PlainQueue(MemoryJobQueue):  # as a plugin's queue: no parked jobs
+        keeps_dependencies = False
+
+    nuvom.configure(queue_backend=PlainQueue(), result_backend="memory", registry=TaskRegistry())
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @task
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    with pytest.raises(BackendError, match="keeps no workflows"):
+        chord([add.s(1, 1)], total.s()).delay()
+    handle = chord([], total.s()).delay()  # nothing to wait for: an ordinary job
+    burst()
+    assert handle.get(timeout=5) == 0
