@@ -112,6 +112,16 @@ class JobStateError(NuvomError):
         self.status = status
 
 
+class DuplicateJob(NuvomError):
+    """A unique job's key is held by another job (``on_conflict="raise"``); ``existing_id``
+    is that job's id."""
+
+    def __init__(self, key: str, existing_id: str) -> None:
+        super().__init__(f"unique key {key!r} is held by job {existing_id}, which waits or runs")
+        self.key = key
+        self.existing_id = existing_id
+
+
 class JobTimeout(NuvomError, TimeoutError):
     """A job ran past its ``timeout_secs``."""
 

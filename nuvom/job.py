@@ -16,6 +16,15 @@ from enum import Enum
 from typing import Any
 
 from nuvom.errors import InvalidJob
+from nuvom.limits import (
+    ConcurrencyLimit,
+    RateLimit,
+    UniqueKey,
+    bad_flow_entry,
+    concurrency_of,
+    rate_of,
+    unique_of,
+)
 from nuvom.options import DEFAULT_QUEUE, JOB_OVERRIDES, check_job_overrides, retries_left
 
 __all__ = ["DEFAULT_QUEUE", "FINAL_STATUSES", "Job", "JobStatus", "new_job_id"]
@@ -63,7 +72,8 @@ EXPECTED = {
     "created_at": "a finite number of seconds since the epoch",
     "due_at": "None or a finite number of seconds since the epoch",
     "lease_owner": "None or a worker id",
-    "origin": "None or a dict with string keys (its 'after': a list of job ids)",
+    "origin": "None or a dict with string keys (its 'after': a list of job ids; its "
+    "'rate', 'conc' and 'unique': nuvom.limits' pairs)",
     "lease_until": "None or a finite number of seconds since the epoch",
 }
 
@@ -101,6 +111,7 @@ def _bad_state_field(j: Any) -> str | None:
         isinstance(j.origin, dict)
         and all(isinstance(k, str) for k in j.origin)
         and _job_ids(j.origin.get("after", []))
+        and not bad_flow_entry(j.origin)
     ):
         return "origin"
     if j.lease_until is not None and not _finite(j.lease_until):
@@ -177,6 +188,27 @@ class Job:
         """An errback: released when a job it waits for fails for good, cancelled when all
         succeed."""
         return self.origin is not None and self.origin.get("feed") == "failure"
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The token bucket a claim of this job takes from (keyed on its task), if any."""
+        return rate_of(self.func_name, self.origin)
+
+    @property
+    def concurrency_limit(self) -> ConcurrencyLimit | None:
+        """How many jobs of its concurrency key may be held at once, if it has one."""
+        return concurrency_of(self.origin)
+
+    @property
+    def unique(self) -> UniqueKey | None:
+        """Its unique key: while the key is held, submitting another job of it stores nothing."""
+        return unique_of(self.origin)
+
+    @property
+    def limited(self) -> bool:
+        """Whether a claim must check a limit before taking it."""
+        origin = self.origin
+        return origin is not None and ("rate" in origin or "conc" in origin)
 
     @property
     def retries_left(self) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nuvom.errors import InvalidJob, TaskDefinitionError
+from nuvom.limits import check_concurrency, check_keep, check_rate
 
 DEFAULT_QUEUE = "default"
 TIMEOUT_POLICIES = ("fail", "retry", "ignore")
@@ -230,6 +231,12 @@ TASK_OPTIONS: tuple[Option, ...] = (
     Option("overlap", OVERLAPS[0], _one_of(OVERLAPS)),
     Option("catchup", CATCHUPS[0], _one_of(CATCHUPS)),
     Option("max_catchup", DEFAULT_MAX_CATCHUP, _integer(minimum=1)),
+    # Flow control (``nuvom.limits``): enforced by the store, across every worker.
+    Option("rate_limit", None, check_rate),  # "10/s", "100/m", "5000/h"
+    Option("concurrency", None, check_concurrency),  # at most this many at once
+    Option("concurrency_key", None, _text),  # ... per value of this parameter
+    Option("unique", False, _flag),  # one job per task + arguments while it waits or runs
+    Option("unique_for", None, check_keep),  # ... and this many seconds after it finished
 )
 OPTIONS: dict[str, Option] = {option.name: option for option in TASK_OPTIONS}
 RUN_OPTIONS: tuple[Option, ...] = tuple(o for o in TASK_OPTIONS if o.runs)
