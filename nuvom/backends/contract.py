@@ -31,6 +31,8 @@ ALL_QUEUES = "*"  # the queue name of a stats row that covers every queue
 TICKS_KEPT_SECS = 86_400.0
 #: The queue names a claim may take jobs from; ``None``: every queue.
 Queues = Sequence[str] | None
+#: What a submit did not store because a unique key was held: {job id: the holder's id}.
+Duplicates = dict[str, str]
 
 
 @dataclass(slots=True)
@@ -48,6 +50,10 @@ class QueueStats:
     expired: int = 0
     quarantined: int = 0
     lease_owners: dict[str, int] = field(default_factory=dict)
+    #: Claims skip this queue (``pause_queue``).
+    paused: bool = False
+    #: Waiting jobs a limit held back, per hold tag (``nuvom.limits``: "rate:<task>" …).
+    held: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def totals(rows: Sequence[QueueStats]) -> dict[str, int]:
@@ -108,6 +114,8 @@ class BaseJobQueue(ABC):
     records_workers: ClassVar[bool] = False
     #: True when it parks jobs that wait for others (workflows: ``resolve`` below).
     keeps_dependencies: ClassVar[bool] = False
+    #: True when it enforces flow control: limits, unique keys, paused queues (below).
+    keeps_limits: ClassVar[bool] = False
 
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
@@ -122,13 +130,16 @@ class BaseJobQueue(ABC):
         Enqueueing an id that is already queued replaces that queued job.
         """
 
-    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+    def enqueue_many(self, jobs: Sequence[Job]) -> Duplicates | None:
         """Store many jobs, atomically where the backend can (all or none).
 
-        The default loops over ``enqueue`` and is not atomic; built-in backends override it.
+        A queue that ``keeps_limits`` stores no job whose unique key (``Job.unique``) is
+        held and returns those (see "flow control"). The default loops over ``enqueue``,
+        is not atomic and keeps no keys; built-in backends override it.
         """
         for job in jobs:
             self.enqueue(job)
+        return None
 
     def check_jobs(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional hook
         """Raise ``SerializationError`` for a job this queue could not store; write nothing.
@@ -148,6 +159,8 @@ class BaseJobQueue(ABC):
         are claimable again. Each claimed job's ``attempts`` goes up by one.
         Returned in order: higher priority first, then earlier due time, then FIFO.
         Undecodable records are quarantined (logged, never returned). Non-blocking.
+        A queue that ``keeps_limits`` skips paused queues and holds back the jobs whose
+        limits do not allow them now, in the same atomic step ("flow control" below).
         """
 
     def claim_batch(
@@ -310,6 +323,62 @@ class BaseJobQueue(ABC):
         untouched (the store keeps its own count)."""
         return []
 
+    # -- flow control: limits shared by every worker (``nuvom/limits.py`` defines them) ----
+    # Enforced by a queue that ``keeps_limits``, inside the atomic steps above, so claimers
+    # on any number of processes and hosts never exceed them:
+    #
+    # * Paused queues: a claim takes nothing from a queue ``pause_queue`` paused (pending,
+    #   scheduled, retrying or with an expired lease); its jobs stay where they are.
+    # * Claims take candidates in order and check each one's limits before taking it —
+    #   ``Job.concurrency_limit`` first: fewer than ``limit`` jobs of its key held now
+    #   (claimed, lease not expired; this claim's own picks count); then ``Job.rate_limit``:
+    #   the task's token bucket (``burst`` tokens when new, refilled at ``per_sec``, never
+    #   above ``burst``) has a whole token, which the claim takes. A job a limit refuses is
+    #   *held*: not claimed, its attempts unchanged, it keeps waiting with its hold tag
+    #   (``nuvom.limits.rate_tag``/``concurrency_tag``, ``hold_of``), and it is not due
+    #   again before its limit could allow it: a rate hold until its bucket has a token
+    #   (the store may spread the holds of one claim over the tokens to come); a
+    #   concurrency hold until a job of its key stops being held (the ack, nack or release
+    #   that frees a slot makes the first held job of the key not yet due, due at once: one
+    #   woken per slot freed) or the earliest lease of its key runs out. Held candidates do not count towards ``n``: the
+    #   claim goes on to the jobs behind them, so a queue full of held jobs does not look
+    #   empty to a worker while other jobs wait. A claim's hold tags are cleared when the
+    #   job is claimed.
+    # * Unique keys: ``enqueue_many`` (and the joint writers' submit) store no job whose
+    #   ``Job.unique`` key is held — by a job waiting or claimed, or by one that finished
+    #   less than its ``keep_secs`` ago — and return ``{its id: the holder's id}``; racing
+    #   submits of one key store exactly one job. The key is let go (or kept ``keep_secs``
+    #   more) in the step that acks the holder's final outcome, cancels it or clears it.
+    # Queues that keep no limits (a plugin's) refuse jobs that carry them, by name.
+
+    def pause_queue(self, queue: str, paused: bool = True) -> bool:
+        """Pause claims from ``queue`` (or resume them); True if that changed anything.
+
+        The pause lives in the store: it survives worker restarts and holds for every
+        worker. A queue can be paused before any job is in it.
+        """
+        raise self._no_limits()
+
+    def paused_queues(self) -> list[str]:
+        """The paused queue names, sorted."""
+        return []
+
+    def hold_of(self, job_id: str) -> str | None:
+        """The hold tag of a waiting job a limit held back at its last claim, or None."""
+        return None
+
+    def unique_holder(self, key: str) -> str | None:
+        """The id of the job that holds unique key ``key`` now (waiting, claimed, or
+        finished less than its ``keep_secs`` ago), or None."""
+        return None
+
+    def _no_limits(self) -> BackendError:
+        return BackendError(
+            f"the {self.name} queue backend keeps no flow control (rate and concurrency "
+            "limits, unique jobs, paused queues): use memory, file, sqlite, postgres or redis",
+            backend=self.name,
+        )
+
     # -- inspecting and removing -------------------------------------------
     @abstractmethod
     def qsize(self, queue: str | None = None) -> int:
@@ -395,11 +464,14 @@ class BaseJobQueue(ABC):
     # nuvom calls these four; each goes through ``writer(self, results)``: one
     # atomic step when the result backend shares this queue's store, else two writes.
 
-    def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
-        """Enqueue ``jobs`` and record them as PENDING/SCHEDULED (``JointWriter.submit``)."""
+    def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> Duplicates:
+        """Enqueue ``jobs`` and record them as PENDING/SCHEDULED (``JointWriter.submit``);
+        the unique jobs not stored, each with the id of the job that holds its key."""
         if not self.keeps_dependencies and waits(jobs):
             raise self._no_workflows()
-        self._writer_for(results).submit(jobs)
+        if not self.keeps_limits and limited(jobs):
+            raise self._no_limits()
+        return self._writer_for(results).submit(jobs)
 
     def claim(
         self,
@@ -587,8 +659,11 @@ class JointWriter(ABC):
     """
 
     @abstractmethod
-    def submit(self, jobs: Sequence[Job]) -> None:
-        """Enqueue ``jobs`` and record them PENDING (SCHEDULED when due later). All or none."""
+    def submit(self, jobs: Sequence[Job]) -> Duplicates:
+        """Enqueue ``jobs`` and record them PENDING (SCHEDULED when due later). All or none.
+
+        A job whose unique key is held is neither stored nor recorded: it is returned,
+        with the holder's id (``BaseJobQueue.enqueue_many``)."""
 
     @abstractmethod
     def claim(
@@ -621,11 +696,17 @@ class TwoStepWriter(JointWriter):
         self.queue = queue
         self.results = results
 
-    def submit(self, jobs: Sequence[Job]) -> None:
+    def submit(self, jobs: Sequence[Job]) -> Duplicates:
         self.queue.check_jobs(jobs)
         self.results.record_enqueued(jobs)
-        self.queue.enqueue_many(jobs)
+        duplicates = self.queue.enqueue_many(jobs) or {}
+        if duplicates:  # recorded before the queue knew: their records say why they never ran
+            self.results.mark_dependents_cancelled(
+                [(job_id, duplicate_reason(holder)) for job_id, holder in duplicates.items()],
+                at=self.queue.clock.time(),
+            )
         self.note(self.queue.resolve(finished_before(jobs, self.results)) if waits(jobs) else None)
+        return duplicates
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -659,6 +740,15 @@ class TwoStepWriter(JointWriter):
             self.results.mark_dependents_cancelled(resolved.cancelled, at=self.queue.clock.time())
 
 
+def duplicate_reason(holder: str) -> str:
+    return f"not run: a duplicate of job {holder}, which holds the same unique key"
+
+
+def limited(jobs: Sequence[Job]) -> bool:
+    """Whether any of ``jobs`` carries flow control (a limit or a unique key)."""
+    return any(job.limited or job.unique is not None for job in jobs)
+
+
 def waits(jobs: Sequence[Job]) -> bool:
     """Whether any of ``jobs`` waits for another job (an empty group's callback does not)."""
     return any(job.depends_on for job in jobs)
@@ -686,6 +776,7 @@ __all__ = [
     "BaseJobQueue",
     "BaseResultBackend",
     "Claimed",
+    "Duplicates",
     "JointWriter",
     "QueueStats",
     "Resolved",

@@ -21,6 +21,7 @@ from nuvom.backends.common import Defaults, QuarantiningQueue
 from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     Claimed,
+    Duplicates,
     Queues,
     QueueStats,
     Resolved,
@@ -28,6 +29,7 @@ from nuvom.backends.contract import (
 )
 from nuvom.errors import InvalidJob
 from nuvom.job import Job, JobStatus
+from nuvom.limits import concurrency_tag, rate_tag
 from nuvom.records import JobPayloadCodec, Outcome, Schedule
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class MemoryJobQueue(QuarantiningQueue):
     pushes_wakeups = True
     records_workers = True
     keeps_dependencies = True
+    keeps_limits = True
 
     def __init__(
         self,
@@ -106,6 +109,12 @@ class MemoryJobQueue(QuarantiningQueue):
         self._parked: dict[str, Job] = {}  # jobs waiting for others to succeed
         self._waits: dict[str, set[str]] = {}  # parked id -> the ids it still waits for
         self._dependents: dict[str, set[str]] = {}  # id -> parked ids that wait for it
+        # Flow control (the contract's "flow control"; ``nuvom.limits``).
+        self._paused: set[str] = set()
+        self._buckets: dict[str, tuple[float, float]] = {}  # task -> (tokens, refilled at)
+        self._slots: dict[str, set[str]] = {}  # concurrency key -> claimed ids of that key
+        self._holds: dict[str, str] = {}  # waiting id -> hold tag of its last claim
+        self._unique: dict[str, tuple[str, float | None]] = {}  # key -> (holder, kept until)
 
     def _push(self, job: Job, seq: int | None = None) -> None:
         seq = next(self._seq) if seq is None else seq
@@ -123,10 +132,19 @@ class MemoryJobQueue(QuarantiningQueue):
     def enqueue(self, job: Job) -> None:
         self.enqueue_many([job])
 
-    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+    def enqueue_many(self, jobs: Sequence[Job]) -> Duplicates:
         self.check_jobs(jobs)  # all checked before any is queued: all or nothing
+        duplicates: Duplicates = {}
         with self._cond:
+            now = self.clock.time()
             for job in jobs:
+                unique = job.unique
+                if unique is not None:
+                    holder = self._unique_holder(unique.key, now)
+                    if holder is not None and holder != job.id:
+                        duplicates[job.id] = holder
+                        continue
+                    self._unique[unique.key] = (job.id, None)
                 if job.depends_on:
                     self._park(job)
                 else:
@@ -136,6 +154,93 @@ class MemoryJobQueue(QuarantiningQueue):
         if jobs and not self._watched:
             self._watched = True
             _watch_at_exit(self)
+        return duplicates
+
+    # -- flow control ------------------------------------------------------------
+    def _unique_holder(self, key: str, now: float) -> str | None:
+        entry = self._unique.get(key)
+        if entry is None:
+            return None
+        holder, until = entry
+        if until is not None and until <= now:
+            del self._unique[key]
+            return None
+        return holder
+
+    def _let_go(self, job: Job, now: float, *, finished: bool) -> None:
+        """``job`` left the queue for good: its unique key goes (or is kept ``keep_secs``)."""
+        unique = job.unique
+        if unique is None or self._unique.get(unique.key, ("",))[0] != job.id:
+            return
+        if finished and unique.keep_secs > 0:
+            self._unique[unique.key] = (job.id, now + unique.keep_secs)
+        else:
+            del self._unique[unique.key]
+
+    def _free_slot(self, job: Job) -> None:
+        """``job`` is no longer claimed: its concurrency slot frees, and the first job held
+        back on that key that is not due yet is due at once (one woken per slot freed)."""
+        limit = job.concurrency_limit
+        if limit is None:
+            return
+        holders = self._slots.get(limit.key)
+        if holders is not None:
+            holders.discard(job.id)
+            if not holders:
+                del self._slots[limit.key]
+        tag, now = concurrency_tag(limit.key), self.clock.time()
+        held = [self._waiting[i] for i, t in self._holds.items() if t == tag and i in self._waiting]
+        later = [entry for entry in held if (entry[1].due_at or 0.0) > now]  # not woken yet
+        if later:
+            seq, first = min(later, key=lambda e: (-e[1].priority, e[1].due_at or 0.0, e[0]))
+            self._push(replace(first, due_at=now), seq)
+
+    def _limit_hold(self, job: Job, now: float, taken: dict[str, int]) -> tuple[str, float] | None:
+        """Whether ``job``'s limits let a claim take it now: None (and its token and slot
+        taken), or (hold tag, when it may be due again). ``taken``: rate holds so far."""
+        limit = job.concurrency_limit
+        if limit is not None:
+            holders = self._slots.get(limit.key, set())
+            leases = [self._claimed[i].lease_until or 0.0 for i in holders if i in self._claimed]
+            live = [until for until in leases if until > now]
+            if len(live) >= limit.limit:
+                return concurrency_tag(limit.key), min(live)
+        rate = job.rate_limit
+        if rate is not None:
+            tokens, at = self._buckets.get(rate.key, (float(rate.burst), now))
+            tokens = min(float(rate.burst), tokens + max(0.0, now - at) * rate.per_sec)
+            if tokens < 1.0:
+                self._buckets[rate.key] = (tokens, now)
+                behind = taken.get(rate.key, 0)
+                taken[rate.key] = behind + 1
+                return rate_tag(rate.key), now + (1.0 - tokens + behind) / rate.per_sec
+            self._buckets[rate.key] = (tokens - 1.0, now)
+        if limit is not None:
+            self._slots.setdefault(limit.key, set()).add(job.id)
+        return None
+
+    def pause_queue(self, queue: str, paused: bool = True) -> bool:
+        with self._cond:
+            changed = (queue in self._paused) is not paused
+            if paused:
+                self._paused.add(queue)
+            else:
+                self._paused.discard(queue)
+                self._wakeups += 1
+                self._cond.notify_all()
+            return changed
+
+    def paused_queues(self) -> list[str]:
+        with self._cond:
+            return sorted(self._paused)
+
+    def hold_of(self, job_id: str) -> str | None:
+        with self._cond:
+            return self._holds.get(job_id) if job_id in self._waiting else None
+
+    def unique_holder(self, key: str) -> str | None:
+        with self._cond:
+            return self._unique_holder(key, self.clock.time())
 
     def _park(self, job: Job) -> None:
         self._parked[job.id] = replace(job)
@@ -204,7 +309,11 @@ class MemoryJobQueue(QuarantiningQueue):
 
     def _reclaim_expired(self, now: float) -> None:
         for job in [j for j in self._claimed.values() if (j.lease_until or 0) <= now]:
+            if job.queue in self._paused:
+                continue  # a paused queue's jobs stay as they are, expired leases included
             self._push(job)
+            if job.concurrency_limit is not None:
+                self._slots.get(job.concurrency_limit.key, set()).discard(job.id)
 
     def claim_batch(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -217,6 +326,7 @@ class MemoryJobQueue(QuarantiningQueue):
             self._reclaim_expired(now)
             self._promote_due(now)
             skipped: list[tuple[int, float, int, str]] = []
+            rate_holds: dict[str, int] = {}
             while self._ready and len(claimed) < n:
                 entry = heapq.heappop(self._ready)
                 _, _, seq, job_id = entry
@@ -224,9 +334,15 @@ class MemoryJobQueue(QuarantiningQueue):
                 if stored is None or stored[0] != seq:
                     continue  # cancelled, claimed or re-enqueued since
                 job = stored[1]
-                if wanted is not None and job.queue not in wanted:
+                if (wanted is not None and job.queue not in wanted) or job.queue in self._paused:
                     skipped.append(entry)
                     continue
+                if job.limited:
+                    hold = self._limit_hold(job, now, rate_holds)
+                    if hold is not None:  # waits, attempts unchanged, due once it may run
+                        self._holds[job_id] = hold[0]
+                        self._push(replace(job, due_at=hold[1]), seq)
+                        continue
                 try:  # the stored copy may have been changed to something invalid since
                     held = replace(
                         job,
@@ -238,10 +354,13 @@ class MemoryJobQueue(QuarantiningQueue):
                     reason = f"job {job_id} cannot be run: {exc}"
                     log.warning("quarantined job %s: %s", job_id, reason)
                     del self._waiting[job_id]
+                    self._holds.pop(job_id, None)
+                    self._let_go(job, now, finished=True)
                     self._dead[job_id] = (str(job.queue), reason)
                     quarantined.append((job_id, reason))
                     continue
                 del self._waiting[job_id]  # only once its claimed copy exists: never lost
+                self._holds.pop(job_id, None)
                 self._claimed[job_id] = held
                 claimed.append(replace(held))
             for entry in skipped:
@@ -256,8 +375,14 @@ class MemoryJobQueue(QuarantiningQueue):
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
         with self._cond:
-            if self._held(job_id, worker_id) is not None:
-                del self._claimed[job_id]
+            job = self._held(job_id, worker_id)
+            if job is not None:
+                self._acked(job)
+
+    def _acked(self, job: Job) -> None:
+        del self._claimed[job.id]
+        self._free_slot(job)
+        self._let_go(job, self.clock.time(), finished=True)
 
     def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
         with self._cond:
@@ -266,8 +391,8 @@ class MemoryJobQueue(QuarantiningQueue):
                 job_id, owner = outcome.job.id, outcome.worker_id
                 if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
                     self.nack(job_id, retry_at=outcome.retry_at, worker_id=owner)
-                elif self._held(job_id, owner) is not None:
-                    del self._claimed[job_id]
+                elif (held := self._held(job_id, owner)) is not None:
+                    self._acked(held)
                     if outcome.status.is_final and job_id in self._dependents:
                         finished.append((job_id, outcome.status is JobStatus.SUCCESS))
             return self.resolve(finished) if finished else None
@@ -277,6 +402,7 @@ class MemoryJobQueue(QuarantiningQueue):
             job = self._held(job_id, worker_id)
             if job is not None:
                 self._push(replace(job, due_at=retry_at))
+                self._free_slot(job)
                 self._cond.notify_all()
 
     def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
@@ -285,6 +411,7 @@ class MemoryJobQueue(QuarantiningQueue):
                 job = self._held(job_id, worker_id)
                 if job is not None:
                     self._push(replace(job, attempts=max(0, job.attempts - 1)))
+                    self._free_slot(job)
             self._cond.notify_all()
 
     def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
@@ -376,11 +503,20 @@ class MemoryJobQueue(QuarantiningQueue):
             self._dependents.clear()
             self._ready.clear()
             self._scheduled.clear()
+            self._slots.clear()
+            self._holds.clear()
+            self._unique.clear()
             return count
 
     def cancel(self, job_id: str) -> bool:
         with self._cond:
-            return self._waiting.pop(job_id, None) is not None or self._unpark(job_id) is not None
+            entry = self._waiting.pop(job_id, None)
+            job = entry[1] if entry is not None else self._unpark(job_id)
+            if job is None:
+                return False
+            self._holds.pop(job_id, None)
+            self._let_go(job, self.clock.time(), finished=False)
+            return True
 
     def waiting_jobs(self) -> list[Job]:
         with self._cond:
@@ -409,6 +545,13 @@ class MemoryJobQueue(QuarantiningQueue):
                     row.lease_owners[owner] = row.lease_owners.get(owner, 0) + 1
             for queue, _ in self._dead.values():
                 rows.setdefault(queue, QueueStats(queue)).quarantined += 1
+            for job_id, tag in self._holds.items():
+                entry = self._waiting.get(job_id)
+                if entry is not None:
+                    held = rows.setdefault(entry[1].queue, QueueStats(entry[1].queue)).held
+                    held[tag] = held.get(tag, 0) + 1
+            for queue in self._paused:
+                rows.setdefault(queue, QueueStats(queue)).paused = True
             return [rows[name] for name in sorted(rows)]
 
     def wait_for_jobs(self, timeout: float) -> bool:

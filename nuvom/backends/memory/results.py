@@ -15,6 +15,7 @@ from nuvom.backends.common import Defaults, failed_by_queue, prunable, status_co
 from nuvom.backends.contract import (
     BaseJobQueue,
     BaseResultBackend,
+    Duplicates,
     JointWriter,
     Queues,
     TwoStepWriter,
@@ -160,12 +161,15 @@ class MemoryJointWriter(TwoStepWriter):
 
     queue: MemoryJobQueue
 
-    def submit(self, jobs: Sequence[Job]) -> None:
+    def submit(self, jobs: Sequence[Job]) -> Duplicates:
         with self.queue.lock:  # no claim comes between: the order of the two is free
-            self.queue.enqueue_many(jobs)
-            self.results.record_enqueued(jobs)
+            duplicates = self.queue.enqueue_many(jobs)
+            self.results.record_enqueued(
+                [job for job in jobs if job.id not in duplicates] if duplicates else jobs
+            )
             if waits(jobs):
                 self.note(self.queue.resolve(finished_before(jobs, self.results)))
+            return duplicates
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
