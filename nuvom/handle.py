@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class JobHandle:
     """An enqueued job: its call as it was sent, its live ``status``, and ``get()``."""
 
-    __slots__ = ("_results", "_task_retries", "job")
+    __slots__ = ("_results", "_task_retries", "deduplicated", "job")
 
     def __init__(
         self, job: Job, results: BaseResultBackend, *, task_retries: int | None = None
@@ -28,6 +28,9 @@ class JobHandle:
         self.job = job
         self._results = results
         self._task_retries = task_retries
+        #: True when this call stored nothing: a job holding the same unique key already
+        #: waited or ran, and this handle is that job's.
+        self.deduplicated = False
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job.id} {self.job.func_name}>"

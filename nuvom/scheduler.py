@@ -20,7 +20,7 @@ import hashlib
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nuvom.errors import InvalidJob, NuvomError, SerializationError, TaskDefinitionError
@@ -148,10 +148,19 @@ def new_schedule(
 class Scheduler:
     """Fires the due ticks of every schedule in one queue; safe to run in many processes."""
 
-    def __init__(self, queue: BaseJobQueue, results: BaseResultBackend, clock: Clock) -> None:
+    def __init__(
+        self,
+        queue: BaseJobQueue,
+        results: BaseResultBackend,
+        clock: Clock,
+        *,
+        flow: Callable[[Job], None] | None = None,
+    ) -> None:
         self.queue = queue
         self.results = results
         self.clock = clock
+        #: Gives a tick's job its task's limits (``nuvom.queue.flow_applier``).
+        self.flow = flow
 
     def sync_declared(self, declared: Iterable[Schedule]) -> None:
         """Upsert the schedules declared in source; retire declared ones no longer there.
@@ -244,7 +253,7 @@ class Scheduler:
 
     def job_for(self, schedule: Schedule, tick: float) -> Job:
         """The job of one tick: the schedule's call, with the same id on every scheduler."""
-        return Job(
+        job = Job(
             schedule.func_name,
             args=list(schedule.args),
             kwargs=dict(schedule.kwargs),
@@ -254,6 +263,9 @@ class Scheduler:
             created_at=self.clock.time(),
             origin={"schedule": schedule.id, "tick": tick},
         )
+        if self.flow is not None:
+            self.flow(job)
+        return job
 
     def trigger(self, schedule: Schedule) -> Job:
         """One run now, outside the timetable (``nuvom schedules trigger``)."""

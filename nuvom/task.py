@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from nuvom.errors import TaskDefinitionError
 from nuvom.job import Job
+from nuvom.limits import check_keep, check_task_limits
 from nuvom.options import OPTIONS, check_task_options
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Task(Generic[P, R]):
         if not callable(func):
             raise TaskDefinitionError(f"@task needs a function, not {func!r}")
         values = check_task_options(options)
+        check_task_limits(func, name or func.__name__, values)
         values["tags"] = list(values["tags"])
         if values["description"] is None:
             values["description"] = inspect.getdoc(func)
@@ -94,10 +96,10 @@ class Task(Generic[P, R]):
             due_at=due_at,
         )
 
-    def _submit(self, jobs: Sequence[Job]) -> list[JobHandle]:
+    def _submit(self, jobs: Sequence[Job], on_conflict: str = "return") -> list[JobHandle]:
         from nuvom.queue import submit
 
-        return submit(jobs, task_retries=self.retries)
+        return submit(jobs, task_retries=self.retries, task=self, on_conflict=on_conflict)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         """Enqueue one call; returns its handle at once (``.get()`` waits for the result)."""
@@ -141,8 +143,17 @@ class Task(Generic[P, R]):
         in_: dt.timedelta | float | None = None,
         queue: str | None = None,
         priority: int | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+        on_conflict: str = "return",
     ) -> JobHandle:
-        """Enqueue with routing and scheduling: run ``at`` a time or ``in_`` seconds from now."""
+        """Enqueue with routing and scheduling: run ``at`` a time or ``in_`` seconds from now.
+
+        ``unique_key``: while a job of this key waits or runs (and ``unique_for`` seconds
+        after it finished; default: the task's ``unique_for``, else 0), this call stores
+        nothing and returns that job's handle, or raises ``DuplicateJob`` when
+        ``on_conflict="raise"``.
+        """
         from nuvom.queue import due_time
 
         job = self._job(
@@ -152,7 +163,25 @@ class Task(Generic[P, R]):
             queue=queue,
             priority=priority,
         )
-        return self._submit([job])[0]
+        if unique_key is not None or unique_for is not None:
+            job.origin = {**(job.origin or {}), "unique": self._unique_entry(job, unique_key,
+                                                                         unique_for)}  # fmt: skip
+        return self._submit([job], on_conflict)[0]
+
+    def _unique_entry(self, job: Job, key: str | None, keep: float | None) -> list[Any]:
+        from nuvom.limits import unique_key_of
+        from nuvom.runtime import current
+
+        if key is None:
+            if not self.unique:
+                raise TaskDefinitionError(
+                    f"task {self.name}: unique_for= needs unique_key= (or @task(unique=True))"
+                )
+            key = unique_key_of(self.name, job.args, job.kwargs, current().codec.dumps)
+        if not isinstance(key, str) or not key:
+            raise TaskDefinitionError(f"unique_key must be a non-empty string, not {key!r}")
+        check_keep("unique_for", keep)
+        return [key, float(keep if keep is not None else self.unique_for or 0.0)]
 
     @overload
     def schedule(
