@@ -29,6 +29,7 @@ from nuvom.cli.output import (
     when,
 )
 from nuvom.job import JobStatus
+from nuvom.limits import describe_hold
 from nuvom.records import JobRecord
 
 if TYPE_CHECKING:
@@ -213,18 +214,33 @@ def _call_text(record: JobRecord) -> str:
     return f"{record.func_name}({', '.join(parts)})"
 
 
+def waiting_on(runtime: Runtime, record: JobRecord) -> str | None:
+    """Why a waiting job is not running yet, when flow control says: its queue is paused, or
+    a limit held it back at the last claim ("rate limit 10/s")."""
+    queue = runtime.queue
+    if record.status.is_final or record.status is JobStatus.RUNNING or not queue.keeps_limits:
+        return None
+    if record.queue and record.queue in queue.paused_queues():
+        return f"queue {record.queue} is paused (nuvom queue resume {record.queue})"
+    tag = queue.hold_of(record.id)
+    return None if tag is None else describe_hold(tag, record.origin)
+
+
 def show_job(job_id: str, fmt: OutputFormat) -> None:
     with reading() as runtime:
         record = _get(job_id, runtime)
         TaskRetries(runtime).fill([record])
+        waiting = waiting_on(runtime, record)
     if fmt is OutputFormat.json:
-        print_json(record.to_dict())
+        print_json({**record.to_dict(), "waiting_on": waiting})
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("id", escape(record.id))
     grid.add_row("status", styled_status(record.status.value))
+    if waiting:
+        grid.add_row("waiting", escape(waiting))
     grid.add_row("call", escape(_call_text(record)))
     grid.add_row("queue", escape(f"{record.queue}  (priority {record.priority})"))
     if record.has_result:

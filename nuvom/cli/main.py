@@ -205,10 +205,30 @@ def cancel(job_id: JobId) -> None:
 
 @queue_app.command("stats")
 def queue_stats(fmt: FormatOption = OutputFormat.table) -> None:
-    """Pending, scheduled, running (with lease owners), failed and quarantined jobs per queue."""
+    """Pending, scheduled, running (with lease owners), failed and quarantined jobs per queue;
+    which queues are paused, and the jobs waiting on a rate or concurrency limit, per task."""
     from nuvom.cli.queue_cmd import show_queue_stats
 
     show_queue_stats(fmt)
+
+
+QueueName = Annotated[str, typer.Argument(help="The queue's name, as @task(queue=...) gives it.")]
+
+
+@queue_app.command("pause")
+def queue_pause(name: QueueName) -> None:
+    """Stop every worker claiming from a queue; its waiting jobs stay (kept in the store)."""
+    from nuvom.cli.queue_cmd import pause_queue
+
+    pause_queue(name, paused=True)
+
+
+@queue_app.command("resume")
+def queue_resume(name: QueueName) -> None:
+    """Let workers claim from a paused queue again."""
+    from nuvom.cli.queue_cmd import pause_queue
+
+    pause_queue(name, paused=False)
 
 
 @app.command()

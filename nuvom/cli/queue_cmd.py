@@ -1,4 +1,5 @@
-"""``nuvom queue stats``: what each queue holds, per backend, for people and for scripts."""
+"""``nuvom queue stats|pause|resume``: what each queue holds, per backend, for people and for
+scripts; and pausing a queue for every worker."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from rich.markup import escape
 
 from nuvom.backends.contract import ALL_QUEUES, QueueStats
 from nuvom.cli.jobs_cmd import reading, store_place
-from nuvom.cli.output import Col, OutputFormat, console, fit_table, print_json
+from nuvom.cli.output import Col, OutputFormat, console, fail, fit_table, print_json
+from nuvom.limits import describe_hold, task_of_tag
 
 if TYPE_CHECKING:
     from nuvom.runtime import Runtime
 
-_COUNTS = ("pending", "scheduled", "parked", "running", "expired", "failed", "quarantined")
+_COUNTS = ("pending", "scheduled", "held", "parked", "running", "expired", "failed",
+           "quarantined")  # fmt: skip
 # At 80 columns "expired" (leases run out, reclaimed soon) gives way first, then "parked"
-# (jobs of a workflow waiting for others to succeed).
-_DROPS = {"expired": 1, "parked": 2}
+# (jobs of a workflow waiting for others to succeed), then "held" (by a limit).
+_DROPS = {"expired": 1, "parked": 2, "held": 3}
 _COLUMNS = (
     Col("queue", fit="cut"),
     *(Col(key, justify="right", drop=_DROPS.get(key, 0)) for key in _COUNTS),
@@ -45,6 +48,7 @@ def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
             if name != ALL_QUEUES:
                 rows.setdefault(name, QueueStats(name))
     listed: list[dict[str, Any]] = []
+    limits: dict[str, dict[str, int]] = {}
     for name in sorted(rows):
         row = rows[name]
         if failed is None:
@@ -63,9 +67,14 @@ def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
                 "expired": row.expired,
                 "failed": failed_here,
                 "quarantined": row.quarantined,
+                "held": sum(row.held.values()),
+                "paused": row.paused,
                 "lease_owners": dict(sorted(row.lease_owners.items())),
             }
         )
+        for tag, count in row.held.items():
+            per_task = limits.setdefault(task_of_tag(tag), {})
+            per_task[tag] = per_task.get(tag, 0) + count
     totals: dict[str, int | None] = {
         key: sum(r[key] for r in listed) for key in _COUNTS if key != "failed"
     }
@@ -75,6 +84,8 @@ def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
         "result_backend": results.name,
         "queues": listed,
         "totals": totals,
+        "paused": queue.paused_queues() if queue.keeps_limits else [],
+        "held_by_task": {task: dict(sorted(tags.items())) for task, tags in sorted(limits.items())},
     }
 
 
@@ -98,7 +109,7 @@ def show_queue_stats(fmt: OutputFormat) -> None:
         title += f" (results: {data['result_backend']} in {result_place.label})"
     rows = [
         [
-            escape(row["queue"]),
+            escape(row["queue"]) + (" [yellow](paused)[/]" if row["paused"] else ""),
             *("-" if row[key] is None else str(row[key]) for key in _COUNTS),
             _owners_text(row["lease_owners"]),
         ]
@@ -113,3 +124,26 @@ def show_queue_stats(fmt: OutputFormat) -> None:
         ]
     )
     console.print(fit_table(escape(title), _COLUMNS, rows, title_justify="left"))
+    for task, tags in data["held_by_task"].items():
+        waits = "; ".join(f"{count} on its {describe_hold(tag)}" for tag, count in tags.items())
+        console.print(escape(f"held back: {task}: {waits}"), highlight=False)
+
+
+def pause_queue(name: str, *, paused: bool) -> None:
+    """Pause or resume ``name`` in the store every worker claims from."""
+    from nuvom.errors import BackendError
+    from nuvom.runtime import current
+
+    queue = current().queue
+    try:
+        changed = queue.pause_queue(name, paused)
+    except BackendError as exc:
+        raise fail(str(exc)) from None
+    waiting = queue.qsize(name)
+    if paused:
+        what = "paused: workers claim nothing from it" if changed else "was already paused"
+        note = f"; its {waiting} waiting job(s) stay" if waiting else ""
+    else:
+        what = "resumed: workers claim from it again" if changed else "was not paused"
+        note = f" ({waiting} job(s) waiting)" if waiting and changed else ""
+    console.print(escape(f"queue {name} {what}{note}"), highlight=False)

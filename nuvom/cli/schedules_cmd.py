@@ -182,12 +182,15 @@ def remove_schedule(schedule_id: str) -> None:
 
 
 def trigger_schedule(schedule_id: str) -> None:
+    from nuvom.queue import flow_applier
     from nuvom.runtime import current
     from nuvom.scheduler import Scheduler
 
     runtime = current()
     schedule = _find(runtime, schedule_id)
-    job = Scheduler(runtime.queue, runtime.results, runtime.clock).trigger(schedule)
+    job = Scheduler(
+        runtime.queue, runtime.results, runtime.clock, flow=flow_applier(runtime)
+    ).trigger(schedule)
     console.print(
         escape(f"job {job.id} enqueued: one run of schedule {schedule_id} ({schedule.func_name})"),
         highlight=False,
@@ -246,12 +249,13 @@ def run_scheduler() -> int:
     import socket
 
     from nuvom.cli.worker_cmd import _backend_name
+    from nuvom.queue import flow_applier
     from nuvom.runtime import current
     from nuvom.scheduler import Scheduler
 
     runtime = current()
     queue_name = _backend_name(runtime.queue, runtime.settings.queue_backend)
-    scheduler = Scheduler(runtime.queue, runtime.results, runtime.clock)
+    scheduler = Scheduler(runtime.queue, runtime.results, runtime.clock, flow=flow_applier(runtime))
     stop = threading.Event()
     restore = _on_signals(stop)
     try:
