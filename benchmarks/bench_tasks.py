@@ -31,6 +31,12 @@ def bench_sum(values: list[int]) -> int:
     return sum(values)
 
 
+@task(rate_limit="5/s")
+def bench_limited(x: int) -> int:
+    """A rate-limited task sitting among unlimited ones (benchmarks/limits.py)."""
+    return x
+
+
 SLEEP_SECS = 0.010  # the "10 ms of I/O" task of the pool benchmark (--pool)
 
 
