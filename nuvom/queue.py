@@ -74,7 +74,7 @@ def submit(
     for job in jobs:
         job.status = JobStatus.SCHEDULED if (job.due_at or 0) > now else JobStatus.PENDING
         options.apply(job)
-    duplicates = runtime.queue.submit(jobs, runtime.results)
+    duplicates = runtime.queue.submit(jobs, runtime.results) or {}  # a plugin's writer: None
     if runtime.events.active:
         from nuvom.events import JobEvent
 

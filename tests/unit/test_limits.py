@@ -161,3 +161,25 @@ def test_holds_read_as_words():
     )
     assert task_of_tag("concurrency:export[tenant='a']") == "export"
     assert task_of_tag("rate:call_api") == "call_api"
+
+
+def test_a_queue_that_keeps_no_limits_refuses_limited_jobs_by_name():
+    import nuvom
+    from nuvom.errors import BackendError
+    from nuvom.queue_backends.memory_queue import MemoryJobQueue
+    from nuvom.registry import TaskRegistry
+
+    class PlainQueue(MemoryJobQueue):  # as a plugin's queue: no flow control
+        keeps_limits = False
+
+    nuvom.configure(queue_backend=PlainQueue(), result_backend="memory", registry=TaskRegistry())
+
+    @task(rate_limit="1/s")
+    def call_api(): ...
+
+    @task
+    def plain(): ...
+
+    with pytest.raises(BackendError, match="keeps no flow control"):
+        call_api.delay()
+    assert plain.delay().status is JobStatus.PENDING, "jobs without limits go in as before"
