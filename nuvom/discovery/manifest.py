@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger("nuvom.discovery")
 
-MANIFEST_FORMAT = 1  # bump when the JSON layout changes; older files are rebuilt
+MANIFEST_FORMAT = 2  # bump when the JSON layout changes; older files are rebuilt (2: params)
 FILE_ROW_LAYOUT = ["sha256", "mtime_ns", "size", "module", "{racy, error, error_line, warnings}?"]
 FILE_ROW_FIELDS = 4  # a file's row: these, then an optional dict of the rest
 REPLACE_RETRIES = 5  # Windows refuses os.replace while a reader holds the file open
@@ -37,6 +37,9 @@ class TaskEntry:
     line: int
     description: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: Its parameters as ``ast`` read them (``nuvom.discovery.signatures``); None in a
+    #: manifest written before they were recorded.
+    params: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,7 +50,21 @@ class TaskEntry:
             "line": self.line,
             "description": self.description,
             "options": self.options,
+            "params": self.params,
         }
+
+    @property
+    def version(self) -> int:
+        """``@task(version=N)``, 1 when not given (or not a literal int)."""
+        version = self.options.get("version")
+        return version if type(version) is int and version >= 1 else 1
+
+    @property
+    def signature(self) -> str | None:
+        """A hash of its parameters: a changed call shape changes it."""
+        from nuvom.discovery.signatures import signature_hash
+
+        return None if self.params is None else signature_hash(self.params)
 
     @property
     def tags(self) -> list[str]:
@@ -274,6 +291,10 @@ def what_changed(old: TaskEntry, new: TaskEntry) -> list[str]:
     for key in sorted(set(old.options) | set(new.options)):
         if old.options.get(key) != new.options.get(key):
             notes.append(f"{key} {old.options.get(key)!r} → {new.options.get(key)!r}")
+    if old.params is not None and new.params is not None and old.signature != new.signature:
+        from nuvom.discovery.signatures import signature_text
+
+        notes.append(f"signature {signature_text(old.params)} → {signature_text(new.params)}")
     if old.description != new.description:
         notes.append("description")
     return notes

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nuvom.discovery.manifest import TaskEntry
+from nuvom.discovery.signatures import read_params
 from nuvom.options import LITERAL_OPTIONS, SCHEDULE_OPTIONS, TEXT_OPTIONS, TIMETABLE_OPTIONS
 
 # Dotted paths that name the decorator once a module's imports are resolved.
@@ -125,6 +126,17 @@ def _schedule_warning(options: dict[str, Any], computed: list[str]) -> str | Non
     )
 
 
+def _methods_marked(node: ast.ClassDef, aliases: dict[str, str]) -> list[str]:
+    """Warnings for methods decorated as tasks: refused at import, so listed as no task."""
+    return [
+        f"line {item.lineno}: @task on method {node.name}.{item.name} is not a task "
+        "(a task is a module-level function)"
+        for item in node.body
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(_resolves_to_task(d, aliases) for d in item.decorator_list)
+    ]
+
+
 @dataclass(slots=True)
 class ScanResult:
     tasks: list[TaskEntry]
@@ -141,6 +153,8 @@ def scan_source(source: bytes | str, *, module: str, file: str) -> ScanResult:
     if not aliases:
         return ScanResult(tasks, warnings)
     for node in statements:
+        if isinstance(node, ast.ClassDef):
+            warnings += _methods_marked(node, aliases)
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for decorator in node.decorator_list:
@@ -167,6 +181,7 @@ def scan_source(source: bytes | str, *, module: str, file: str) -> ScanResult:
                     line=node.lineno,
                     description=description,
                     options=options,
+                    params=read_params(node),
                 )
             )
             break

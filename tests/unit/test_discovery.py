@@ -290,7 +290,7 @@ def test_manifest_round_trips_and_is_written_atomically(tmp_path: Path) -> None:
     assert sha256 == hashlib.sha256((tmp_path / "t.py").read_bytes()).hexdigest()
     assert data["tasks"] == [
         {"name": "t", "function": "t", "module": "t", "file": "t.py", "line": 3,
-         "description": None, "options": {"tags": ["x"]}}
+         "description": None, "options": {"tags": ["x"]}, "params": []}
     ]  # fmt: skip
     assert data["files"]["bad.py"][4]["error_line"] == 2
     loaded = load_manifest(path)
