@@ -112,6 +112,16 @@ class JobStateError(NuvomError):
         self.status = status
 
 
+class SignatureMismatch(NuvomError, TypeError):
+    """A call does not fit its task's parameters (checked before it is queued); ``task`` and
+    ``parameter`` name where."""
+
+    def __init__(self, task: str, problem: str, *, parameter: str | None = None) -> None:
+        super().__init__(f"{task}() {problem}")
+        self.task = task
+        self.parameter = parameter
+
+
 class DuplicateJob(NuvomError):
     """A unique job's key is held by another job (``on_conflict="raise"``); ``existing_id``
     is that job's id."""

@@ -89,6 +89,17 @@ def _tags(label: str, value: Any) -> None:
             raise TaskDefinitionError(f"{label} must be a list of strings, not {value!r}")
 
 
+def _versions(label: str, value: Any) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, str)
+        or not isinstance(value, list | tuple | set | frozenset)
+        or not all(type(v) is int and v >= 1 for v in value)
+    ):
+        raise TaskDefinitionError(f"{label} must be a list of versions (ints >= 1), not {value!r}")
+
+
 def _one_of(choices: tuple[str, ...]) -> Check:
     def check(label: str, value: Any) -> None:
         if value not in choices:
@@ -237,6 +248,9 @@ TASK_OPTIONS: tuple[Option, ...] = (
     Option("concurrency_key", None, _text),  # ... per value of this parameter
     Option("unique", False, _flag),  # one job per task + arguments while it waits or runs
     Option("unique_for", None, check_keep),  # ... and this many seconds after it finished
+    # Versions (a job carries its task's; a worker runs the versions its task has).
+    Option("version", 1, _integer(minimum=1)),
+    Option("runs_versions", None, _versions),  # older versions this code still runs
 )
 OPTIONS: dict[str, Option] = {option.name: option for option in TASK_OPTIONS}
 RUN_OPTIONS: tuple[Option, ...] = tuple(o for o in TASK_OPTIONS if o.runs)

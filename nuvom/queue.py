@@ -7,22 +7,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.contract import BaseJobQueue
+from nuvom.calls import Known, prepare
 from nuvom.errors import DuplicateJob, TaskDefinitionError
 from nuvom.handle import JobHandle
 from nuvom.job import Job, JobStatus
-from nuvom.limits import ON_CONFLICT, flow_origin
+from nuvom.limits import ON_CONFLICT
 
 if TYPE_CHECKING:
-    from nuvom.runtime import Runtime
     from nuvom.task import Task
-
-#: The options ``submit`` reads to give a job its limits (``nuvom.limits``).
-FLOW_OPTIONS = ("rate_limit", "concurrency", "concurrency_key", "unique", "unique_for")
 
 
 def get_queue_backend() -> BaseJobQueue:
@@ -59,10 +56,11 @@ def submit(
 ) -> list[JobHandle]:
     """Enqueue ``jobs`` in one transaction and record them; a handle for each, in order.
 
-    Each job gets its task's limits (``task``, else the registered or declared task of its
-    name). A unique job whose key is held is not stored: its handle is the holder's
-    (``on_conflict="return"``) or ``DuplicateJob`` is raised (``"raise"``) once the
-    others are stored.
+    Each call is checked against its task (``task``, else the registered or declared
+    task of its name: ``SignatureMismatch`` before anything is stored) and given its limits
+    and version (``nuvom.calls``). A unique job whose key is held is not stored: its
+    handle is the holder's (``on_conflict="return"``) or ``DuplicateJob`` is raised
+    (``"raise"``) once the others are stored.
     """
     from nuvom.runtime import current
 
@@ -70,10 +68,10 @@ def submit(
         raise TaskDefinitionError(f"on_conflict must be 'return' or 'raise', not {on_conflict!r}")
     runtime = current()
     now = runtime.clock.time()
-    options = _FlowOptions(runtime, task)
+    known, dumps = Known(runtime, task), runtime.codec.dumps
     for job in jobs:
         job.status = JobStatus.SCHEDULED if (job.due_at or 0) > now else JobStatus.PENDING
-        options.apply(job)
+        prepare(job, known.of(job.func_name), dumps)
     duplicates = runtime.queue.submit(jobs, runtime.results) or {}  # a plugin's writer: None
     if runtime.events.active:
         from nuvom.events import JobEvent
@@ -94,91 +92,6 @@ def submit(
         handle.deduplicated = True
         handles.append(handle)
     return handles
-
-
-class _FlowOptions:
-    """Each job's task options that make limits, read once per task name per submit."""
-
-    def __init__(
-        self, runtime: Runtime, task: Task[Any, Any] | None, *, unique: bool = True
-    ) -> None:
-        self.runtime = runtime
-        self.task = task
-        self.unique = unique
-        self.found: dict[str, tuple[Mapping[str, Any], Callable[..., Any] | None]] = {}
-        self.dumps = runtime.codec.dumps
-
-    def apply(self, job: Job) -> None:
-        options, func = self.of(job.func_name)
-        if not options:
-            return
-        if not self.unique or (job.origin and "workflow" in job.origin):
-            # A tick is unique already; a workflow member's id is its graph's.
-            options = {k: v for k, v in options.items() if k not in ("unique", "unique_for")}
-        job.origin = flow_origin(
-            job.origin, func_name=job.func_name, options=options, func=func,
-            args=job.args, kwargs=job.kwargs, dumps=self.dumps,
-        )  # fmt: skip
-
-    def of(self, name: str) -> tuple[Mapping[str, Any], Callable[..., Any] | None]:
-        found = self.found.get(name)
-        if found is None:
-            found = self.found[name] = self._read(name)
-        return found
-
-    def _read(self, name: str) -> tuple[Mapping[str, Any], Callable[..., Any] | None]:
-        task = self.task if self.task is not None and self.task.name == name else None
-        if task is None:
-            task = self.runtime.registry.find(name)
-        if task is not None:
-            options = {k: getattr(task, k) for k in FLOW_OPTIONS}
-            return {k: v for k, v in options.items() if v}, task.func
-        return declared_flow_options(self.runtime, name), None
-
-
-def flow_applier(runtime: Runtime) -> Callable[[Job], None]:
-    """What gives a scheduler's tick jobs their task's rate and concurrency limits, read
-    afresh for each job (a declared task's options change with its source)."""
-
-    def apply(job: Job) -> None:
-        _FlowOptions(runtime, None, unique=False).apply(job)
-
-    return apply
-
-
-def declared_flow_options(runtime: Runtime, name: str) -> dict[str, Any]:
-    """The flow options the manifest read from task ``name``'s source ({} when unknown):
-    a producer that cannot import a task still submits its jobs with their limits."""
-    from nuvom.discovery.manifest import load_manifest
-
-    path = runtime.settings.manifest_path
-    try:
-        stamp = path.stat().st_mtime_ns
-    except (OSError, AttributeError):
-        return {}
-    cached = runtime.shared(("flow-manifest", str(path)), _Declared)
-    if cached.stamp != stamp:
-        try:
-            manifest = load_manifest(path, files=False)
-        except Exception:  # an unreadable manifest: the worker reports what it cannot find
-            manifest = None
-        cached.stamp = stamp
-        cached.tasks = {} if manifest is None else {
-            entry.name: {k: entry.options[k] for k in FLOW_OPTIONS if entry.options.get(k)}
-            for entry in manifest.tasks
-        }  # fmt: skip
-    return cached.tasks.get(name, {})
-
-
-class _Declared:
-    """The flow options of each declared task, as of the manifest's ``stamp``."""
-
-    def __init__(self) -> None:
-        self.stamp: int | None = None
-        self.tasks: dict[str, dict[str, Any]] = {}
-
-    def close(self) -> None:
-        """Nothing to release (``Runtime.shared`` closes what it keeps)."""
 
 
 def enqueue(job: Job) -> JobHandle:

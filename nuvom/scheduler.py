@@ -159,7 +159,7 @@ class Scheduler:
         self.queue = queue
         self.results = results
         self.clock = clock
-        #: Gives a tick's job its task's limits (``nuvom.queue.flow_applier``).
+        #: Gives a tick's job its task's limits (``nuvom.calls.tick_preparer``).
         self.flow = flow
 
     def sync_declared(self, declared: Iterable[Schedule]) -> None:

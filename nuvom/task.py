@@ -46,6 +46,13 @@ class Task(Generic[P, R]):
     def __init__(self, func: Callable[P, R], *, name: str | None = None, **options: Any) -> None:
         if not callable(func):
             raise TaskDefinitionError(f"@task needs a function, not {func!r}")
+        qualname = getattr(func, "__qualname__", "")
+        outer = qualname.rpartition(".")[0]
+        if outer and not outer.endswith("<locals>"):
+            raise TaskDefinitionError(
+                f"@task on {qualname}: a task is a module-level function (workers find it by "
+                "module and name, with no instance to call it on), not a method"
+            )
         values = check_task_options(options)
         check_task_limits(func, name or func.__name__, values)
         values["tags"] = list(values["tags"])

@@ -434,10 +434,12 @@ class Worker:
     def _make_scheduler(self, *, sync: bool) -> Scheduler | None:
         """A scheduler (with the project's declared schedules synced, if ``sync``); None if
         the queue keeps no schedules (a plugin's, say)."""
-        from nuvom.queue import flow_applier
+        from nuvom.calls import tick_preparer
         from nuvom.scheduler import Scheduler
 
-        scheduler = Scheduler(self.queue, self.results, self.clock, flow=flow_applier(self.runtime))
+        scheduler = Scheduler(
+            self.queue, self.results, self.clock, flow=tick_preparer(self.runtime)
+        )
         try:
             self.queue.next_schedule_at()
         except BackendError as exc:

@@ -182,14 +182,14 @@ def remove_schedule(schedule_id: str) -> None:
 
 
 def trigger_schedule(schedule_id: str) -> None:
-    from nuvom.queue import flow_applier
+    from nuvom.calls import tick_preparer
     from nuvom.runtime import current
     from nuvom.scheduler import Scheduler
 
     runtime = current()
     schedule = _find(runtime, schedule_id)
     job = Scheduler(
-        runtime.queue, runtime.results, runtime.clock, flow=flow_applier(runtime)
+        runtime.queue, runtime.results, runtime.clock, flow=tick_preparer(runtime)
     ).trigger(schedule)
     console.print(
         escape(f"job {job.id} enqueued: one run of schedule {schedule_id} ({schedule.func_name})"),
@@ -248,14 +248,16 @@ def run_scheduler() -> int:
     import os
     import socket
 
+    from nuvom.calls import tick_preparer
     from nuvom.cli.worker_cmd import _backend_name
-    from nuvom.queue import flow_applier
     from nuvom.runtime import current
     from nuvom.scheduler import Scheduler
 
     runtime = current()
     queue_name = _backend_name(runtime.queue, runtime.settings.queue_backend)
-    scheduler = Scheduler(runtime.queue, runtime.results, runtime.clock, flow=flow_applier(runtime))
+    scheduler = Scheduler(
+        runtime.queue, runtime.results, runtime.clock, flow=tick_preparer(runtime)
+    )
     stop = threading.Event()
     restore = _on_signals(stop)
     try:

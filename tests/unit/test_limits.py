@@ -139,7 +139,7 @@ def test_workflow_members_keep_their_limits_but_not_uniqueness(runtime):
 
 
 def test_a_ticks_job_gets_its_tasks_limits(runtime):
-    from nuvom.queue import flow_applier
+    from nuvom.calls import tick_preparer
     from nuvom.records import Schedule
     from nuvom.scheduler import Scheduler
 
@@ -147,7 +147,7 @@ def test_a_ticks_job_gets_its_tasks_limits(runtime):
     def report(): ...
 
     scheduler = Scheduler(runtime.queue, runtime.results, runtime.clock,
-                          flow=flow_applier(runtime))  # fmt: skip
+                          flow=tick_preparer(runtime))  # fmt: skip
     job = scheduler.job_for(Schedule(id="s", func_name="report", interval=60.0), 120.0)
     assert job.rate_limit == ("report", 5 / 60, 5)
     assert job.unique is None, "a tick is unique already"
