@@ -33,7 +33,9 @@ DESCRIPTION_CHARS = 60  # a listed description is cut to its first line, at most
 # Names stay whole; at 80 columns options go first, then tags.
 TASK_COLUMNS = (
     Col("name"),
+    Col("version", justify="right", drop=3),
     Col("module", fit="cut"),
+    Col("signature", fit="cut", drop=2),
     Col("tags", fit="cut", drop=2),
     Col("description", fit="cut"),
     Col("options", fit="cut", drop=1),
@@ -128,9 +130,13 @@ def _subtree(path: Path | None) -> str:
 
 
 def discover_tasks(
-    path: Path | None, include: list[str], exclude: list[str], fmt: OutputFormat
+    path: Path | None,
+    include: list[str],
+    exclude: list[str],
+    fmt: OutputFormat,
+    export: Path | None = None,
 ) -> int:
-    from nuvom.discovery import load_manifest, refresh_manifest
+    from nuvom.discovery import load_manifest, refresh_manifest, save_manifest
 
     subtree = _subtree(path)
     manifest_path = _manifest_path()
@@ -149,6 +155,11 @@ def discover_tasks(
             )
         except OSError as exc:
             raise fail(f"cannot write the manifest {manifest_path}: {exc}") from None
+    if export is not None:
+        try:
+            save_manifest(manifest, export)
+        except OSError as exc:
+            raise fail(f"cannot write {export}: {exc}") from None
     stats = manifest.stats
     problems = manifest.errors
     if fmt is OutputFormat.json:
@@ -170,6 +181,7 @@ def discover_tasks(
                     {"file": p.file, "line": p.line, "message": p.message} for p in problems
                 ],
                 "warnings": [str(p) for p in manifest.warnings],
+                "exported": None if export is None else str(export),
             }
         )
         return 0
@@ -191,7 +203,95 @@ def discover_tasks(
     else:
         summary = f"{len(manifest.tasks)} tasks in {counts}"
     console.print(f"{escape(summary)} → {escape(str(manifest_path))}", highlight=False)
+    if export is not None:
+        console.print(f"exported {len(manifest.tasks)} tasks → {escape(str(export))}", highlight=False)  # fmt: skip
     return 0
+
+
+def signature_changes(old: Manifest | None, new: Manifest) -> tuple[list[str], list[str]]:
+    """Tasks whose parameters changed while their version did not (errors), and tasks
+    whose version was bumped (notes), as lines to print."""
+    from nuvom.discovery.signatures import signature_text
+
+    errors, notes = [], []
+    before = {e.name: e for e in old.tasks} if old is not None else {}
+    for entry in sorted(new.tasks, key=lambda e: e.name):
+        was = before.get(entry.name)
+        if was is None or was.params is None or entry.params is None:
+            continue
+        if was.signature == entry.signature and was.version == entry.version:
+            continue
+        change = f"{signature_text(was.params)} → {signature_text(entry.params)}"
+        if was.version == entry.version:
+            errors.append(
+                f"{entry.name}: parameters changed ({change}) but version is still "
+                f"{entry.version}: bump @task(version=...) so old jobs stay with old workers"
+            )
+        elif was.signature != entry.signature:
+            notes.append(f"{entry.name}: version {was.version} → {entry.version}, {change}")
+        else:
+            notes.append(f"{entry.name}: version {was.version} → {entry.version}")
+    return errors, notes
+
+
+def _still_waiting(names: list[str]) -> dict[str, int]:
+    """Jobs waiting in the configured store per task name (for removed tasks); {} when
+    there is no store or it cannot list them."""
+    from nuvom.cli.jobs_cmd import reading
+    from nuvom.errors import NuvomError
+
+    wanted = set(names)
+    counts: dict[str, int] = {}
+    try:
+        with reading() as runtime:
+            for job in runtime.queue.waiting_jobs():
+                if job.func_name in wanted:
+                    counts[job.func_name] = counts.get(job.func_name, 0) + 1
+    except (NuvomError, OSError):
+        return {}
+    return counts
+
+
+def check_tasks(
+    path: Path | None, include: list[str], exclude: list[str], fmt: OutputFormat
+) -> int:
+    """``discover tasks --check``: the source against the manifest on disk, written nowhere."""
+    from nuvom.discovery import diff_manifests, discover, load_manifest
+
+    subtree = _subtree(path)
+    manifest_path = _manifest_path()
+    committed = load_manifest(manifest_path)
+    root = Path(committed.root) if committed is not None and Path(committed.root).is_dir() else Path(".")  # fmt: skip
+    try:
+        current = discover(root, include=include or None, exclude=exclude or None,
+                           subtree=subtree or None, previous=committed)  # fmt: skip
+    except OSError as exc:
+        raise fail(f"cannot read the project: {exc}") from None
+    errors, notes = signature_changes(committed, current)
+    removed = [e.name for e in diff_manifests(committed, current).removed]
+    waiting = _still_waiting(removed) if removed else {}
+    warnings = [
+        f"{name}: removed from the source, and {count} of its jobs still wait in the store"
+        for name, count in sorted(waiting.items())
+    ]
+    if fmt is OutputFormat.json:
+        print_json({"manifest": str(manifest_path), "errors": errors, "bumped": notes,
+                    "warnings": warnings, "ok": not errors})  # fmt: skip
+        return 1 if errors else 0
+    if committed is None:
+        err_console.print(
+            f"[yellow]warning:[/] no manifest at {escape(str(manifest_path))} to check against "
+            "(run nuvom discover tasks and commit it)", highlight=False,
+        )  # fmt: skip
+    for line in errors:
+        console.print(f"[red]✗[/] {escape(line)}", highlight=False)
+    for line in notes:
+        console.print(f"[green]✓[/] {escape(line)}", highlight=False)
+    for line in warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+    if not errors:
+        console.print(f"{len(current.tasks)} tasks: no signature changed without a version bump", highlight=False)  # fmt: skip
+    return 1 if errors else 0
 
 
 def _load_or_discover(refresh: bool) -> Manifest:
@@ -208,7 +308,13 @@ def _load_or_discover(refresh: bool) -> Manifest:
 
 
 def _options_text(entry: TaskEntry) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in entry.options.items() if k != "tags")
+    return ", ".join(f"{k}={v!r}" for k, v in entry.options.items() if k not in ("tags", "version"))
+
+
+def _signature_text(entry: TaskEntry) -> str:
+    from nuvom.discovery.signatures import signature_text
+
+    return "?" if entry.params is None else signature_text(entry.params)
 
 
 def _schedule(entry: TaskEntry) -> dict[str, Any] | None:
@@ -240,8 +346,10 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
         # One task per line: readable, and the C encoder (indent= would use the slow one).
         lines = [
             json.dumps(
-                json_record({"name": e.name, "module": e.module, "function": e.function,
-                             "file": e.file, "line": e.line, "tags": e.tags,
+                json_record({"name": e.name, "version": e.version, "module": e.module,
+                             "function": e.function, "file": e.file, "line": e.line,
+                             "signature": None if e.params is None else _signature_text(e),
+                             "params": e.params, "tags": e.tags,
                              "description": e.description, "schedule": _schedule(e),
                              "options": e.options}),
                 ensure_ascii=False,
@@ -256,16 +364,17 @@ def list_tasks(tags: list[str], fmt: OutputFormat, refresh: bool) -> int:
         console.print(f"no tasks{escape(what)} under {escape(manifest.root)}", highlight=False)
         return 0
     scheduled = any(_schedule(e) is not None for e in entries)
-    columns = (*TASK_COLUMNS[:2], SCHEDULE_COLUMN, *TASK_COLUMNS[2:]) if scheduled else TASK_COLUMNS
+    columns = (*TASK_COLUMNS[:3], SCHEDULE_COLUMN, *TASK_COLUMNS[3:]) if scheduled else TASK_COLUMNS
     rows = []
     for e in entries:
         summary = (e.description or "").strip().splitlines()
         description = summary[0] if summary else ""
         if len(description) > DESCRIPTION_CHARS:
             description = description[: DESCRIPTION_CHARS - 1] + "…"
-        row = [e.name, f"{e.module}:{e.function}", ",".join(e.tags), description, _options_text(e)]
+        row = [e.name, str(e.version), f"{e.module}:{e.function}", _signature_text(e),
+               ",".join(e.tags), description, _options_text(e)]  # fmt: skip
         if scheduled:
-            row.insert(2, _schedule_text(e))
+            row.insert(3, _schedule_text(e))
         rows.append(row)
     # Plain aligned columns: a Rich Table measures every cell and takes seconds on
     # thousands of tasks; this stays well under the 0.3 s a listing may take.

@@ -301,12 +301,31 @@ def discover_tasks(
     ] = None,
     include: GlobOption = None,
     exclude: GlobOption = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="for CI: exit 1 listing each task whose parameters changed against the "
+            "manifest without a version bump (the manifest is not written)",
+        ),
+    ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="also write the task list (signatures, versions, options, schedules) here, "
+            "for a worker to start from (NUVOM_MANIFEST_PATH) with no imports",
+        ),
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Scan the project with ast, update the manifest (NUVOM_MANIFEST_PATH), show what changed."""
+    from nuvom.cli.discover_cmd import check_tasks
     from nuvom.cli.discover_cmd import discover_tasks as run
 
-    raise typer.Exit(run(path, include or [], exclude or [], fmt))
+    if check:
+        raise typer.Exit(check_tasks(path, include or [], exclude or [], fmt))
+    raise typer.Exit(run(path, include or [], exclude or [], fmt, export))
 
 
 @list_app.command("tasks")
