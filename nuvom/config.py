@@ -10,10 +10,13 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from nuvom.signing import Signer
 
 from nuvom.errors import ConfigError
 from nuvom.options import setting_default
@@ -85,6 +88,11 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(default=DEFAULT_PROMETHEUS_PORT, ge=0, le=65535)
     prometheus_host: str = "127.0.0.1"
 
+    # Signed job payloads (``nuvom.signing``): the key producers sign with and workers
+    # verify with, and older keys still accepted when verifying (comma-separated).
+    signing_key: SecretStr | None = None
+    signing_keys_old: SecretStr | None = None
+
     plugins_file: Path = Path(".nuvom_plugins.toml")
     # Also load the ``nuvom.plugins`` entry points of installed packages.
     plugins_autoload: bool = True
@@ -105,6 +113,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    def signer(self) -> Signer | None:
+        """The payload signer ``NUVOM_SIGNING_KEY`` asks for, or None."""
+        if self.signing_key is None or not self.signing_key.get_secret_value():
+            return None
+        from nuvom.signing import Signer
+
+        old = self.signing_keys_old.get_secret_value() if self.signing_keys_old else ""
+        return Signer(self.signing_key.get_secret_value(), [k.strip() for k in old.split(",")])
 
     @property
     def effective_sqlite_queue_path(self) -> Path:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from nuvom.errors import CorruptJob, SerializationError
 from nuvom.job import Job, JobStatus
 from nuvom.serialization import Codec, find_unserializable
+from nuvom.signing import unsigned
 
 PAYLOAD_VERSION = 1  # bump when the job payload layout changes
 
@@ -213,18 +214,26 @@ class JobPayloadCodec:
         if job.origin:
             body.append(job.origin)
         try:
-            return self.codec.dumps(body)
+            data = self.codec.dumps(body)
         except SerializationError as exc:
             culprit = find_unserializable(self.codec, job.args, job.kwargs)
             if culprit is None:
                 raise
             message = f"{culprit} of {job.func_name}() cannot be serialized: {exc}"
             raise SerializationError(message, argument=culprit) from None
+        signer = self.codec.signer
+        return data if signer is None else signer.sign(data)
+
+    def _body(self, data: bytes | memoryview) -> bytes:
+        """The serializer's bytes of a stored payload: its signature checked when a key is
+        set (``BadSignature``), taken off unchecked when not."""
+        signer = self.codec.signer
+        return unsigned(bytes(data)) if signer is None else signer.verify(bytes(data))
 
     def origin(self, data: bytes | memoryview) -> dict[str, Any] | None:
         """A payload's ``origin`` alone, without building a ``Job`` (``prune`` reads many);
         None when it has none. Raises ``SerializationError`` for what is not a payload."""
-        body = self.codec.loads(bytes(data))
+        body = self.codec.loads(unsigned(bytes(data)))
         if not isinstance(body, list) or not body or body[0] != PAYLOAD_VERSION:
             raise SerializationError("payload is not a job record")
         origin = body[6] if len(body) > 6 else None  # the layout ``encode`` writes
@@ -242,7 +251,7 @@ class JobPayloadCodec:
     ) -> Job:
         """Rebuild the job; raises ``CorruptJob`` for anything that is not a valid payload."""
         try:
-            body = self.codec.loads(data)
+            body = self.codec.loads(self._body(data))
             if not isinstance(body, list) or len(body) < 5:
                 raise SerializationError("payload is not a job record")
             version, func_name, args, kwargs, created_at = body[:5]

@@ -51,7 +51,11 @@ class Runtime:
         self.read_only = read_only
         self.registry = registry if registry is not None else TaskRegistry()
         self.clock = clock
-        self.codec = Codec(settings.serialization_backend, max_bytes=settings.max_payload_bytes)
+        self.codec = Codec(
+            settings.serialization_backend,
+            max_bytes=settings.max_payload_bytes,
+            signer=settings.signer(),
+        )
         self.events = EventBus()
         self._queue = queue
         self._results = results

@@ -13,11 +13,14 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
 from nuvom.errors import SerializationError
+
+if TYPE_CHECKING:
+    from nuvom.signing import Signer
 
 MAX_NESTING_DEPTH = 256  # containers inside containers a payload may hold
 MSGPACK_CODEC = 0x01
@@ -267,8 +270,12 @@ class Codec:
     larger than ``max_bytes``; ``loads`` raises only ``SerializationError``.
     """
 
-    def __init__(self, name: str = "msgpack", *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, name: str = "msgpack", *, max_bytes: int | None = None, signer: Signer | None = None
+    ) -> None:
         self._max_bytes = max_bytes
+        #: Signs and verifies job payloads (``nuvom.signing``); None: payloads are unsigned.
+        self.signer = signer
         self._readers = {code: cls(max_bytes) for code, cls in _CODECS.items()}
         writer = {"msgpack": MSGPACK_CODEC, "json": JSON_CODEC}.get(name)
         if writer is None:
