@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(default=DEFAULT_PROMETHEUS_PORT, ge=0, le=65535)
     prometheus_host: str = "127.0.0.1"
 
+    # strict: a worker runs only the task versions its code has (others wait for a worker
+    # that has theirs); any: it runs whatever it claims.
+    version_policy: Literal["strict", "any"] = "strict"
+
     # Signed job payloads (``nuvom.signing``): the key producers sign with and workers
     # verify with, and older keys still accepted when verifying (comma-separated).
     signing_key: SecretStr | None = None
@@ -108,7 +112,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "sqlite_synchronous", "file_synchronous", "queue_backend", "result_backend", mode="before"
+        "sqlite_synchronous",
+        "file_synchronous",
+        "queue_backend",
+        "result_backend",
+        "version_policy",
+        mode="before",
     )
     @classmethod
     def _lowercase(cls, value: Any) -> Any:

@@ -30,7 +30,7 @@ from nuvom.errors import TaskDefinitionError
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|m|min|h|hour|d|day)\s*$")
 _UNIT_SECS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400,
               "day": 86400}  # fmt: skip
-RATE_TAG, CONCURRENCY_TAG = "rate:", "concurrency:"
+RATE_TAG, CONCURRENCY_TAG, VERSION_TAG = "rate:", "concurrency:", "version:"
 ON_CONFLICT = ("return", "raise")
 
 
@@ -230,8 +230,17 @@ def concurrency_tag(key: str) -> str:
     return CONCURRENCY_TAG + key
 
 
+def version_tag(func_name: str, version: int) -> str:
+    """A job of ``func_name`` v``version`` that a worker without that version gave back."""
+    return f"{VERSION_TAG}{func_name}:{version}"
+
+
 def describe_hold(tag: str, origin: Mapping[str, Any] | None = None) -> str:
-    """``"rate limit 10/s"`` or ``"concurrency limit 2 (export[tenant='acme'])"``."""
+    """``"rate limit 10/s"``, ``"concurrency limit 2 (export[tenant='acme'])"`` or
+    ``"waiting for a worker with charge v2"``."""
+    if tag.startswith(VERSION_TAG):
+        task, _, version = tag[len(VERSION_TAG) :].rpartition(":")
+        return f"waiting for a worker with {task} v{version}"
     if tag.startswith(RATE_TAG):
         rate = (origin or {}).get("rate")
         if rate is None:
@@ -255,4 +264,6 @@ def _per_period(per_sec: float) -> str:
 def task_of_tag(tag: str) -> str:
     """The task a hold tag belongs to (for per-task counts)."""
     key = tag.partition(":")[2]
+    if tag.startswith(VERSION_TAG):
+        return key.rpartition(":")[0]
     return key.partition("[")[0]

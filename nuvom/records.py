@@ -134,6 +134,14 @@ class JobRecord:
         self.attempts, self.worker_id = number, worker_id
         self.finished_at = None
 
+    def note_released(self) -> None:
+        """The running attempt went back to the queue unfinished: it is not counted."""
+        if self.status is not JobStatus.RUNNING:
+            return
+        if self.history and self.history[-1].status == JobStatus.RUNNING.value:
+            self.history.pop()
+        self.status, self.attempts = JobStatus.PENDING, max(0, self.attempts - 1)
+
     def note_outcome(self, outcome: Outcome) -> None:
         """The current attempt ended; the caller keeps the result (a value or its bytes)."""
         error = outcome.error

@@ -17,12 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from nuvom.backends.contract import Hold
 from nuvom.errors import BackendError, BackendUnavailable, ConfigError, NuvomError
 from nuvom.execution import policies
 from nuvom.execution.inflight import InFlight, Running
 from nuvom.execution.pools import ExecutionPool, ThreadPool
 from nuvom.execution.runner import JobRunner
 from nuvom.job import Job, JobStatus
+from nuvom.limits import describe_hold, version_tag
 from nuvom.options import run_defaults
 from nuvom.records import ErrorInfo, Outcome, WorkerInfo
 
@@ -37,6 +39,7 @@ log = logging.getLogger("nuvom.worker")
 MIN_IDLE_POLL_SECS = 0.001  # first pause after an empty claim
 MAX_IDLE_POLL_SECS = 1.0  # longest pause between claims when idle (push wake-ups come sooner)
 BACKEND_RETRY_SECS = 0.5  # pause before retrying a claim or settle the backend refused
+VERSION_RECHECK_SECS = 2.0  # a job given back for another task version is due again after
 BURST_CLAIM_ATTEMPTS = 5  # failed claims in a row after which a --burst worker stops trying
 WAKER_WAIT_SECS = 0.25  # the waker re-checks for shutdown this often
 POOLS = ("thread", "process", "async")
@@ -128,6 +131,10 @@ class Worker:
         self.held.charge = self._charge
         self._unsettled: list[Outcome] = []
         self._claim_failures = 0  # claims in a row that raised (a burst worker retries them)
+        # Rolling deploys: jobs of task versions this code does not run are given back.
+        self.version_policy = settings.version_policy
+        self._versions: dict[str, frozenset[int] | None] = {}
+        self._told: set[str] = set()  # the version holds already logged
         self.executor = _make_pool(
             pool, self.runner, self.held, self.concurrency, max_tasks_per_child,
             max_memory_per_child_mb,
@@ -237,12 +244,63 @@ class Worker:
             self.held.wait_stopping(BACKEND_RETRY_SECS)
             return 0
         self._claim_failures = 0
+        if self.version_policy == "strict" and any(job.origin for job in jobs):
+            jobs = self._of_my_versions(jobs)
         if any(job.origin and "feed" in job.origin for job in jobs):
             jobs = self._fed(jobs)
         self.held.add(jobs)
         for job in jobs:
             self.executor.submit(job)
         return len(jobs)
+
+    def _of_my_versions(self, jobs: list[Job]) -> list[Job]:
+        """The jobs of a task version this worker runs; the others are given back to the
+        queue for a worker that has theirs (no attempt spent, the reason kept as their hold
+        tag), so in a rolling deploy old workers leave new jobs to new workers and back."""
+        now = self.clock.time()
+        foreign = []
+        for job in jobs:
+            version = (job.origin or {}).get("version", 1)
+            runs = self._versions_of(job.func_name)
+            if runs is not None and version not in runs:
+                tag = version_tag(job.func_name, version)
+                foreign.append(Hold(job.id, tag, now + VERSION_RECHECK_SECS))
+        if not foreign:
+            return jobs
+        try:
+            given = set(self.queue.hold(foreign, worker_id=self.worker_id))
+            self.results.mark_released(sorted(given))
+        except NuvomError as exc:  # their leases run out and they are claimed again
+            log.warning("giving back %d job(s) of other task versions failed: %s", len(foreign), exc)  # fmt: skip
+            given = {h.job_id for h in foreign}
+        for h in foreign:
+            if h.tag not in self._told:
+                self._told.add(h.tag)
+                log.info(
+                    "this worker does not run %s; left for a worker that does (job %s)",
+                    describe_hold(h.tag).removeprefix("waiting for a worker with "), h.job_id,
+                )  # fmt: skip
+        return [job for job in jobs if job.id not in given]
+
+    def _versions_of(self, name: str) -> frozenset[int] | None:
+        """The versions of task ``name`` this worker's code runs (its own and the older ones
+        it declares it still runs); None when it does not know the task."""
+        known = self._versions.get(name)
+        if known is not None or name in self._versions:
+            return known
+        task = self.registry.find(name)
+        if task is not None:
+            version, older = task.version, task.runs_versions
+        else:
+            manifest = self.runner.loader.manifest
+            entry = manifest.find(name) if manifest is not None else None
+            if entry is None:
+                self._versions[name] = None
+                return None
+            version, older = entry.version, entry.options.get("runs_versions")
+        runs = frozenset({int(version), *(int(v) for v in older or ())})
+        self._versions[name] = runs
+        return runs
 
     def _fed(self, jobs: list[Job]) -> list[Job]:
         """Workflow jobs with the results they come after put first; one whose inputs are

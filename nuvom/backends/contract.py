@@ -86,6 +86,16 @@ class Resolved:
             self.cancelled += other.cancelled
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A claimed job given back by ``BaseJobQueue.hold``: why (a hold tag, ``nuvom.limits``)
+    and when it may be claimed again."""
+
+    job_id: str
+    tag: str
+    due_at: float
+
+
 def cancel_reason(dep: str, succeeded: bool) -> str:
     """Why a parked job is cancelled when ``dep`` finished: the same words on every engine."""
     if succeeded:
@@ -350,6 +360,21 @@ class BaseJobQueue(ABC):
     #   submits of one key store exactly one job. The key is let go (or kept ``keep_secs``
     #   more) in the step that acks the holder's final outcome, cancels it or clears it.
     # Queues that keep no limits (a plugin's) refuse jobs that carry them, by name.
+
+    def hold(self, held: Sequence[Hold], *, worker_id: str) -> list[str]:
+        """Give back jobs ``worker_id`` holds that a limit outside the store keeps from
+        running here — a job of a task version this worker does not run — each held as a
+        claim holds one: its attempt refunded, its lease and concurrency slot freed, its
+        unique key kept, its hold tag set, claimable again from ``due_at``. Returns the ids
+        given back (a job no longer held by ``worker_id`` is left alone).
+
+        The default refunds the attempt and nacks (no tag: ``hold_of`` cannot say why).
+        """
+        mine = self.adjust_attempts({h.job_id: -1 for h in held}, worker_id=worker_id)
+        for h in held:
+            if h.job_id in mine:
+                self.nack(h.job_id, retry_at=h.due_at, worker_id=worker_id)
+        return [h.job_id for h in held if h.job_id in mine]
 
     def pause_queue(self, queue: str, paused: bool = True) -> bool:
         """Pause claims from ``queue`` (or resume them); True if that changed anything.
@@ -777,6 +802,7 @@ __all__ = [
     "BaseResultBackend",
     "Claimed",
     "Duplicates",
+    "Hold",
     "JointWriter",
     "QueueStats",
     "Resolved",

@@ -10,7 +10,7 @@ from rich.markup import escape
 from nuvom.backends.contract import ALL_QUEUES, QueueStats
 from nuvom.cli.jobs_cmd import reading, store_place
 from nuvom.cli.output import Col, OutputFormat, console, fail, fit_table, print_json
-from nuvom.limits import describe_hold, task_of_tag
+from nuvom.limits import VERSION_TAG, describe_hold, task_of_tag
 
 if TYPE_CHECKING:
     from nuvom.runtime import Runtime
@@ -125,8 +125,13 @@ def show_queue_stats(fmt: OutputFormat) -> None:
     )
     console.print(fit_table(escape(title), _COLUMNS, rows, title_justify="left"))
     for task, tags in data["held_by_task"].items():
-        waits = "; ".join(f"{count} on its {describe_hold(tag)}" for tag, count in tags.items())
+        waits = "; ".join(_held_text(tag, count) for tag, count in tags.items())
         console.print(escape(f"held back: {task}: {waits}"), highlight=False)
+
+
+def _held_text(tag: str, count: int) -> str:
+    what = describe_hold(tag)
+    return f"{count} {what}" if tag.startswith(VERSION_TAG) else f"{count} held by its {what}"
 
 
 def pause_queue(name: str, *, paused: bool) -> None:

@@ -316,3 +316,31 @@ def test_a_fired_tick_keeps_its_limits(backends: Backends):
     )
     assert won == [True, True]
     assert len(_claim(backends)) == 1
+
+
+# -- holds from outside the store: a worker without a job's task version gives it back ----
+def test_a_held_back_job_waits_with_its_tag_and_its_attempt_refunded(backends: Backends):
+    from nuvom.backends.contract import Hold
+    from nuvom.limits import version_tag
+
+    _submit(backends, _job("v2", conc=["k", 1], unique=["u", 0.0]), _job("other", conc=["k", 1]))
+    [job] = _claim(backends)
+    assert job.id == "v2"
+    due = backends.clock.time() + 5
+    tag = version_tag(LIMITED, 2)
+    given = backends.queue.hold([Hold("v2", tag, due)], worker_id="w1")
+    assert given == ["v2"]
+    assert backends.queue.hold([Hold("v2", tag, due)], worker_id="w1") == [], "no longer held"
+    assert backends.queue.hold_of("v2") == tag
+    assert _held(backends).get(tag) == 1
+    assert backends.queue.unique_holder("u") == "v2", "it still holds its unique key"
+    assert _ids(_claim(backends, worker="w2")) == ["other"], "its slot was freed; not due yet"
+    _settle(backends, _claim_one_again(backends, "other"))
+    backends.clock.advance(5)
+    [again] = _claim(backends, worker="w3")
+    assert again.id == "v2"
+    assert again.attempts == 1, "being given back used no attempt"
+
+
+def _claim_one_again(backends: Backends, job_id: str) -> Job:
+    return Job(LIMITED, id=job_id, lease_owner="w2", attempts=1)

@@ -57,7 +57,7 @@ def test_pause_resume_and_why_a_job_waits(project: Project) -> None:
     assert stats["held_by_task"] == {"call_api": {"rate:call_api": 2}}
     table = _ok(project.nuvom("queue", "stats", env={"COLUMNS": "120"}))
     assert "(paused)" in table
-    assert "held back: call_api: 2 on its rate limit" in table
+    assert "held back: call_api: 2 held by its rate limit 2/m" in table
 
     held = [job for job in limited if "rate limit 2/m" in _ok(project.nuvom("inspect", "job", job))]
     assert len(held) == 2

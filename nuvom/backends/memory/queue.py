@@ -22,6 +22,7 @@ from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     Claimed,
     Duplicates,
+    Hold,
     Queues,
     QueueStats,
     Resolved,
@@ -218,6 +219,20 @@ class MemoryJobQueue(QuarantiningQueue):
         if limit is not None:
             self._slots.setdefault(limit.key, set()).add(job.id)
         return None
+
+    def hold(self, held: Sequence[Hold], *, worker_id: str) -> list[str]:
+        given: list[str] = []
+        with self._cond:
+            for h in held:
+                job = self._held(h.job_id, worker_id)
+                if job is None:
+                    continue
+                self._push(replace(job, attempts=max(0, job.attempts - 1), due_at=h.due_at))
+                self._holds[h.job_id] = h.tag
+                self._free_slot(job)
+                given.append(h.job_id)
+            self._cond.notify_all()
+        return given
 
     def pause_queue(self, queue: str, paused: bool = True) -> bool:
         with self._cond:

@@ -99,6 +99,14 @@ class MemoryResultBackend(BaseResultBackend):
                 record.note_started(worker_id, started_at)
                 self._touch(record)
 
+    def mark_released(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                record = self._records.get(job_id)
+                if record is not None:
+                    record.note_released()
+                    self._touch(record)
+
     def mark_cancelled(self, job_id: str, *, at: float) -> None:
         with self._lock:
             record = self._record(job_id)

@@ -1,0 +1,57 @@
+"""Task versions on the worker's side: a job of a version this worker's code does not run
+is given back for a worker that does, with no attempt spent and the reason readable."""
+
+from __future__ import annotations
+
+import nuvom
+from nuvom.job import Job, JobStatus
+from nuvom.limits import version_tag
+from nuvom.queue import enqueue
+from nuvom.registry import TaskRegistry
+from nuvom.task import task
+from nuvom.worker import Worker
+
+
+def _ran(runtime, job_id: str) -> JobStatus | None:
+    return runtime.results.get_status(job_id)
+
+
+def test_a_job_of_another_version_is_given_back_unspent(runtime):
+    @task(version=1)
+    def charge(order_id): ...
+
+    newer = enqueue(Job("charge", args=(1,), origin={"version": 2}))
+    mine = charge.delay(2)
+    Worker(workers=1).run(burst=True)
+
+    assert _ran(runtime, mine.id) is JobStatus.SUCCESS
+    assert _ran(runtime, newer.id) is JobStatus.PENDING, "left waiting for a v2 worker"
+    assert runtime.queue.hold_of(newer.id) == version_tag("charge", 2)
+    [waiting] = runtime.queue.waiting_jobs()
+    assert waiting.attempts == 0, "being given back used no attempt"
+
+
+def test_older_versions_a_task_still_runs_are_run(runtime):
+    @task(version=2, runs_versions=[1, 2])
+    def charge(order_id): ...
+
+    older = enqueue(Job("charge", args=(1,)))  # version 1: no version in its origin
+    assert (older.job.origin or {}).get("version") == 2, "a new job carries the current version"
+    old_job = Job("charge", args=(1,), origin={"tag": "old"})
+    runtime.queue.submit([old_job], runtime.results)  # as an old producer stored it
+    Worker(workers=1).run(burst=True)
+    assert _ran(runtime, old_job.id) is JobStatus.SUCCESS
+    assert _ran(runtime, older.id) is JobStatus.SUCCESS
+
+
+def test_the_any_policy_runs_whatever_comes():
+    runtime = nuvom.configure(queue_backend="memory", result_backend="memory",
+                              registry=TaskRegistry(), version_policy="any")  # fmt: skip
+
+    @task
+    def charge(order_id): ...
+
+    job = Job("charge", args=(1,), origin={"version": 7})
+    runtime.queue.submit([job], runtime.results)
+    Worker(workers=1).run(burst=True)
+    assert _ran(runtime, job.id) is JobStatus.SUCCESS
