@@ -1,8 +1,10 @@
-"""Operations on jobs by id: look one up, retry a failed one, cancel a waiting one; and
-follow a workflow by the id of its last job (``get_workflow``)."""
+"""Operations on jobs by id: look one up, retry a failed one, cancel a waiting one; follow
+a workflow by the id of its last job (``get_workflow``); and move a task's waiting jobs to
+its current version (``upgrade_jobs``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from nuvom.errors import JobNotFound, JobStateError
@@ -84,3 +86,48 @@ def get_workflow(workflow_id: str) -> WorkflowHandle:
     from nuvom.workflow import get_workflow as find
 
     return find(workflow_id)
+
+
+@dataclass(slots=True)
+class Upgraded:
+    """What ``upgrade_jobs`` did: the jobs moved to the task's current version, and those it
+    left as they were, each with why (their arguments no longer fit, or a worker took it)."""
+
+    version: int
+    moved: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+def upgrade_jobs(func_name: str, from_version: int) -> Upgraded:
+    """Move the waiting jobs of ``func_name`` v``from_version`` to the task's current version
+    (the imported task's, else the manifest's), so today's workers run them.
+
+    A job whose arguments no longer fit the current signature is refused by id and left
+    where it is; so is one a worker claimed meanwhile. Each job keeps its id, queue,
+    priority, due time and limits.
+    """
+    from nuvom.calls import Known, check_call
+    from nuvom.errors import SignatureMismatch
+    from nuvom.queue import submit
+    from nuvom.runtime import current
+
+    runtime = current()
+    facts = Known(runtime).of(func_name)
+    done = Upgraded(facts.version)
+    if facts.version == from_version:
+        return done
+    for job in runtime.queue.waiting_jobs():
+        if job.func_name != func_name or (job.origin or {}).get("version", 1) != from_version:
+            continue
+        try:
+            check_call(func_name, facts, tuple(job.args), job.kwargs)
+        except SignatureMismatch as exc:
+            done.refused.append((job.id, str(exc)))
+            continue
+        if not runtime.queue.cancel(job.id):  # claimed since it was listed: a worker has it
+            done.refused.append((job.id, "a worker claimed it meanwhile"))
+            continue
+        origin = {**(job.origin or {}), "version": facts.version}
+        submit([replace(job, origin=origin, attempts=0, lease_owner=None, lease_until=None)])
+        done.moved.append(job.id)
+    return done

@@ -368,3 +368,20 @@ def prune_jobs(older_than: str, status: str | None) -> None:
         older_than=time.time() - age, statuses=[chosen] if chosen else None
     )
     console.print(f"pruned {removed} job(s) older than {older_than}")
+
+
+def upgrade(func_name: str, from_version: int) -> int:
+    """``nuvom jobs upgrade TASK --from V``: exit 1 when some jobs could not be moved."""
+    from nuvom.sdk import upgrade_jobs
+
+    done = upgrade_jobs(func_name, from_version)
+    if done.version == from_version:
+        console.print(escape(f"{func_name} is at version {from_version} already: nothing to move"), highlight=False)  # fmt: skip
+        return 0
+    console.print(
+        escape(f"{len(done.moved)} job(s) of {func_name} moved from version {from_version} to {done.version}"),
+        highlight=False,
+    )  # fmt: skip
+    for job_id, why in done.refused:
+        console.print(f"[yellow]left[/] {escape(job_id)}: {escape(why)}", highlight=False)
+    return 1 if done.refused else 0

@@ -401,6 +401,24 @@ def runscheduler() -> None:
     raise typer.Exit(run_scheduler())
 
 
+jobs_app = typer.Typer(help="Waiting jobs, in bulk.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("upgrade")
+def jobs_upgrade(
+    task_name: Annotated[str, typer.Argument(metavar="TASK", help="the task's name")],
+    from_version: Annotated[
+        int, typer.Option("--from", min=1, help="the version the waiting jobs carry")
+    ],
+) -> None:
+    """Move a task's waiting jobs of an old version to its current one (those whose
+    arguments no longer fit its signature are listed and left as they are)."""
+    from nuvom.cli.jobs_cmd import upgrade
+
+    raise typer.Exit(upgrade(task_name, from_version))
+
+
 db_app = typer.Typer(help="nuvom's tables on PostgreSQL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -55,3 +55,24 @@ def test_the_any_policy_runs_whatever_comes():
     runtime.queue.submit([job], runtime.results)
     Worker(workers=1).run(burst=True)
     assert _ran(runtime, job.id) is JobStatus.SUCCESS
+
+
+def test_upgrade_moves_waiting_jobs_that_still_fit_and_names_the_others(runtime):
+    from nuvom.sdk import upgrade_jobs
+
+    @task(version=2)
+    def charge(order_id, amount_cents): ...
+
+    fits = Job("charge", args=(1, 100), origin={"version": 1})
+    stale = Job("charge", args=(1,), origin={"version": 1})
+    runtime.queue.submit([fits, stale], runtime.results)  # as v1 producers stored them
+
+    done = upgrade_jobs("charge", 1)
+    assert done.moved == [fits.id]
+    assert [job_id for job_id, _ in done.refused] == [stale.id]
+    assert "missing a required argument: 'amount_cents'" in done.refused[0][1]
+    versions = {j.id: (j.origin or {}).get("version") for j in runtime.queue.waiting_jobs()}
+    assert versions == {fits.id: 2, stale.id: 1}
+    Worker(workers=1).run(burst=True)
+    assert _ran(runtime, fits.id) is JobStatus.SUCCESS
+    assert _ran(runtime, stale.id) is JobStatus.PENDING, "left for a v1 worker"
