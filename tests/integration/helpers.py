@@ -199,16 +199,28 @@ class Project:
         merged.update(extra)
         return merged
 
-    def start(self, args: list[str], *, env: dict[str, str] | None = None, **extra: str) -> Proc:
-        proc = Proc(args, cwd=self.root, env=self._env(env, extra))
+    def start(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        **extra: str,
+    ) -> Proc:
+        proc = Proc(args, cwd=cwd or self.root, env=self._env(env, extra))
         self.procs.append(proc)
         return proc
 
     def start_worker(
-        self, *args: str, env: dict[str, str] | None = None, wait: bool = True, **extra: str
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        cwd: Path | None = None,
+        **extra: str,
     ) -> Proc:
         """``nuvom runworker ARGS``; with ``wait``, returns once its signal handlers are in."""
-        proc = self.start([*nuvom_command(), "runworker", *args], env=env, **extra)
+        proc = self.start([*nuvom_command(), "runworker", *args], env=env, cwd=cwd, **extra)
         if wait:
             proc.wait_for_output(STARTED_TEXT)
         return proc
@@ -219,12 +231,13 @@ class Project:
         *,
         env: dict[str, str] | None = None,
         timeout: float = DEFAULT_WAIT_SECS,
+        cwd: Path | None = None,
         **extra: str,
     ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
                 args,
-                cwd=self.root,
+                cwd=cwd or self.root,
                 env=self._env(env, extra),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
