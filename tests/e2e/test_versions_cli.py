@@ -83,3 +83,35 @@ def test_export_and_list_show_versions_and_signatures(project: Project) -> None:
     assert rows["charge"]["signature"] == "(order_id: int, amount_cents: int)"
     table = _out(project.nuvom("list", "tasks", env={"COLUMNS": "160"}))
     assert "(order_id: int, amount_cents: int)" in table
+
+
+def test_check_warns_of_a_removed_task_whose_jobs_still_wait(project: Project) -> None:
+    project.write("billing.py", V1)
+    assert project.nuvom("discover", "tasks").returncode == 0
+    sent = project.python("from billing import refund\nrefund.delay(1)\nrefund.delay(2)\n")
+    assert sent.returncode == 0, sent.stderr
+    project.write("billing.py", V1.split("@task(version=3)")[0])
+    result = project.nuvom("discover", "tasks", "--check", COLUMNS="200")
+    assert result.returncode == 0, "a removal is a warning, not an error"
+    assert "refund: removed from the source, and 2 of its jobs still wait in the store" in (
+        result.stderr
+    )
+
+
+def test_a_worker_starts_from_the_exported_list_without_importing_tasks(project: Project) -> None:
+    project.write("billing.py", V1.replace("from nuvom import task",
+                                           "from nuvom import task\nopen('imported', 'w')"))  # fmt: skip
+    assert project.nuvom("discover", "tasks", "--export", "tasks.json").returncode == 0
+    assert not (project.root / "imported").exists(), "discovery reads source, imports nothing"
+    idle = project.nuvom("runworker", "--burst", NUVOM_MANIFEST_PATH="tasks.json")
+    assert idle.returncode == 0, idle.stderr
+    assert not (project.root / "imported").exists(), "nothing imported before a job came"
+
+    sent = project.python("from nuvom.job import Job\nfrom nuvom.queue import enqueue\n"
+                          "enqueue(Job('charge', args=(1, 100)))\n",
+                          NUVOM_MANIFEST_PATH="tasks.json")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert not (project.root / "imported").exists(), "enqueue by name imports nothing either"
+    ran = project.nuvom("runworker", "--burst", NUVOM_MANIFEST_PATH="tasks.json")
+    assert ran.returncode == 0, ran.stderr
+    assert (project.root / "imported").exists(), "the first job of the task imported it"
