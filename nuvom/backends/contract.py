@@ -96,6 +96,102 @@ class Hold:
     due_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Which job records ``find_jobs`` returns, newest update first, a page at a time.
+
+    ``before`` is the keyset of the last record of the previous page: its
+    ``(updated_at, id)``; the next page starts strictly after it (never an OFFSET, so a
+    page stays right while jobs keep finishing). ``search`` matches a substring of the id
+    or of the call as ``repr`` shows its arguments; ``tasks`` are task names (a tag filter
+    is resolved to the tasks that carry it before it gets here).
+    """
+
+    status: JobStatus | None = None
+    queue: str | None = None
+    tasks: tuple[str, ...] | None = None
+    since: float | None = None
+    until: float | None = None
+    search: str | None = None
+    before: tuple[float, str] | None = None
+    limit: int = 50
+
+    def matches(self, record: JobRecord) -> bool:
+        """Whether ``record`` passes every filter (the keyset too)."""
+        updated = record.updated_at or 0.0
+        if self.status is not None and record.status is not self.status:
+            return False
+        if self.queue is not None and record.queue != self.queue:
+            return False
+        if self.tasks is not None and record.func_name not in self.tasks:
+            return False
+        if self.since is not None and updated < self.since:
+            return False
+        if self.until is not None and updated >= self.until:
+            return False
+        if self.before is not None and (updated, record.id) >= self.before:
+            return False
+        return not self.search or self.search in record.id or self.search in call_text(record)
+
+
+def call_text(record: JobRecord) -> str:
+    """``add(1, 2, scale=3)``: what ``JobQuery.search`` looks in besides the id."""
+    parts = [repr(a) for a in record.args] + [f"{k}={v!r}" for k, v in record.kwargs.items()]
+    return f"{record.func_name or '?'}({', '.join(parts)})"
+
+
+@dataclass(slots=True)
+class Activity:
+    """What finished in a window, for the dashboard's overview: per bucket of
+    ``bucket_secs`` from ``since``, counts of attempts that ended SUCCESS, FAILED or
+    RETRYING; and per task its finished jobs' run times (p50, p95 seconds, how many)."""
+
+    since: float
+    bucket_secs: float
+    buckets: list[dict[str, int]] = field(default_factory=list)
+    run_times: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+
+
+ACTIVITY_STATUSES = ("SUCCESS", "FAILED", "RETRYING")
+#: The most records a default ``find_jobs``/``activity`` reads (built-ins read their index).
+SCAN_LIMIT = 20_000
+
+
+def activity_of(records: Sequence[JobRecord], since: float, until: float,
+                bucket_secs: float) -> Activity:  # fmt: skip
+    """``Activity`` computed from job records (their attempt histories)."""
+    count = max(1, int((until - since) // bucket_secs) + 1)
+    activity = Activity(
+        since, bucket_secs, [dict.fromkeys(ACTIVITY_STATUSES, 0) for _ in range(count)]
+    )
+    took: dict[str, list[float]] = {}
+    for record in records:
+        # A listing may leave the history out: then the job's own end is its last attempt's.
+        ends = [(a.finished_at, a.status) for a in record.history] or [
+            (record.finished_at, record.status.value)
+        ]
+        for ended, status in ends:
+            if ended is not None and since <= ended < until and status in ACTIVITY_STATUSES:
+                bucket = activity.buckets[min(count - 1, int((ended - since) // bucket_secs))]
+                bucket[status] += 1
+        took_secs = record.duration_secs
+        finished = record.finished_at
+        if (
+            record.status is JobStatus.SUCCESS
+            and took_secs is not None
+            and (finished or 0) >= since
+        ):
+            took.setdefault(record.func_name or "?", []).append(took_secs)
+    for task, times in took.items():
+        times.sort()
+        activity.run_times[task] = (_quantile(times, 0.5), _quantile(times, 0.95), len(times))
+    return activity
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def cancel_reason(dep: str, succeeded: bool) -> str:
     """Why a parked job is cancelled when ``dep`` finished: the same words on every engine."""
     if succeeded:
@@ -417,6 +513,15 @@ class BaseJobQueue(ABC):
     def cancel(self, job_id: str) -> bool:
         """Remove a job that is waiting; False if it is claimed or unknown."""
 
+    def purge(self, queue: str, results: BaseResultBackend) -> int:
+        """Cancel every job waiting in ``queue`` (not the claimed ones), each recorded
+        CANCELLED; return how many. The default cancels them one by one (each atomic)."""
+        return sum(
+            1
+            for job in self.waiting_jobs()
+            if job.queue == queue and self.cancel_job(job.id, results)
+        )
+
     def waiting_jobs(self) -> list[Job]:
         """Every job not claimed now, in claim order (``nuvom migrate-queue`` moves them).
 
@@ -651,6 +756,39 @@ class BaseResultBackend(ABC):
         """Delete finished jobs last updated before ``older_than``; return how many. Default: 0."""
         return 0
 
+    # -- listings for people (the dashboard) ---------------------------------
+    def find_jobs(self, query: JobQuery) -> list[JobRecord]:
+        """Up to ``query.limit`` records passing ``query``, most recently updated first
+        (ties by id, descending), starting after ``query.before``.
+
+        The default reads ``list_jobs`` pages (at most ``SCAN_LIMIT`` records) and filters
+        them here; built-in backends answer from their own index.
+        """
+        found: list[JobRecord] = []
+        page = 500
+        for offset in range(0, SCAN_LIMIT, page):
+            batch = self.list_jobs(status=query.status, limit=page, offset=offset)
+            found += [r for r in batch if query.matches(r)]
+            if len(batch) < page:
+                break
+        found.sort(key=lambda r: (r.updated_at or 0.0, r.id), reverse=True)
+        return found[: query.limit]
+
+    def activity(self, *, since: float, until: float, bucket_secs: float) -> Activity:
+        """What ended between ``since`` and ``until`` (``Activity``). The default reads the
+        records updated since then through ``find_jobs``."""
+        records = self.find_jobs(JobQuery(since=since, limit=SCAN_LIMIT))
+        # Retried jobs' earlier attempts are in their full records only.
+        full = [self.get_full(r.id) or r if r.attempts > 1 and not r.history else r
+                for r in records]  # fmt: skip
+        return activity_of(full, since, until, bucket_secs)
+
+    def delete_job(self, job_id: str) -> bool:
+        """Forget a finished job's record (result, error, history); False if there is none
+        or it is not finished (cancel it first)."""
+        raise BackendError(f"the {self.name!r} result backend cannot delete a job's record",
+                           backend=self.name)  # fmt: skip
+
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
         """A writer that commits each step on ``queue`` and here at once, or ``None``.
 
@@ -798,11 +936,13 @@ def writer(queue: BaseJobQueue, results: BaseResultBackend) -> JointWriter:
 
 __all__ = [
     "ALL_QUEUES",
+    "Activity",
     "BaseJobQueue",
     "BaseResultBackend",
     "Claimed",
     "Duplicates",
     "Hold",
+    "JobQuery",
     "JointWriter",
     "QueueStats",
     "Resolved",

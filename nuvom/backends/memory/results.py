@@ -16,6 +16,7 @@ from nuvom.backends.contract import (
     BaseJobQueue,
     BaseResultBackend,
     Duplicates,
+    JobQuery,
     JointWriter,
     Queues,
     TwoStepWriter,
@@ -144,6 +145,20 @@ class MemoryResultBackend(BaseResultBackend):
             newest_first = reversed(self._records.values())
             matching = [r for r in newest_first if status is None or r.status is status]
             return [replace(r) for r in matching[offset : offset + limit]]
+
+    def find_jobs(self, query: JobQuery) -> list[JobRecord]:
+        with self._lock:
+            found = [replace(r) for r in self._records.values() if query.matches(r)]
+        found.sort(key=lambda r: (r.updated_at or 0.0, r.id), reverse=True)
+        return found[: query.limit]
+
+    def delete_job(self, job_id: str) -> bool:
+        with self._lock:
+            record = self._records.get(job_id)
+            if record is None or not record.status.is_final:
+                return False
+            del self._records[job_id]
+            return True
 
     def status_counts(self) -> dict[str, int]:
         with self._lock:
