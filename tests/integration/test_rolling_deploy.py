@@ -82,7 +82,11 @@ def test_old_and_new_workers_each_run_their_own_version(
 
     assert project.run([*produce, "1000", str(JOBS)], env=env, cwd=v2).returncode == 0
     new_worker = project.start_worker(env=env, cwd=v2)
-    wait_for(lambda: len(_runs(log)) >= 2 * JOBS, timeout=90, what="every job to run")
+    try:
+        wait_for(lambda: len(_runs(log)) >= 2 * JOBS, timeout=90, what="every job to run")
+    except AssertionError as exc:
+        workers = "\n".join(w.describe() for w in (*old_workers, new_worker))
+        raise AssertionError(f"{exc}; ran: {sorted(_runs(log).items())}\n{workers}") from None
 
     for worker in (*old_workers, new_worker):
         worker.send(signal.SIGTERM)
