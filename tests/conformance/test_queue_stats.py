@@ -13,10 +13,10 @@ from nuvom.queue_backends.base import QueueStats
 
 from .conftest import BUILDERS, Backends
 
-EMBEDDED = ["memory", "file", "sqlite", "sqlite-shared", "postgres"]  # Redis: one row for all
+PER_QUEUE = ["memory", "file", "sqlite", "sqlite-shared", "postgres", "redis"]
 
 
-@pytest.fixture(params=EMBEDDED)
+@pytest.fixture(params=PER_QUEUE)
 def embedded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
     built = BUILDERS[request.param](tmp_path, FakeClock())
     yield built

@@ -292,6 +292,7 @@ class MemoryJobQueue(QuarantiningQueue):
                         why = cancel_reason(dep, succeeded)  # job whose dependency failed
                         resolved.cancelled.append((job_id, why))
                         todo.append((job_id, False))
+                        self._let_go(job, self.clock.time(), finished=False)
                     else:
                         self._push(replace(job, due_at=None))
                         resolved.released.append(job_id)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from nuvom.backends.contract import JointWriter, Queues
+from nuvom.backends.contract import Duplicates, JointWriter, Queues
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import by_digest, retried, translated
-from nuvom.backends.redis.queue import RedisJobQueue, pairs, stored_rows
+from nuvom.backends.redis.queue import RedisJobQueue, duplicates, pairs, stored_rows
 from nuvom.backends.redis.results import SAVE_SCRIPT, RedisResultBackend
 from nuvom.job import Job
 from nuvom.records import ErrorInfo, Outcome
@@ -38,18 +38,21 @@ class RedisJointWriter(JointWriter):
         results = self.results
         return [results.prefix, results.ttl_secs or 0, results.history_cap]
 
-    def submit(self, jobs: Sequence[Job]) -> None:
-        """Enqueue and record in one script: no worker can finish a job before it is recorded.
+    def submit(self, jobs: Sequence[Job]) -> Duplicates:
+        """Enqueue and record in one script: no worker can finish a job before it is recorded,
+        and a duplicate (its unique key held) is neither stored nor recorded.
 
-        It is sent again if its reply is lost; its token makes the second send write nothing.
+        It is sent again if its reply is lost; its token makes the second send write nothing
+        and answer with the duplicates the first one found.
         """
         if not jobs:
-            return
+            return {}
         items = self.results.item_args(self.results.enqueued_items(jobs))
         args = self.queue.enqueue_args(jobs, token=uuid.uuid4().hex)
         args[3:3] = [*self._record_args(), len(items), *items]
         client = self.queue.client
-        retried(self.queue.url, lambda: by_digest(client, self._enqueue_and_record, args))
+        reply = retried(self.queue.url, lambda: by_digest(client, self._enqueue_and_record, args))
+        return duplicates(reply)
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None

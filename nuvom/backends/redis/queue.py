@@ -9,11 +9,15 @@ its schedule moved on by one script (``FIRE``), keyed on the tick with ``SET NX`
 A job that waits for others is parked in a hash of its own, with a set of what it still
 waits for and, per dependency, a set of what waits for it; the settle script resolves an
 acked job's dependents when it has any.
+Flow control lives in the same scripts: a job's limits go into its hash as one JSON field,
+the claim checks them against per-key slot sets and per-task token buckets and moves a job
+it holds back to the delayed set; the submit keeps one job per unique key.
 ``joint.py`` runs these scripts in one MULTI with the result backend's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,7 +32,16 @@ from nuvom.backends.common import (
     decode_claimed,
     decode_waiting,
 )
-from nuvom.backends.contract import TICKS_KEPT_SECS, Claimed, Queues, Resolved, claim_order
+from nuvom.backends.contract import (
+    TICKS_KEPT_SECS,
+    Claimed,
+    Duplicates,
+    Hold,
+    Queues,
+    QueueStats,
+    Resolved,
+    claim_order,
+)
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import (
     RedisBackend,
@@ -79,6 +92,32 @@ def stored_rows(flat: Sequence[Any], width: int = CLAIM_ROW) -> list[tuple[Store
     return rows
 
 
+def limits_arg(job: Job) -> str:
+    """What the scripts enforce for ``job``: its limits as JSON, '' when it has none.
+
+    The rate limit carries its bucket's key (the task), so the claim script never needs
+    the payload; floats go as ``repr``, which the server's JSON reader reads back exactly.
+    """
+    origin = job.origin
+    if not origin or ("rate" not in origin and "conc" not in origin and "unique" not in origin):
+        return ""
+    entries: dict[str, list[Any]] = {}
+    rate, conc, unique = job.rate_limit, job.concurrency_limit, job.unique
+    if rate is not None:
+        entries["rate"] = [rate.key, rate.per_sec, rate.burst]
+    if conc is not None:
+        entries["conc"] = [conc.key, conc.limit]
+    if unique is not None:
+        entries["unique"] = [unique.key, unique.keep_secs]
+    return json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+
+
+def duplicates(reply: Any) -> Duplicates:
+    """An enqueue script's reply as the duplicates it did not store: 1 or 0 (none), or a flat
+    ``id, holder, ...`` list."""
+    return dict(pairs(reply)) if isinstance(reply, list) else {}
+
+
 def pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:
     """A script's flat ``id, reason, ...`` reply as pairs (what it quarantined)."""
     return [(text(flat[i]), text(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
@@ -90,11 +129,29 @@ def resolved(reply: Sequence[Any]) -> Resolved:
     return Resolved([text(i) for i in released], pairs(cancelled))
 
 
+def _count_into(row: QueueStats, counted: str, sub: str, count: int) -> None:
+    """Add one of ``STATS_PAGE``'s counts to ``row``; a scheduled job is waiting, not pending."""
+    if counted == "scheduled":
+        row.scheduled += count
+        row.pending = max(0, row.pending - count)
+    elif counted in ("running", "expired", "quarantined"):
+        setattr(row, counted, getattr(row, counted) + count)
+    elif counted == "owner":
+        row.lease_owners[sub] = row.lease_owners.get(sub, 0) + count
+    elif counted == "held":
+        row.held[sub] = row.held.get(sub, 0) + count
+
+
+def _has_jobs(row: QueueStats) -> bool:
+    return bool(row.pending or row.scheduled or row.running or row.expired or row.quarantined)
+
+
 class RedisJobQueue(RedisBackend, QuarantiningQueue):
     name = "redis"
     shared_across_processes = True
     pushes_wakeups = True
     keeps_dependencies = True
+    keeps_limits = True
 
     def ready(self) -> None:
         self._scripts = {
@@ -103,7 +160,8 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
                          "ADJUST_ATTEMPTS",
                          "CANCEL", "CLEAR", "STATS", "WAITING", "RESOLVE", "PARKED",
                          "SAVE_SCHEDULE", "LIST_SCHEDULES", "REMOVE_SCHEDULE", "PAUSE_SCHEDULE",
-                         "DUE_SCHEDULES", "SET_ASIDE_SCHEDULE", "FIRE")
+                         "DUE_SCHEDULES", "SET_ASIDE_SCHEDULE", "FIRE",
+                         "HOLD", "PAUSE", "UNIQUE_HOLDER", "STATS_PAGE")
         }  # fmt: skip
         self._waker: Any = None
         self._wake_lock = threading.Lock()
@@ -131,10 +189,12 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         return args
 
     def job_args(self, job: Job, now: float) -> list[object]:
-        """One job as ENQUEUE and FIRE take it: id, queue, priority, due, attempts, payload."""
+        """One job as ENQUEUE and FIRE take it: id, queue, priority, due, attempts, payload,
+        limits ('' = none)."""
         due = job.due_at if job.due_at is not None else now
         payload = self.payloads.encode(job)
-        return [job.id, job.queue, job.priority, repr(due), job.attempts, payload]
+        return [job.id, job.queue, job.priority, repr(due), job.attempts, payload,
+                limits_arg(job)]  # fmt: skip
 
     def settle_args(self, outcomes: Sequence[Outcome]) -> list[object]:
         args: list[object] = [self.prefix, repr(self.clock.time())]
@@ -156,18 +216,21 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
             self.payloads, rows, worker_id=worker_id, lease_until=until
         )
         if corrupt:
-            self.run("QUARANTINE", worker_id, *(v for row, why in corrupt for v in (row.id, why)))
+            flat = (v for row, why in corrupt for v in (row.id, why))
+            self.run("QUARANTINE", repr(self.clock.time()), worker_id, *flat)
         return claimed, corrupt
 
     # -- producing -------------------------------------------------------
     def enqueue(self, job: Job) -> None:
         self.enqueue_many([job])
 
-    def enqueue_many(self, jobs: Sequence[Job]) -> None:
-        """One script; sent again (with the same token) if its reply is lost."""
-        if jobs:
-            args = self.enqueue_args(jobs, token=uuid.uuid4().hex)
-            retried(self.url, lambda: self._scripts["ENQUEUE"](args=args))
+    def enqueue_many(self, jobs: Sequence[Job]) -> Duplicates:
+        """One script; sent again (with the same token) if its reply is lost, when it answers
+        with the duplicates its first run found."""
+        if not jobs:
+            return {}
+        args = self.enqueue_args(jobs, token=uuid.uuid4().hex)
+        return duplicates(retried(self.url, lambda: self._scripts["ENQUEUE"](args=args)))
 
     # -- wake-ups --------------------------------------------------------
     def wait_for_jobs(self, timeout: float) -> bool:
@@ -235,7 +298,7 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
 
     def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
         if job_ids:
-            self.run("RELEASE", worker_id, *job_ids)
+            self.run("RELEASE", repr(self.clock.time()), worker_id, *job_ids)
 
     def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
         if not job_ids:
@@ -265,6 +328,30 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
                                   _number(due, float) if due else None,
                                   _number(attempts, int), payload))  # fmt: skip
         return sorted(decode_waiting(self.payloads, rows), key=lambda job: job.id)
+
+    # -- flow control ----------------------------------------------------
+    def hold(self, held: Sequence[Hold], *, worker_id: str) -> list[str]:
+        if not held:
+            return []
+        flat = [v for h in held for v in (h.job_id, h.tag, repr(float(h.due_at)))]
+        return [text(i) for i in self.run("HOLD", repr(self.clock.time()), worker_id, *flat)]
+
+    def pause_queue(self, queue: str, paused: bool = True) -> bool:
+        return bool(self.run("PAUSE", "pause" if paused else "resume", queue))
+
+    def paused_queues(self) -> list[str]:
+        return sorted(text(name) for name in self.run("PAUSE", "list", ""))
+
+    def hold_of(self, job_id: str) -> str | None:
+        with translated(self.url):
+            state, hold = self.client.hmget(f"{self.prefix}:job:{job_id}", "state", "hold")
+        if hold is None or state not in (b"waiting", b"delayed"):
+            return None
+        return text(hold)
+
+    def unique_holder(self, key: str) -> str | None:
+        holder = self.run("UNIQUE_HOLDER", key, repr(self.clock.time()))
+        return text(holder) if holder else None
 
     # -- schedules -------------------------------------------------------
     def save_schedule(self, schedule: Schedule) -> None:
@@ -392,6 +479,30 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         return decode_waiting(
             self.payloads, (row for row, _ in stored_rows([v for r in rows for v in r[:6]]))
         )
+
+    def queue_stats(self) -> list[QueueStats]:
+        """One row per queue that holds a job or is paused. The waiting counts are kept per
+        queue; the rest is counted over the delayed, lease, hold and quarantine indexes a
+        page at a time (``STATS_PAGE``), so a large store never blocks the server long."""
+        now = repr(self.clock.time())
+        with translated(self.url):
+            waiting = self.client.hgetall(f"{self.prefix}:waiting")
+        rows: dict[str, QueueStats] = {}
+        for name, count in waiting.items():
+            rows[text(name)] = QueueStats(text(name), pending=int(count))
+        for what in ("delayed", "leases", "holds", "dead"):
+            cursor: Any = "0"
+            while True:
+                cursor, flat = self.run("STATS_PAGE", now, what, cursor)
+                for i in range(0, len(flat), 4):
+                    queue, counted, sub = text(flat[i]), text(flat[i + 1]), text(flat[i + 2])
+                    _count_into(rows.setdefault(queue, QueueStats(queue)), counted, sub,
+                                int(flat[i + 3]))  # fmt: skip
+                if text(cursor) == "0":
+                    break
+        for name in self.paused_queues():
+            rows.setdefault(name, QueueStats(name)).paused = True
+        return [row for _, row in sorted(rows.items()) if row.paused or _has_jobs(row)]
 
     def stats(self) -> dict[str, int]:
         pending, scheduled, running, expired, quarantined = (

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from nuvom.backends.common import Defaults, fill_call, result_blob, stored_result
 from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JointWriter
 from nuvom.backends.redis.client import RedisBackend, text, translated
-from nuvom.job import FINAL_STATUSES, Job, JobStatus
+from nuvom.job import DEFAULT_QUEUE, FINAL_STATUSES, Job, JobStatus
 from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
 
 if TYPE_CHECKING:
@@ -200,6 +200,31 @@ end
 return count
 """
 
+# ARGV: P, cursor ('0' to start), the default queue.  FAILED jobs per queue over one SCAN page of the FAILED
+# index (a record gone meanwhile is not counted). Returns {next cursor ('0': done), flat
+# (queue, count, ...)}.
+_FAILED_PAGE = r"""
+local P, cursor, default = ARGV[1], ARGV[2], ARGV[3]
+local index = P .. ':h:FAILED'
+if redis.call('TYPE', index).ok ~= 'zset' then return {'0', {}} end
+local page = redis.call('ZSCAN', index, cursor, 'COUNT', 500)
+local counts, order = {}, {}
+for i = 1, #page[2], 2 do
+  local f = redis.call('HMGET', P .. ':r:' .. page[2][i], 'status', 'queue')
+  if f[1] == 'FAILED' then
+    local queue = f[2] or default
+    if not counts[queue] then order[#order + 1] = queue end
+    counts[queue] = (counts[queue] or 0) + 1
+  end
+end
+local out = {}
+for _, queue in ipairs(order) do
+  out[#out + 1] = queue
+  out[#out + 1] = counts[queue]
+end
+return {page[1], out}
+"""
+
 Fields = list[tuple[str, Any]]
 Item = tuple[str, str, Sequence[Any], Fields]  # (job id, attempt op, op args, fields)
 
@@ -233,6 +258,7 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
     def ready(self) -> None:
         self._save = self.client.register_script(_SAVE)
         self._prune = self.client.register_script(_PRUNE)
+        self._failed_page = self.client.register_script(_FAILED_PAGE)
 
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
         from nuvom.backends.redis.joint import RedisJointWriter
@@ -482,6 +508,20 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
                 if count:
                     counts[status.value] = count
         return counts
+
+    def failed_by_queue(self) -> dict[str, int]:
+        """Counted over the FAILED index a page at a time: the queue rows of ``nuvom queue
+        stats`` each get their own."""
+        failed: dict[str, int] = {}
+        cursor: Any = "0"
+        with translated(self.url):
+            while True:
+                cursor, flat = self._failed_page(args=[self.prefix, cursor, DEFAULT_QUEUE])
+                for i in range(0, len(flat), 2):
+                    queue = text(flat[i])
+                    failed[queue] = failed.get(queue, 0) + int(flat[i + 1])
+                if text(cursor) == "0":
+                    return failed
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         chosen = [s.value for s in (statuses or FINAL_STATUSES) if s in FINAL_STATUSES]
