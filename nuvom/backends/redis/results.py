@@ -2,7 +2,9 @@
 
 Finished jobs' hashes expire after ``NUVOM_RESULT_TTL_SECS`` (kept for ever when
 unset). ``history recent`` reads sorted sets of job ids by last update, one for
-all jobs and one per status, each capped at ``HISTORY_CAP`` entries.
+all jobs and one per status, each capped at ``HISTORY_CAP`` entries; ``find_jobs`` walks
+them from its keyset down a page per round trip, and ``delete_job`` takes a record out of
+them with its hash, in one script.
 
 A job that comes after others (a workflow's, ``Job.depends_on``) is fed their results, so
 they are kept for it: its record names them in its ``after`` field (a JSON list) and each
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import Defaults, fill_call, result_blob, stored_result
-from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JointWriter
+from nuvom.backends.contract import BaseJobQueue, BaseResultBackend, JobQuery, JointWriter
 from nuvom.backends.redis.client import RedisBackend, text, translated
 from nuvom.job import DEFAULT_QUEUE, FINAL_STATUSES, Job, JobStatus
 from nuvom.records import AttemptRecord, ErrorInfo, JobRecord, Outcome
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 HISTORY_CAP = 100_000  # job ids the history indexes keep; older ones drop off the end
 _DELETE = b"\x00"  # a field value meaning "remove this field"
+FIND_LOOKS = 1_000  # index entries one find_jobs round trip looks at (the server waits on it)
+SEARCH_BATCH = 200  # records a search fetches per round trip, to test them for its text
 
 # ARGV: P, ttl (0 = none), cap, token ('' = none), then per job:
 #   id, updated_at, op, a1..a5, nfields, field, value, ...
@@ -41,11 +45,8 @@ _DELETE = b"\x00"  # a field value meaning "remove this field"
 # "" (after: a1 is the JSON list of the ids the job waits for, kept for it; see the module
 # docstring). With a token, a second call with the same one writes nothing (a resend of a
 # lost reply).
-_SAVE = r"""
-local P, ttl, cap, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-if token ~= '' and not redis.call('SET', P .. ':tok:r:' .. token, 1, 'NX', 'EX', 300) then
-  return 0
-end
+# What a job holds for the jobs it waits for (the module docstring): needs P and ttl.
+_KEEPS = r"""
 local FINAL = {SUCCESS = true, FAILED = true, CANCELLED = true}
 
 -- The ids in a record's ``after`` field (a JSON list); none if it is not one.
@@ -82,7 +83,17 @@ local function let_go(id, deps)
     end
   end
 end
+"""
 
+_SAVE = (
+    r"""
+local P, ttl, cap, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if token ~= '' and not redis.call('SET', P .. ':tok:r:' .. token, 1, 'NX', 'EX', 300) then
+  return 0
+end
+"""
+    + _KEEPS
+    + r"""
 local written = {}  -- id -> whether this call left it finished: no PERSIST needed if not
 local i = 5
 while i <= #ARGV do
@@ -177,6 +188,7 @@ while i <= #ARGV do
 end
 return 1
 """
+)
 
 SAVE_SCRIPT = _SAVE  # the joint writer's scripts embed it
 
@@ -225,6 +237,100 @@ end
 return {page[1], out}
 """
 
+# ARGV: P, status ('' = any: the index of every job), keyset score, keyset id ('' '' = from
+# the newest), until ('' = none), since ('' = none), queue ('' = any), want, most entries to
+# look at, then the task names (none: any). One page of ``find_jobs``: walks the index from
+# just after the keyset (or from ``until``) down, newest first, ties by id descending (how a
+# sorted set orders them), stopping at ``since``. A record passes on what its hash says of
+# status, queue and task (a record without a task name passes: its payload may name one);
+# the caller checks the rest. Returns {done (1: nothing older is left), score, id of the
+# last entry looked at ('' when none), then id, HGETALL flat, ... of up to ``want``}.
+_FIND_PAGE = r"""
+local P, status, at, after_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local until_at, since, queue = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local want, most = tonumber(ARGV[8]), tonumber(ARGV[9])
+local index = P .. ':h'
+if status ~= '' then index = index .. ':' .. status end
+local out = {1, '', ''}
+if redis.call('TYPE', index).ok ~= 'zset' then return out end
+local tasks = nil
+if #ARGV > 9 then
+  tasks = {}
+  for k = 10, #ARGV do tasks[ARGV[k]] = true end
+end
+
+-- Whether a sorts before b as a sorted set orders members (bytes; Lua's < heeds the locale).
+local function sorts_before(a, b)
+  for k = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- Where the walk starts: the rank (newest first) of the first entry before the keyset.
+local start = 0
+if until_at ~= '' then start = redis.call('ZCOUNT', index, until_at, '+inf') end
+if at ~= '' then
+  local pos
+  local score = redis.call('ZSCORE', index, after_id)
+  if score and tonumber(score) == tonumber(at) then
+    pos = redis.call('ZREVRANK', index, after_id) + 1
+  else  -- the keyset's job moved on or is gone: count what sorts at or after its place
+    pos = redis.call('ZCOUNT', index, '(' .. at, '+inf')
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', index, at, at)) do
+      if not sorts_before(member, after_id) then pos = pos + 1 end
+    end
+  end
+  if pos > start then start = pos end
+end
+
+local found, seen, CHUNK = 0, 0, 100
+while found < want and seen < most do
+  local n = math.min(most - seen, CHUNK)
+  local page = redis.call('ZREVRANGE', index, start + seen, start + seen + n - 1, 'WITHSCORES')
+  for k = 1, #page, 2 do
+    local id, score = page[k], page[k + 1]
+    if since and tonumber(score) < since then return out end
+    seen = seen + 1
+    out[2], out[3] = score, id
+    local key = P .. ':r:' .. id
+    local f = redis.call('HMGET', key, 'status', 'queue', 'func_name')
+    if f[1] and (status == '' or f[1] == status) and (queue == '' or f[2] == queue)
+        and (not tasks or not f[3] or tasks[f[3]]) then
+      out[#out + 1] = id
+      out[#out + 1] = redis.call('HGETALL', key)
+      found = found + 1
+      if found == want then break end
+    end
+  end
+  if found < want and #page < 2 * n then return out end
+end
+out[1] = 0
+return out
+"""
+
+# ARGV: P, id, ttl (0 = none), then every status name.  Forgets a finished job: its hash,
+# its attempts, its keep set and its entries in the history indexes; what it still held for
+# itself (the jobs it waited for) is let go, as when it finished for good. Returns 1, or 0
+# (nothing written) when it has no record or has not finished.
+_DELETE_JOB = (
+    r"""
+local P, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+"""
+    + _KEEPS
+    + r"""
+local key = P .. ':r:' .. id
+local f = redis.call('HMGET', key, 'status', 'after')
+if not f[1] or not FINAL[f[1]] then return 0 end
+if f[2] then let_go(id, deps_of(f[2])) end
+redis.call('DEL', key, P .. ':a:' .. id, P .. ':keep:' .. id)
+redis.call('ZREM', P .. ':h', id)
+for s = 4, #ARGV do redis.call('ZREM', P .. ':h:' .. ARGV[s], id) end
+return 1
+"""
+)
+
 Fields = list[tuple[str, Any]]
 Item = tuple[str, str, Sequence[Any], Fields]  # (job id, attempt op, op args, fields)
 
@@ -259,6 +365,8 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
         self._save = self.client.register_script(_SAVE)
         self._prune = self.client.register_script(_PRUNE)
         self._failed_page = self.client.register_script(_FAILED_PAGE)
+        self._find_page = self.client.register_script(_FIND_PAGE)
+        self._delete_job = self.client.register_script(_DELETE_JOB)
 
     def joint_writer(self, queue: BaseJobQueue) -> JointWriter | None:
         from nuvom.backends.redis.joint import RedisJointWriter
@@ -499,6 +607,43 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
             if raw and b"status" in raw:  # an expired result leaves its id behind briefly
                 records.append(self._record(job_id, raw))
         return records
+
+    def find_jobs(self, query: JobQuery) -> list[JobRecord]:
+        """Walks the history index (the status's, with ``query.status``) from the keyset
+        down, a page per round trip, until ``query.limit`` records pass or ``since`` is
+        reached. Status, queue and task are tested on the server, the rest here."""
+        if query.limit <= 0 or (query.tasks is not None and not query.tasks):
+            return []
+        status = "" if query.status is None else query.status.value
+        at, after_id = (
+            ("", "") if query.before is None else (repr(query.before[0]), query.before[1])
+        )
+        bounds = ["" if t is None else repr(t) for t in (query.until, query.since)]
+        found: list[JobRecord] = []
+        while True:
+            want = query.limit - len(found)
+            if query.search:
+                want = max(want, SEARCH_BATCH)
+            args = [self.prefix, status, at, after_id, *bounds, query.queue or "", want,
+                    FIND_LOOKS, *(query.tasks or ())]  # fmt: skip
+            with translated(self.url):
+                done, at, after_id, *rows = self._find_page(args=args)
+            for i in range(0, len(rows), 2):
+                flat = rows[i + 1]
+                record = self._record(text(rows[i]), dict(zip(flat[::2], flat[1::2], strict=True)))
+                if query.matches(record):
+                    found.append(record)
+                    if len(found) == query.limit:
+                        return found
+            if int(done) or not after_id:
+                return found
+            at, after_id = text(at), text(after_id)
+
+    def delete_job(self, job_id: str) -> bool:
+        """One script: the record, its attempts and its index entries go at once."""
+        args = [self.prefix, job_id, self.ttl_secs or 0, *(s.value for s in JobStatus)]
+        with translated(self.url):
+            return bool(self._delete_job(args=args))
 
     def status_counts(self) -> dict[str, int]:
         counts = {}
