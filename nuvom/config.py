@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     signing_keys_old: SecretStr | None = None
 
+    # ``nuvom dashboard``: the token every request must carry; required off loopback.
+    dashboard_token: SecretStr | None = None
+
     plugins_file: Path = Path(".nuvom_plugins.toml")
     # Also load the ``nuvom.plugins`` entry points of installed packages.
     plugins_autoload: bool = True

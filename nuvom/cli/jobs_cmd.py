@@ -6,11 +6,9 @@ so running one where nothing was ever enqueued creates nothing, and says where i
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -29,8 +27,13 @@ from nuvom.cli.output import (
     when,
 )
 from nuvom.job import JobStatus
-from nuvom.limits import describe_hold
 from nuvom.records import JobRecord
+
+# Where a store is and why a job waits are shared with the dashboard; other commands import
+# them from here as before.
+from nuvom.store_view import StorePlace as StorePlace
+from nuvom.store_view import age_secs, cancel, waiting_on
+from nuvom.store_view import store_place as store_place
 
 if TYPE_CHECKING:
     import typer
@@ -60,45 +63,6 @@ ATTEMPT_COLUMNS = (
     Col("worker", fit="cut"),
     Col("error", fit="cut"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StorePlace:
-    """Where a backend keeps its jobs, as messages name it."""
-
-    label: str  # ".nuvom/nuvom.db", "PostgreSQL schema nuvom"
-    missing: str | None = None  # "file" or "folder" when that local store does not exist
-    variable: str | None = None  # the setting that points elsewhere
-
-    def note(self) -> str:
-        """``in <label>``, and why it is empty when it does not exist."""
-        if self.missing is None:
-            return f"in {self.label}"
-        return (
-            f"in {self.label}: no such {self.missing} (run this where the jobs were "
-            f"enqueued, or set {self.variable})"
-        )
-
-
-def store_place(settings: Settings, kind: str) -> StorePlace:
-    """Where the ``kind`` ("queue" or "result") backend the settings name keeps its jobs."""
-    from nuvom.backends.file.results import results_dir_beside
-
-    name = settings.queue_backend if kind == "queue" else settings.result_backend
-    if name == "sqlite":
-        own_queue_file = kind == "queue" and settings.sqlite_queue_path is not None
-        path = settings.effective_sqlite_queue_path if kind == "queue" else settings.sqlite_db_path
-        variable = "NUVOM_SQLITE_QUEUE_PATH" if own_queue_file else "NUVOM_SQLITE_DB_PATH"
-        return StorePlace(str(path), None if path.exists() else "file", variable)
-    if name == "file":
-        folder = settings.file_queue_dir
-        path = folder if kind == "queue" else results_dir_beside(folder)
-        return StorePlace(str(path), None if path.is_dir() else "folder", "NUVOM_FILE_QUEUE_DIR")
-    if name == "postgres":
-        return StorePlace(f"PostgreSQL schema {settings.postgres_schema}")
-    if name == "redis":
-        return StorePlace(f"Redis keys {settings.redis_prefix}:*")
-    return StorePlace(f"the {name} {kind} backend")
 
 
 @contextmanager
@@ -214,18 +178,6 @@ def _call_text(record: JobRecord) -> str:
     return f"{record.func_name}({', '.join(parts)})"
 
 
-def waiting_on(runtime: Runtime, record: JobRecord) -> str | None:
-    """Why a waiting job is not running yet, when flow control says: its queue is paused, or
-    a limit held it back at the last claim ("rate limit 10/s")."""
-    queue = runtime.queue
-    if record.status.is_final or record.status is JobStatus.RUNNING or not queue.keeps_limits:
-        return None
-    if record.queue and record.queue in queue.paused_queues():
-        return f"queue {record.queue} is paused (nuvom queue resume {record.queue})"
-    tag = queue.hold_of(record.id)
-    return None if tag is None else describe_hold(tag, record.origin)
-
-
 def show_job(job_id: str, fmt: OutputFormat) -> None:
     with reading() as runtime:
         record = _get(job_id, runtime)
@@ -334,27 +286,20 @@ def retry_one(job_id: str) -> None:
 
 
 def cancel_one(job_id: str) -> None:
-    from nuvom.sdk import cancel_job, get_job
-
-    record = get_job(job_id)
-    if (record.origin or {}).get("workflow") == job_id:  # a workflow's last job: all of it
-        from nuvom.workflow import cancel_workflow
-
-        cancelled = cancel_workflow(job_id)
-        console.print(f"workflow {job_id}: {len(cancelled)} waiting job(s) cancelled", markup=False)
+    # JobNotFound and JobStateError reach main() and become one line there.
+    done = cancel(job_id)
+    if done.workflow:
+        console.print(f"workflow {job_id}: {len(done.ids)} waiting job(s) cancelled", markup=False)
         return
-    record = cancel_job(job_id)
-    console.print(f"job {record.id} {record.status.value}", markup=False)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    status = done.status.value if done.status is not None else "CANCELLED"
+    console.print(f"job {job_id} {status}", markup=False)
 
 
 def parse_age(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not match:
+    age = age_secs(text)
+    if age is None:
         raise fail(f"--older-than {text!r}: use a number with s, m, h, d or w (e.g. 7d)", code=2)
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    return age
 
 
 def prune_jobs(older_than: str, status: str | None) -> None:

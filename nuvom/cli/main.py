@@ -286,6 +286,37 @@ def demo(
     run_demo(jobs, workers)
 
 
+@app.command()
+def dashboard(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", metavar="ADDRESS", help="where to listen; off loopback a token is required"
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option("--port", min=0, max=65535, metavar="PORT", help="TCP port (0: any free one)"),
+    ] = 8181,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            help="every request must carry it (cookie or Authorization: Bearer)",
+            show_default="NUVOM_DASHBOARD_TOKEN",
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="show everything, allow no action")
+    ] = False,
+) -> None:
+    """Serve the web dashboard: queues, jobs, workers, schedules, workflows, and actions."""
+    from nuvom.dashboard.run import run_dashboard
+
+    raise typer.Exit(run_dashboard(host=host, port=port, token=token, read_only=read_only))
+
+
 discover_app = typer.Typer(help="Find tasks by reading source (nothing is imported).", no_args_is_help=True)  # fmt: skip
 list_app = typer.Typer(help="What the project declares.", no_args_is_help=True)
 app.add_typer(discover_app, name="discover")

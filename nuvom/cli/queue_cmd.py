@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from nuvom.backends.contract import ALL_QUEUES, QueueStats
 from nuvom.cli.jobs_cmd import reading, store_place
 from nuvom.cli.output import Col, OutputFormat, console, fail, fit_table, print_json
-from nuvom.limits import VERSION_TAG, describe_hold, task_of_tag
+from nuvom.limits import VERSION_TAG
+from nuvom.store_view import TaskInfo, hold_text, known_tasks
+from nuvom.store_view import collect_stats as stats_of
 
 if TYPE_CHECKING:
     from nuvom.runtime import Runtime
@@ -28,65 +29,13 @@ _COLUMNS = (
 
 
 def collect_stats(runtime: Runtime | None = None) -> dict[str, Any]:
-    """The counts ``nuvom queue stats`` shows, as plain data; with no ``runtime``, read from
-    the configured backends opened read-only (nothing is created where there is no store)."""
+    """The counts ``nuvom queue stats`` shows, as plain data (``nuvom.store_view``, which
+    the dashboard shows too); with no ``runtime``, read from the configured backends opened
+    read-only (nothing is created where there is no store)."""
     if runtime is None:
         with reading() as looking:
-            return collect_stats(looking)
-    queue, results = runtime.queue, runtime.results
-    rows: dict[str, QueueStats] = {row.queue: row for row in queue.queue_stats()}
-    parked: dict[str, int] = {}
-    for job in queue.parked_jobs():
-        parked[job.queue] = parked.get(job.queue, 0) + 1
-    if ALL_QUEUES in rows:  # a plugin's one row for every queue
-        parked = {ALL_QUEUES: sum(parked.values())} if parked else {}
-    for name in parked:
-        rows.setdefault(name, QueueStats(name))
-    failed = results.failed_by_queue()
-    if failed is not None and ALL_QUEUES not in rows:
-        for name in failed:
-            if name != ALL_QUEUES:
-                rows.setdefault(name, QueueStats(name))
-    listed: list[dict[str, Any]] = []
-    limits: dict[str, dict[str, int]] = {}
-    for name in sorted(rows):
-        row = rows[name]
-        if failed is None:
-            failed_here: int | None = None
-        elif name == ALL_QUEUES:
-            failed_here = sum(failed.values())
-        else:
-            failed_here = failed.get(name, 0)
-        listed.append(
-            {
-                "queue": row.queue,
-                "pending": row.pending,
-                "scheduled": row.scheduled,
-                "parked": parked.get(name, 0),
-                "running": row.running,
-                "expired": row.expired,
-                "failed": failed_here,
-                "quarantined": row.quarantined,
-                "held": sum(row.held.values()),
-                "paused": row.paused,
-                "lease_owners": dict(sorted(row.lease_owners.items())),
-            }
-        )
-        for tag, count in row.held.items():
-            per_task = limits.setdefault(task_of_tag(tag), {})
-            per_task[tag] = per_task.get(tag, 0) + count
-    totals: dict[str, int | None] = {
-        key: sum(r[key] for r in listed) for key in _COUNTS if key != "failed"
-    }
-    totals["failed"] = None if failed is None else sum(failed.values())
-    return {
-        "queue_backend": queue.name,
-        "result_backend": results.name,
-        "queues": listed,
-        "totals": totals,
-        "paused": queue.paused_queues() if queue.keeps_limits else [],
-        "held_by_task": {task: dict(sorted(tags.items())) for task, tags in sorted(limits.items())},
-    }
+            return stats_of(looking)
+    return stats_of(runtime)
 
 
 def _owners_text(owners: dict[str, int]) -> str:
@@ -96,6 +45,7 @@ def _owners_text(owners: dict[str, int]) -> str:
 def show_queue_stats(fmt: OutputFormat) -> None:
     with reading() as runtime:
         data = collect_stats(runtime)
+        tasks = known_tasks(runtime)  # to say which limit holds a job back ("rate limit 2/m")
         queue_place = store_place(runtime.settings, "queue")
         result_place = store_place(runtime.settings, "result")
     if fmt is OutputFormat.json:
@@ -125,12 +75,12 @@ def show_queue_stats(fmt: OutputFormat) -> None:
     )
     console.print(fit_table(escape(title), _COLUMNS, rows, title_justify="left"))
     for task, tags in data["held_by_task"].items():
-        waits = "; ".join(_held_text(tag, count) for tag, count in tags.items())
+        waits = "; ".join(_held_text(tag, count, tasks) for tag, count in tags.items())
         console.print(escape(f"held back: {task}: {waits}"), highlight=False)
 
 
-def _held_text(tag: str, count: int) -> str:
-    what = describe_hold(tag)
+def _held_text(tag: str, count: int, tasks: list[TaskInfo]) -> str:
+    what = hold_text(tag, tasks)
     return f"{count} {what}" if tag.startswith(VERSION_TAG) else f"{count} held by its {what}"
 
 

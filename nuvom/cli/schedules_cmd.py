@@ -7,7 +7,6 @@ by its id. ``runscheduler`` fires ticks and runs no job: workers run what it enq
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -24,6 +23,13 @@ from nuvom.cli.output import (
     fit_table,
     print_json,
 )
+
+# The words for times and timetables are shared with the dashboard.
+from nuvom.wording import NOW_SECS as NOW_SECS
+from nuvom.wording import every as every
+from nuvom.wording import relative as relative
+from nuvom.wording import span as span
+from nuvom.wording import timetable as timetable
 
 if TYPE_CHECKING:
     import typer
@@ -47,21 +53,6 @@ SCHEDULE_COLUMNS = (
     Col("last run", drop=2),
     Col("last job", drop=4),
 )
-_UNITS = ((86400, "d"), (3600, "h"), (60, "m"))
-NOW_SECS = 0.5  # a time this close to now reads "now"
-
-
-def every(interval: float) -> str:
-    """An interval as people write it: ``every 30s``, ``every 5m``, ``every 2h``."""
-    for size, unit in _UNITS:
-        if interval >= size and interval % size == 0:
-            return f"every {interval / size:g}{unit}"
-    return f"every {interval:g}s"
-
-
-def timetable(schedule: Schedule) -> str:
-    """``*/5 * * * *``, or ``every 5m``."""
-    return schedule.cron if schedule.cron is not None else every(schedule.interval or 0.0)
 
 
 def _timetable_cell(schedule: Schedule) -> str:
@@ -70,29 +61,6 @@ def _timetable_cell(schedule: Schedule) -> str:
     if schedule.cron is not None and schedule.timezone != "UTC":
         text += f"\n[dim]{escape(schedule.timezone)}[/]"
     return text
-
-
-def span(seconds: float) -> str:
-    """A duration in its two largest units, as ``kubectl`` ages read: ``42s``, ``4m12s``,
-    ``3h5m``, ``6d23h``."""
-    whole = round(seconds)
-    for (size, unit), (smaller, smaller_unit) in itertools.pairwise((*_UNITS, (1, "s"))):
-        if whole >= size:
-            count, rest = divmod(whole, size)
-            rest //= smaller
-            return f"{count}{unit}{rest}{smaller_unit}" if rest else f"{count}{unit}"
-    return f"{whole}s"
-
-
-def relative(epoch: float | None, now: float) -> str:
-    """``in 4m12s``, ``5m ago``, ``now``; ``-`` for never. Short enough for 80 columns,
-    and it says at a glance whether a schedule is overdue (no scheduler running)."""
-    if epoch is None:
-        return "-"
-    delta = epoch - now
-    if abs(delta) < NOW_SECS:
-        return "now"
-    return f"in {span(delta)}" if delta > 0 else f"{span(-delta)} ago"
 
 
 def _call_args(schedule: Schedule) -> str:
@@ -137,10 +105,12 @@ def list_schedules(fmt: OutputFormat) -> None:
 
 # -- one schedule ----------------------------------------------------------------------
 def _find(runtime: Runtime, schedule_id: str) -> Schedule:
-    for schedule in runtime.queue.list_schedules():
-        if schedule.id == schedule_id:
-            return schedule
-    raise _unknown(runtime, schedule_id)
+    from nuvom.store_view import find_schedule
+
+    schedule = find_schedule(runtime, schedule_id)
+    if schedule is None:
+        raise _unknown(runtime, schedule_id)
+    return schedule
 
 
 def _unknown(runtime: Runtime, schedule_id: str) -> typer.Exit:
@@ -182,15 +152,12 @@ def remove_schedule(schedule_id: str) -> None:
 
 
 def trigger_schedule(schedule_id: str) -> None:
-    from nuvom.calls import tick_preparer
     from nuvom.runtime import current
-    from nuvom.scheduler import Scheduler
+    from nuvom.store_view import trigger_schedule as trigger
 
     runtime = current()
     schedule = _find(runtime, schedule_id)
-    job = Scheduler(
-        runtime.queue, runtime.results, runtime.clock, flow=tick_preparer(runtime)
-    ).trigger(schedule)
+    job = trigger(runtime, schedule)
     console.print(
         escape(f"job {job.id} enqueued: one run of schedule {schedule_id} ({schedule.func_name})"),
         highlight=False,

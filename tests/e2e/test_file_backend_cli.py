@@ -69,8 +69,8 @@ def test_queue_stats_cancel_and_retry_on_the_file_backends(project: Project) -> 
     assert _json(project, "inspect", "job", failing)["status"] == "FAILED"
     stats = _json(project, "queue", "stats")
     assert stats["totals"] == {
-        "pending": 0, "scheduled": 1, "parked": 0, "running": 0, "expired": 0, "quarantined": 0,
-        "failed": 1,
+        "pending": 0, "scheduled": 1, "held": 0, "parked": 0, "running": 0, "expired": 0,
+        "quarantined": 0, "failed": 1,
     }  # fmt: skip
 
     (project.root / "ok").touch()

@@ -67,4 +67,5 @@ def test_pause_resume_and_why_a_job_waits(project: Project) -> None:
     assert "resumed" in _ok(project.nuvom("queue", "resume", "emails"))
     _ok(project.nuvom("runworker", "--burst"))
     for job in mails:
-        assert "SUCCESS" in _ok(project.nuvom("status", job))
+        shown = json.loads(_ok(project.nuvom("inspect", "job", job, "--format", "json")))
+        assert shown["status"] == "SUCCESS"
