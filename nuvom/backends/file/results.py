@@ -34,7 +34,7 @@ from nuvom.backends.common import (
     status_counts,
     stored_result,
 )
-from nuvom.backends.contract import BaseResultBackend
+from nuvom.backends.contract import BaseResultBackend, JobQuery
 from nuvom.backends.file import store as fs
 from nuvom.errors import BackendUnavailable, SerializationError
 from nuvom.job import Job, JobStatus
@@ -464,6 +464,24 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
         rows.sort(key=lambda row: (row[0].updated_at or 0.0, row[1]), reverse=True)
         matching = [record for record, _ in rows if status is None or record.status is status]
         return matching[offset : offset + limit]
+
+    def find_jobs(self, query: JobQuery) -> list[JobRecord]:
+        """One pass over the folder (the file engine keeps no index), filtered and sorted by
+        ``(updated_at, id)``, so a page starts at its keyset whatever came before it."""
+        found = [
+            visible
+            for record, blob, _ in self._all()
+            if query.matches(visible := self._visible(record, blob))
+        ]
+        found.sort(key=lambda r: (r.updated_at or 0.0, r.id), reverse=True)
+        return found[: query.limit]
+
+    def delete_job(self, job_id: str) -> bool:
+        with self._lock:
+            found = self._load(self._path(job_id))
+            if found is None or not found[0].status.is_final:
+                return False
+            return bool(fs.unlink(self._path(job_id)))
 
     def status_counts(self) -> dict[str, int]:
         return status_counts(self._visible(record, blob) for record, blob, _ in self._all())
