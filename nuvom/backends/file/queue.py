@@ -13,6 +13,7 @@ Layout under ``NUVOM_FILE_QUEUE_DIR`` (default ``.nuvom/queue``)::
     parked/<JOB>/<BB>/<DEP>.wait  or  <DEP>.failed                one it still waits for, or saw fail
     deps/<DEP>/<JOB>                                              who waits for DEP (empty files)
     cancelled/<JOB>.cancelled                                     a parked job cancelled, and why
+    paused/ slots/ rates/ unique/ holds/                          flow control (``flow.py``)
     tmp/                                                          writes in progress
 
 ``P`` is ``2**31 - 1 - priority`` in 10 digits, ``DUE`` and ``LEASE`` are epoch
@@ -78,6 +79,22 @@ part-way leaves it for the next resolve of the same job, or for the sweep
 whose markers decide it and, once ``NEVER_ENQUEUED_GRACE_SECS`` old, records the
 cancelled notes whose job's record still waits and deletes what a dead resolve or
 submit left behind.
+
+Flow control (``flow.py`` keeps its files): a claim skips the folders of paused queues
+(their expired leases too), and checks a job's limits once its file is in ``claimed/``:
+a concurrency slot, then a token of its task's bucket, each taken by compare-and-swap on
+a small versioned state. A job a limit holds back is renamed back to ``pending/``, its
+attempt uncounted and due when the limit may allow it, with a note of its hold tag; at
+most ``HOLD_ROUNDS`` times ``n`` are held back per claim, and the claim goes on past them.
+The end of a claim (ack, nack, release, ``hold``) frees the slot the process took, then
+wakes the first job held back on the key that is not due yet; a claim that held jobs
+back looks at the slots once more at its end, so a slot freed meanwhile is not missed.
+Unique keys are taken before a submit writes records or files, and let go by the ack of
+a final outcome, a cancel or ``clear``. None of this is one atomic step with the job's
+rename: each step is ordered so that a crash between two leaves a limit stricter for a
+while (a slot no longer live, a key whose job is gone), never looser, and the next claim
+or submit that needs it finds it stale. With no limited job, no paused queue and no hold,
+a claim costs two listings more (``paused/``, ``holds/``) and a settle nothing.
 """
 
 from __future__ import annotations
@@ -95,24 +112,29 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from nuvom.backends.common import QuarantiningQueue
 from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     BaseResultBackend,
     Claimed,
+    Duplicates,
+    Hold,
     Queues,
     QueueStats,
     Resolved,
     TwoStepWriter,
     cancel_reason,
+    duplicate_reason,
     finished_before,
     waits,
 )
+from nuvom.backends.file import flow as flows
 from nuvom.backends.file import store as fs
-from nuvom.errors import BackendUnavailable, CorruptJob, NuvomError
+from nuvom.errors import BackendUnavailable, CorruptJob, NuvomError, SerializationError
 from nuvom.job import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
+from nuvom.limits import UniqueKey, concurrency_of, concurrency_tag, rate_tag, unique_of
 from nuvom.records import ErrorInfo, JobPayloadCodec, Outcome, Schedule
 
 if TYPE_CHECKING:
@@ -132,9 +154,13 @@ WAIT_SUFFIX = ".wait"  # parked/<job>/<bucket>/<dep>.wait: the job still waits f
 FAILED_SUFFIX = ".failed"  # parked/<job>/<bucket>/<dep>.failed: dep did not succeed (counted)
 CANCELLED_SUFFIX = ".cancelled"  # cancelled/<job>.cancelled: a parked job cancelled, and why
 STRAY_FOLDER = "_"  # corrupt/_/ keeps files found outside any queue folder (no queue is "_")
-MICROS_PER_SEC = 1_000_000
+MICROS_PER_SEC = fs.MICROS_PER_SEC
 NEVER_ENQUEUED_GRACE_SECS = 300.0  # seconds after which a submit's note means its producer died
 SWEEP_EVERY_SECS = 60.0  # seconds between two looks for submits that died half-way
+HOLD_ROUNDS = 4  # a claim of n holds back this many times n candidates (MIN_HOLDS at least)
+MIN_HOLDS = 100  # ... then stops, once it took a job; one that took none reads on for at most
+HOLDING_SECS = 1.0  # this long: a queue full of held jobs must not look empty to a worker
+FLOW_RETRY_SECS = 1.0  # a job whose limits could not be checked (I/O error) waits this long
 NEVER_ENQUEUED = "NeverEnqueued"  # error type of a job recorded by a submit that died half-way
 NEVER_ENQUEUED_REASON = "the producer stopped after recording the job and before queueing it"
 _STRING = struct.Struct(">H")  # length prefix of the id and queue stored in a job file
@@ -148,8 +174,7 @@ _BUCKET = re.compile(r"[0-9a-f]{2}")
 _TICK_BITS = struct.Struct(">d")
 
 
-def _micros(seconds: float) -> int:
-    return max(0, round(seconds * MICROS_PER_SEC))
+_micros = fs.micros
 
 
 class _Stamp:
@@ -186,13 +211,27 @@ class _Entry:
         return f"{prio:010d}_{due:017d}_{self.seq}_{attempts}_{self.id_field}{JOB_SUFFIX}"
 
 
+class _Flow(NamedTuple):
+    """What the end of a claim must undo: the concurrency slot it took (the key, and the
+    claim's token when this process took it) and the job's unique key."""
+
+    conc: str | None = None
+    token: str | None = None
+    unique: UniqueKey | None = None
+
+
+NO_FLOW = _Flow()
+
+
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """A claimed job file, parsed: the job's entry plus its lease."""
+    """A claimed job file, parsed: the job's entry plus its lease, and (when this process
+    claimed it) what its end must undo; None: not known here, the file says."""
 
     entry: _Entry
     lease_us: int
     owner: str
+    flow: _Flow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +447,7 @@ class _Unpark:
     path: Path | None
     deps: tuple[str, ...]
     order: int = 0  # when it was decided: reported in that order
+    unique: UniqueKey | None = None  # its key, let go once it is cancelled
 
 
 def _older(path: Path, cutoff: float) -> bool:
@@ -421,9 +461,10 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     name = "file"
     shared_across_processes = True
     keeps_dependencies = True
+    keeps_limits = True
     folders = (
         "pending", "claimed", "corrupt", "submitting", "schedules", "ticks", "parked", "deps",
-        "cancelled", "tmp",
+        "cancelled", "tmp", *flows.FOLDERS,
     )  # fmt: skip
     what = "the file queue"
 
@@ -452,6 +493,15 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         self._moving = threading.RLock()
         self._next_sweep = float("-inf")  # clock time of the next look for dead submits
         self._next_schedule_sweep = float("-inf")  # and of the next sweep of schedules/
+        self.flow = flows.FlowControl(
+            self.root,
+            self._writer,
+            self.codec,
+            leases=self._leases,
+            stored=self._stored,
+            stale_secs=NEVER_ENQUEUED_GRACE_SECS,
+            read_only=self.read_only,
+        )
 
     # -- files -------------------------------------------------------------
     def _dir(self, area: Path, queue_dir: str) -> Path:
@@ -581,14 +631,48 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     def enqueue(self, job: Job) -> None:
         self.enqueue_many([job])
 
-    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+    def enqueue_many(self, jobs: Sequence[Job]) -> Duplicates:
         if not jobs:
-            return
+            return {}
         now_us = _micros(self.clock.time())
-        encoded = [self._job_file(job, now_us) for job in jobs]  # all checked before any is written
+        files = [self._job_file(job, now_us) for job in jobs]  # all checked before any is written
+        duplicates = self._take_keys(jobs)
+        self._write_jobs(jobs, files, duplicates)
+        return duplicates
+
+    def _take_keys(self, jobs: Sequence[Job]) -> Duplicates:
+        """Take the unique key of each job that has one, before its file is written (a
+        producer that dies in between leaves a key its job never took up, which the next
+        submit takes over once ``NEVER_ENQUEUED_GRACE_SECS`` old); those held by another
+        job are returned, with the holder's id."""
+        duplicates: Duplicates = {}
+        now = self.clock.time()
+        try:
+            for job in jobs:
+                unique = job.unique
+                if unique is not None:
+                    queue_dir = fs.encode_field(job.queue, directory=True)
+                    holder = self.flow.take_key(unique, job.id, queue_dir, now)
+                    if holder is not None:
+                        duplicates[job.id] = holder
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot take unique keys in {self.flow.unique_dir}: {exc}", backend=self.name
+            ) from exc
+        return duplicates
+
+    def _write_jobs(
+        self,
+        jobs: Sequence[Job],
+        encoded: Sequence[tuple[str, str, bytes]],
+        duplicates: Duplicates,
+    ) -> None:
+        """Write the job files (parked for those that wait for others), less ``duplicates``."""
         files = []
         parked = []
         for job, (queue_dir, name, data) in zip(jobs, encoded, strict=True):
+            if duplicates and job.id in duplicates:
+                continue
             if job.depends_on:
                 parked.append((job, queue_dir, name, data))
             else:
@@ -668,6 +752,9 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                     if step.path is None or fs.unlink(step.path):
                         cancelled.append(step)
                         self._drop_parked(step.key, step.deps)
+                        if step.unique is not None:
+                            self.flow.let_go(step.unique, step.job_id, self.clock.time(),
+                                             finished=False)  # fmt: skip
                     continue
                 dep, succeeded = step
                 dep_key = _key(dep)
@@ -762,7 +849,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         else:
             last = by if by in deps else (deps[-1] if deps else job.id)
             reason = cancel_reason(str(last), True)
-        return _Unpark(key, job.id, reason, path, deps)
+        return _Unpark(key, job.id, reason, path, deps, unique=job.unique)
 
     def _release(self, key: str, name: str, deps: Sequence[str]) -> bool:
         """Rename a parked job into ``pending/`` as if enqueued now; False when another
@@ -887,12 +974,13 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         if name is None:
             return False
         try:
-            deps = self._read_parked(folder / name, name).depends_on
+            job: Job | None = self._read_parked(folder / name, name)
         except (fs.DecodeFailure, OSError):
-            deps = []  # its markers still name them
+            job = None  # its markers still name what it waits for
         if not fs.unlink(folder / name):
             return False
-        self._drop_parked(key, deps)
+        self._drop_parked(key, job.depends_on if job is not None else [])
+        self._cancelled(job_id, job, None)  # a parked job is never held back
         return True
 
     def sweep_dependencies(
@@ -950,25 +1038,33 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         return _parked_name(_listdir(self.parked_dir / key)) is None
 
     # -- submits that died half-way ------------------------------------------
-    def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> None:
+    def submit(self, jobs: Sequence[Job], results: BaseResultBackend) -> Duplicates:
         """A two-step submit, bracketed by a note in ``submitting/`` naming its jobs.
 
         The records are written before the files; a producer killed between the
         two leaves records no file backs, and nobody to tell. The note it leaves
         lets a claimer fail those jobs (``fail_never_enqueued``) instead of leaving
-        them PENDING for ever.
+        them PENDING for ever. Unique keys are taken before the records, so a duplicate
+        is never recorded.
         """
         writer = self._writer_for(results)
         if not jobs or not isinstance(writer, TwoStepWriter):
-            super().submit(jobs, results)
-            return
+            return super().submit(jobs, results)
         self.check_jobs(jobs)  # a refused batch writes nothing, not even its note
         note = self._write_note(jobs)
-        results.record_enqueued(jobs)  # TwoStepWriter.submit, less its check: done above
-        self.enqueue_many(jobs)
-        if waits(jobs):
-            writer.note(self.resolve(finished_before(jobs, results)))
+        duplicates = self._take_keys(jobs)
+        stored = [job for job in jobs if job.id not in duplicates] if duplicates else jobs
+        results.record_enqueued(stored)  # TwoStepWriter.submit, less its check: done above
+        late = self.enqueue_many(stored)  # their keys are theirs now: none is a duplicate
+        if late:  # (only a key taken over in between could be) recorded: say why it never ran
+            reasons = [(job_id, duplicate_reason(holder)) for job_id, holder in late.items()]
+            results.mark_dependents_cancelled(reasons, at=self.clock.time())
+            duplicates.update(late)
+            stored = [job for job in stored if job.id not in late]
+        if waits(stored):
+            writer.note(self.resolve(finished_before(stored, results)))
         fs.unlink(note)  # a submit that raised keeps its note: some records may be stranded
+        return duplicates
 
     def _write_note(self, jobs: Sequence[Job]) -> Path:
         written_us = _micros(self.clock.time())
@@ -1010,6 +1106,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             try:
                 self.fail_never_enqueued(results)
                 self.sweep_dependencies(results)
+                self.sweep_holds()
             except (OSError, NuvomError) as exc:  # the claim matters more; next sweep retries
                 log.warning("looking for jobs that were never queued failed: %s", exc)
         return super().claim(
@@ -1420,15 +1517,21 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
 
     # -- reading the folders ----------------------------------------------
     def _pending(
-        self, queues: Sequence[str] | None, bad: list[_BadName] | None = None
+        self,
+        queues: Sequence[str] | None,
+        bad: list[_BadName] | None = None,
+        skip: frozenset[str] = frozenset(),
     ) -> Iterator[_Entry]:
-        """Waiting jobs in claim order, the newest file per id, parsed only as they are read.
+        """Waiting jobs in claim order, the newest file per id, parsed only as they are read
+        (those of the queue folders in ``skip`` left out: paused queues, for a claim).
 
         Older duplicates of an id are removed. Files whose names do not parse are
         skipped, and added to ``bad`` (a claim quarantines them and fails their jobs).
         """
         listed: list[tuple[str, str]] = []
         for queue_dir in self._queue_dirs(self.pending_dir, queues, bad):
+            if queue_dir in skip:
+                continue
             listed.extend(
                 (name, queue_dir)
                 for name in _listdir(self.pending_dir / queue_dir)
@@ -1506,43 +1609,242 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     def claim_batch(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
+        """Claim by renaming ``pending/`` → ``claimed/``, then read the job; a job with limits
+        is checked once it is claimed (so a slot's holder is claimed before it counts), and
+        renamed back, due later, when a limit holds it back."""
         now = self.clock.time()
         now_us = _micros(now)
         bad: list[_BadName] = []
-        self._requeue_expired(now_us, bad)
+        paused = self.flow.paused_dirs()
+        self._requeue_expired(now_us, bad, paused)
         owner = fs.encode_field(worker_id)
         lease_until = now + lease_secs
         lease_us = _micros(lease_until)
         claimed = Claimed([])
-        for entry in self._pending(queues, bad):
+        taken: list[tuple[str, str]] = []  # (queue folder, pending name) of each file taken
+        rated: list[tuple[Job, _Held]] = []  # claimed with a token set aside, taken at the end
+        admission: flows.Admission | None = None
+        holds_left = max(HOLD_ROUNDS * n, MIN_HOLDS)
+        give_up_at = float("inf")
+        for entry in self._pending(queues, bad, paused):
             if len(claimed.jobs) >= n:
                 break
+            if holds_left <= 0:
+                if claimed.jobs or time.monotonic() >= give_up_at:
+                    break
+                give_up_at = min(give_up_at, time.monotonic() + HOLDING_SECS)
             if entry.due_us > now_us:
                 continue
-            attempts = entry.attempts + 1
-            name = f"{lease_us:017d}_{owner}_{entry.pending_name(attempts=attempts)}"
-            target = self._dir(self.claimed_dir, entry.queue_dir) / name
-            try:
-                fs.replace(self.pending_dir / entry.queue_dir / entry.name, target)
-            except FileNotFoundError:
-                continue  # another claimer (or cancel) took it first
-            held = _Entry(entry.queue_dir, name, entry.priority, entry.due_us, entry.seq,
-                          attempts, entry.id_field)  # fmt: skip
-            try:
-                job = self._decode(target.read_bytes(), held, entry.due_us)
-            except (fs.DecodeFailure, OSError) as exc:
-                reason = f"job file {entry.name} cannot be decoded: {exc}"
-                if self._quarantine(target, entry.queue_dir, reason) is not None:
-                    job_id = fs.decode_field(entry.id_field)  # the name parsed: it decodes
-                    if job_id is not None:
-                        claimed.quarantined.append((job_id, reason))
+            took = self._take(entry, owner, lease_us, claimed)
+            if took is None:
                 continue
+            job, held = took
+            taken.append((entry.queue_dir, entry.name))  # claimed or held again: no longer held
+            flow = NO_FLOW
+            if job.limited or job.unique is not None:
+                admission = admission or flows.Admission()
+                at = self.clock.time()  # not the claim's start: leases may have run out since
+                admitted = self._admit(job, _Held(held, lease_us, owner), at, admission)
+                if admitted is None:
+                    holds_left -= 1
+                    continue
+                flow = admitted
             job.status, job.lease_owner, job.lease_until = JobStatus.RUNNING, worker_id, lease_until
             with self._lock:
-                self._held[job.id] = _Held(held, lease_us, owner)
+                self._held[job.id] = _Held(held, lease_us, owner, flow)
             claimed.jobs.append(job)
+            if job.rate_limit is not None:
+                rated.append((job, self._held[job.id]))
+        if taken:
+            self._end_claim(claimed, taken, rated, admission)
         self._set_aside(bad, claimed)
         return claimed
+
+    def _end_claim(
+        self,
+        claimed: Claimed,
+        taken: Sequence[tuple[str, str]],
+        rated: Sequence[tuple[Job, _Held]],
+        admission: flows.Admission | None,
+    ) -> None:
+        """What a claim that took files does last: take the tokens it set aside, look at the
+        slots it found full once more, and clear the holds of the files it took."""
+        if rated:
+            self._take_tokens(rated, claimed)
+        if admission is not None and admission.full:
+            self._wake_if_freed(admission)
+        self._clear_holds(taken)
+
+    def _clear_holds(self, files: Sequence[tuple[str, str]]) -> None:
+        """The jobs taken from these files (claimed, or held back again under a new name)
+        are held back in them no more: one look at ``holds/`` when nothing is held."""
+        try:
+            self.flow.clear_holds(files)
+        except (OSError, NuvomError) as exc:  # ``hold_of`` checks the file a hold names
+            log.warning("cannot clear the holds of claimed jobs: %s", exc)
+
+    def _take(
+        self, entry: _Entry, owner: str, lease_us: int, claimed: Claimed
+    ) -> tuple[Job, _Entry] | None:
+        """Rename a pending file into ``claimed/`` and read its job; None when another
+        claimer (or a cancel) took it first, or it was quarantined (noted in ``claimed``)."""
+        attempts = entry.attempts + 1
+        name = f"{lease_us:017d}_{owner}_{entry.pending_name(attempts=attempts)}"
+        target = self._dir(self.claimed_dir, entry.queue_dir) / name
+        try:
+            fs.replace(self.pending_dir / entry.queue_dir / entry.name, target)
+        except FileNotFoundError:
+            return None  # another claimer (or cancel) took it first
+        held = _Entry(entry.queue_dir, name, entry.priority, entry.due_us, entry.seq,
+                      attempts, entry.id_field)  # fmt: skip
+        try:
+            job = self._decode(target.read_bytes(), held, entry.due_us)
+        except (fs.DecodeFailure, OSError) as exc:
+            reason = f"job file {entry.name} cannot be decoded: {exc}"
+            if self._quarantine(target, entry.queue_dir, reason) is not None:
+                job_id = fs.decode_field(entry.id_field)  # the name parsed: it decodes
+                if job_id is not None:
+                    claimed.quarantined.append((job_id, reason))
+            return None
+        return job, held
+
+    def _admit(self, job: Job, held: _Held, now: float, admission: flows.Admission) -> _Flow | None:
+        """Check a claimed job's limits — concurrency first, then its task's bucket — and
+        take its slot and token; what its end must undo, or None when a limit held it back
+        (renamed back to wait, attempts unchanged, with its hold noted)."""
+        limit, rate, unique = job.concurrency_limit, job.rate_limit, job.unique
+        token: str | None = None
+        try:
+            if limit is not None:
+                slot = self.flow.take_slot(limit, job.id, held.entry.queue_dir, now, admission)
+                if isinstance(slot, flows.Refusal):
+                    self._hold_back(held, slot)
+                    return None
+                token = slot
+            if rate is not None:
+                hold = self.flow.reserve_token(rate, now, admission)
+                if hold is not None:
+                    if limit is not None and token is not None:
+                        self.flow.free_slot(limit.key, token)
+                        admission.slots.pop(limit.key, None)
+                    self._hold_back(held, hold)
+                    return None
+        except (OSError, NuvomError) as exc:  # its limits could not be read: it waits a bit
+            log.warning("cannot check the limits of job %s, it waits: %s", job.id, exc)
+            self._hold_back(held, None, due=now + FLOW_RETRY_SECS)
+            return None
+        return _Flow(limit.key if limit is not None else None, token, unique)
+
+    def _take_tokens(self, rated: Sequence[tuple[Job, _Held]], claimed: Claimed) -> None:
+        """Take the tokens the claim set aside, one swap per task, as it ends; a job whose
+        token a racing claim took first is held back after all (its slot freed)."""
+        by_task: dict[str, list[tuple[Job, _Held]]] = {}
+        for job, held in rated:
+            rate = job.rate_limit
+            assert rate is not None
+            by_task.setdefault(rate.key, []).append((job, held))
+        refused: set[str] = set()
+        for task, jobs in by_task.items():
+            rate, now = jobs[0][0].rate_limit, self.clock.time()
+            assert rate is not None
+            try:
+                given, left = self.flow.take_tokens(rate, len(jobs), now)
+            except (OSError, NuvomError) as exc:  # its limits could not be read: it waits a bit
+                log.warning("cannot take tokens of %s, its jobs wait: %s", task, exc)
+                given, left = 0, None
+            for behind, (job, held) in enumerate(jobs[given:]):
+                refused.add(job.id)
+                with self._moving:
+                    self._forget(job.id)
+                    if left is None:
+                        self._hold_back(held, None, due=now + FLOW_RETRY_SECS)
+                    else:
+                        due = now + (1.0 - left + behind) / rate.per_sec
+                        self._hold_back(held, flows.Refusal(rate_tag(task), due))
+                flow = held.flow or NO_FLOW
+                if flow.conc is not None and flow.token is not None:
+                    with suppress(OSError, NuvomError):  # left over, it is dropped when needed
+                        self.flow.free_slot(flow.conc, flow.token)
+        if refused:
+            claimed.jobs = [job for job in claimed.jobs if job.id not in refused]
+
+    def _hold_back(self, held: _Held, hold: flows.Refusal | None, due: float = 0.0) -> None:
+        """Rename a claimed job back to ``pending/``, its attempt uncounted, due when its
+        limit may allow it, and note its hold."""
+        entry = held.entry
+        due_us = _micros(hold.due if hold is not None else due)
+        attempts = entry.attempts - 1
+        if not self._move_back(held, attempts=attempts, due_us=due_us):
+            return  # its lease ran out under us (a clock far off): it is back already
+        if hold is not None:
+            name = entry.pending_name(attempts=attempts, due_us=due_us)
+            with suppress(OSError, NuvomError):  # a hold is a note: the job waits all the same
+                self.flow.hold(hold.tag, entry.queue_dir, name)
+
+    def _wake_if_freed(self, admission: flows.Admission) -> None:
+        """A slot freed while this claim held jobs back on its key would have found no hold
+        to wake yet: look once more, now that the holds are written."""
+        for key, (limit, _) in admission.full.items():
+            try:
+                if self.flow.has_free_slot(key, limit, self.clock.time()):
+                    self._wake_first_held(key)
+            except (OSError, NuvomError) as exc:
+                log.warning("cannot look at the slots of %s: %s", key, exc)
+
+    def _wake_first_held(self, key: str) -> None:
+        """A slot of ``key`` freed: the first job held back on it (claim order) that is not
+        due yet is due now — one woken per slot freed — so the next job of a
+        ``concurrency=1`` task starts at once. Its hold stays noted."""
+        now_us = _micros(self.clock.time())
+        tag = concurrency_tag(key)
+        for queue_dir, name in self.flow.held_on(tag):
+            entry = _maybe_pending(queue_dir, name)
+            if entry is None or entry.due_us <= now_us:
+                continue  # woken already by another slot freed, or due anyway
+            path = self.pending_dir / queue_dir / name
+            woken = entry.pending_name(attempts=entry.attempts, due_us=now_us)
+            try:
+                fs.replace(path, path.with_name(woken))
+            except FileNotFoundError:
+                continue  # claimed, cancelled or woken meanwhile
+            self.flow.move_hold(tag, queue_dir, name, woken)
+            return
+
+    def _ended(self, job_id: str, flow: _Flow, *, finished: bool) -> None:
+        """A claim of ``job_id`` ended (``finished``: for good): its slot frees and wakes the
+        first job held on its key; a finished job lets its unique key go (or keeps it
+        ``keep_secs``). A failure here is logged: the slot, no longer live, is dropped by
+        the next claim that needs it, and the key is taken over once stale."""
+        try:
+            if flow.conc is not None:
+                if flow.token is not None:
+                    self.flow.free_slot(flow.conc, flow.token)
+                self._wake_first_held(flow.conc)
+            if finished and flow.unique is not None:
+                self.flow.let_go(flow.unique, job_id, self.clock.time(), finished=True)
+        except (OSError, NuvomError) as exc:
+            log.warning("cannot free the limits job %s held: %s", job_id, exc)
+
+    def _flow_of(self, held: _Held, job: Job | None) -> _Flow:
+        """What the end of ``held``'s claim must undo: known when this process claimed it,
+        else from ``job`` (an outcome's), else from its file (no token: its slot is left to
+        go when it is no longer live)."""
+        if held.flow is not None:
+            return held.flow
+        origin = job.origin if job is not None else self._origin(held)
+        try:
+            limit, unique = concurrency_of(origin), unique_of(origin)
+        except (IndexError, TypeError, ValueError):
+            return NO_FLOW
+        return _Flow(limit.key if limit is not None else None, None, unique)
+
+    def _origin(self, held: _Held) -> dict[str, object] | None:
+        path = self.claimed_dir / held.entry.queue_dir / held.entry.name
+        try:
+            _, _, offset = self._header(body := fs.unframe(path.read_bytes(), FORMAT_VERSION))
+            return self.payloads.origin(body[offset:])
+        except (fs.DecodeFailure, OSError, SerializationError):
+            return None
 
     def _move_back(self, held: _Held, *, attempts: int, due_us: int | None = None) -> bool:
         entry = held.entry
@@ -1555,11 +1857,19 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         return True
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        self._ack(job_id, worker_id, None)
+
+    def _ack(self, job_id: str, worker_id: str | None, job: Job | None) -> None:
+        flow = NO_FLOW
         with self._moving:
             held = self._find_held(job_id, worker_id)
             if held is not None:
-                fs.unlink(self.claimed_dir / held.entry.queue_dir / held.entry.name)
+                flow = self._flow_of(held, job)
+                if not fs.unlink(self.claimed_dir / held.entry.queue_dir / held.entry.name):
+                    flow = NO_FLOW  # its lease ran out and another process took it back
             self._forget(job_id)
+        if flow is not NO_FLOW:
+            self._ended(job_id, flow, finished=True)
 
     def ack_outcomes(self, outcomes: Sequence[Outcome]) -> Resolved | None:
         """Ack and nack one by one; a finished job others wait for is resolved before its
@@ -1569,7 +1879,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         for outcome in outcomes:
             job_id, owner = outcome.job.id, outcome.worker_id
             if outcome.status is JobStatus.RETRYING and outcome.retry_at is not None:
-                self.nack(job_id, retry_at=outcome.retry_at, worker_id=owner)
+                self._give_back(job_id, owner, outcome.job, retry_at=outcome.retry_at)
                 continue
             if (
                 waited_for
@@ -1579,7 +1889,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             ):
                 resolved = resolved or Resolved()
                 resolved.add(self.resolve([(job_id, outcome.status is JobStatus.SUCCESS)]))
-            self.ack(job_id, worker_id=owner)
+            self._ack(job_id, owner, outcome.job)
         return resolved
 
     def _anyone_waits(self) -> bool:
@@ -1591,19 +1901,29 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             return False
 
     def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
-        with self._moving:
-            held = self._find_held(job_id, worker_id)
-            if held is not None:
-                self._move_back(held, attempts=held.entry.attempts, due_us=_micros(retry_at))
-            self._forget(job_id)
+        self._give_back(job_id, worker_id, None, retry_at=retry_at)
 
     def release(self, job_ids: Sequence[str], *, worker_id: str) -> None:
         for job_id in job_ids:
-            with self._moving:
-                held = self._find_held(job_id, worker_id)
-                if held is not None:
-                    self._move_back(held, attempts=max(0, held.entry.attempts - 1))
-                self._forget(job_id)
+            self._give_back(job_id, worker_id, None)
+
+    def _give_back(
+        self, job_id: str, worker_id: str | None, job: Job | None, *, retry_at: float | None = None
+    ) -> None:
+        """Nack (due at ``retry_at``, the attempt kept) or release (due as it was, the attempt
+        uncounted) a claimed job; its slot frees once its file is back in ``pending/``."""
+        flow = NO_FLOW
+        with self._moving:
+            held = self._find_held(job_id, worker_id)
+            if held is not None:
+                flow = self._flow_of(held, job)
+                attempts = held.entry.attempts if retry_at is not None else held.entry.attempts - 1
+                due_us = _micros(retry_at) if retry_at is not None else None
+                if not self._move_back(held, attempts=max(0, attempts), due_us=due_us):
+                    flow = NO_FLOW
+            self._forget(job_id)
+        if flow.conc is not None:
+            self._ended(job_id, flow, finished=False)
 
     def heartbeat(self, job_ids: Sequence[str], *, worker_id: str, lease_secs: float) -> list[str]:
         lease_us = _micros(self.clock.time() + lease_secs)
@@ -1650,15 +1970,46 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                        attempts, entry.id_field),
                 lease_us,
                 held.owner,
+                held.flow,
             )  # fmt: skip
             with self._lock:
                 self._held[job_id] = renamed
             return renamed
 
-    def _requeue_expired(self, now_us: int, bad: list[_BadName]) -> None:
+    def _requeue_expired(self, now_us: int, bad: list[_BadName], paused: frozenset[str]) -> None:
+        """Put back the jobs whose lease ran out (a paused queue's stay as they are)."""
         for held in self._claimed(bad):
-            if held.lease_us <= now_us:
+            if held.lease_us <= now_us and held.entry.queue_dir not in paused:
                 self._move_back(held, attempts=held.entry.attempts)
+
+    def _leases(self, queue_dirs: Iterable[str]) -> dict[str, int]:
+        """The lease end of each job claimed in ``queue_dirs``, by id field (flow control
+        asks which slots are still held)."""
+        leases: dict[str, int] = {}
+        for queue_dir in queue_dirs:
+            for name in _listdir(self.claimed_dir / queue_dir):
+                try:
+                    held = _parse_claimed(queue_dir, name)
+                except fs.DecodeFailure:
+                    continue
+                id_field = held.entry.id_field
+                leases[id_field] = max(held.lease_us, leases.get(id_field, 0))
+        return leases
+
+    def _stored(self, job_id: str, queue_dir: str) -> bool:
+        """Whether ``job_id`` has a file: parked, then in ``claimed/``, ``pending/`` and
+        ``claimed/`` again (each move between them is seen in one look or the next)."""
+        if _parked_name(_listdir(self.parked_dir / _key(job_id))) is not None:
+            return True
+        id_field = fs.encode_field(job_id)
+        for area in (self.claimed_dir, self.pending_dir, self.claimed_dir):
+            for name in _listdir(area / queue_dir):
+                if (
+                    name.endswith(JOB_SUFFIX)
+                    and name[: -len(JOB_SUFFIX)].rpartition("_")[2] == id_field
+                ):
+                    return True
+        return False
 
     # -- inspecting and removing -----------------------------------------
     def qsize(self, queue: str | None = None) -> int:
@@ -1684,17 +2035,99 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             self._delete_folder(self.deps_dir / key, _listdir(self.deps_dir / key))
         with self._lock:
             self._held.clear()
+        self.flow.clear()
         return removed
 
     def cancel(self, job_id: str) -> bool:
+        """Remove a waiting (or parked) job; its unique key goes at once, and its holds."""
         if self._cancel_parked(job_id):
             return True
         id_field = fs.encode_field(job_id)
         removed = False
         for entry in self._pending(None):
             if entry.id_field == id_field:
-                removed = fs.unlink(self.pending_dir / entry.queue_dir / entry.name) or removed
+                path = self.pending_dir / entry.queue_dir / entry.name
+                try:  # read first: once unlinked, nothing says which key it held
+                    job: Job | None = self._decode(path.read_bytes(), entry, entry.due_us)
+                except (fs.DecodeFailure, OSError):
+                    job = None
+                if fs.unlink(path):
+                    removed = True
+                    self._cancelled(job_id, job, (entry.queue_dir, entry.name))
         return removed
+
+    def _cancelled(self, job_id: str, job: Job | None, file: tuple[str, str] | None) -> None:
+        """A waiting job was cancelled (from ``file``: queue folder, pending name): its hold
+        goes, and its unique key with it."""
+        try:
+            if file is not None:
+                self.flow.clear_holds([file])
+            if job is not None and job.unique is not None:
+                self.flow.let_go(job.unique, job_id, self.clock.time(), finished=False)
+        except (OSError, NuvomError) as exc:  # the key is taken over once stale
+            log.warning("cannot let go the unique key of cancelled job %s: %s", job_id, exc)
+
+    # -- flow control: paused queues, holds, unique keys (``flow.py`` keeps their files) --
+    def hold(self, held: Sequence[Hold], *, worker_id: str) -> list[str]:
+        """Give back claimed jobs as a claim holds one: renamed back to ``pending/`` due at
+        ``due_at`` with the attempt uncounted, the hold noted, the slot freed (waking the
+        next held job of its key), the unique key kept."""
+        given = []
+        for hold in held:
+            flow, moved = NO_FLOW, False
+            with self._moving:
+                found = self._find_held(hold.job_id, worker_id)
+                if found is not None:
+                    entry, due_us = found.entry, _micros(hold.due_at)
+                    attempts = max(0, entry.attempts - 1)
+                    flow = self._flow_of(found, None)
+                    moved = self._move_back(found, attempts=attempts, due_us=due_us)
+                self._forget(hold.job_id)
+            if found is None or not moved:
+                continue
+            given.append(hold.job_id)
+            name = entry.pending_name(attempts=attempts, due_us=due_us)
+            try:
+                self.flow.hold(hold.tag, entry.queue_dir, name)
+            except (OSError, NuvomError) as exc:  # a hold is a note: the job waits all the same
+                log.warning("cannot note the hold of job %s: %s", hold.job_id, exc)
+            if flow.conc is not None:
+                self._ended(hold.job_id, flow, finished=False)
+        return given
+
+    def pause_queue(self, queue: str, paused: bool = True) -> bool:
+        try:
+            return self.flow.pause(queue, paused)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot pause queue {queue!r} in {self.flow.paused_dir}: {exc}",
+                backend=self.name,
+            ) from exc
+
+    def paused_queues(self) -> list[str]:
+        return sorted(self.flow.paused_queues().values())
+
+    def hold_of(self, job_id: str) -> str | None:
+        """The tag of the hold noted for ``job_id``, while it waits in the file it was held
+        in (or woken into): a claim since (then a nack or release) has cleared it."""
+        tail = f"_{fs.encode_field(job_id)}{JOB_SUFFIX}"
+        for held in self.flow.holds(lambda name: name.endswith(tail)):
+            if (self.pending_dir / held.queue_dir / held.name).exists():
+                return held.tag
+        return None
+
+    def unique_holder(self, key: str) -> str | None:
+        return self.flow.holder(key, self.clock.time())
+
+    def sweep_holds(self, *, older_than_secs: float = NEVER_ENQUEUED_GRACE_SECS) -> int:
+        """Delete the holds (that old) of jobs no longer waiting in the file they were held
+        in: a claim that died before clearing them left them. Returns how many."""
+        if self.read_only:
+            return 0
+        return self.flow.sweep_holds(
+            lambda queue_dir, name: (self.pending_dir / queue_dir / name).exists(),
+            time.time() - older_than_secs,
+        )
 
     def waiting_jobs(self) -> list[Job]:
         jobs = []
@@ -1711,18 +2144,28 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     def queue_stats(self) -> list[QueueStats]:
         now_us = _micros(self.clock.time())
         rows: dict[str, QueueStats] = {}
+        paused = self.flow.paused_queues()
 
         def row(queue_dir: str) -> QueueStats:
             if queue_dir not in rows:
-                rows[queue_dir] = QueueStats(fs.field_label(queue_dir, directory=True))
+                label = paused.get(queue_dir) or fs.field_label(queue_dir, directory=True)
+                rows[queue_dir] = QueueStats(label)
             return rows[queue_dir]
 
+        waiting: set[tuple[str, str]] = set()
         for entry in self._pending(None):
+            waiting.add((entry.queue_dir, entry.name))
             stats = row(entry.queue_dir)
             if entry.due_us > now_us:
                 stats.scheduled += 1
             else:
                 stats.pending += 1
+        for hold in self.flow.holds():
+            if (hold.queue_dir, hold.name) in waiting:
+                counts = row(hold.queue_dir).held
+                counts[hold.tag] = counts.get(hold.tag, 0) + 1
+        for queue_dir in paused:
+            row(queue_dir).paused = True
         for held in self._claimed():
             stats = row(held.entry.queue_dir)
             if held.lease_us <= now_us:

@@ -38,6 +38,7 @@ FSYNC_THREADS = 8  # threads fsyncing one batch
 MAX_FIELD_CHARS = 96  # longest encoded id/queue/owner kept readable in a file name
 FILE_MAGIC = b"NVF"  # every file the file backends write starts with this
 HEADER = struct.Struct(">3sBII")  # magic, format version, body length, crc32 of the body
+MICROS_PER_SEC = 1_000_000
 
 _SAFE_FIELD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _SAFE_DIR = re.compile(r"[a-z0-9][a-z0-9.-]*")
@@ -47,6 +48,11 @@ _WINDOWS_RESERVED = frozenset(
 _HEX_PREFIX = "="
 _HASH_PREFIX = "~"
 _HASHED = re.compile(r"~[0-9a-f]{40}")  # what encode_field writes for a long text
+
+
+def micros(seconds: float) -> int:
+    """Epoch seconds as the whole microseconds file names carry (never below 0)."""
+    return max(0, round(seconds * MICROS_PER_SEC))
 
 
 def synchronous_flag(mode: str) -> bool:
@@ -293,16 +299,18 @@ def write_many_atomically(
         raise
 
 
-def publish_exclusively(writer: TempWriter, target: Path, data: bytes) -> bool:
+def publish_exclusively(
+    writer: TempWriter, target: Path, data: bytes, *, durable: bool = True
+) -> bool:
     """Put ``data`` at ``target`` unless a file is there already; True if this call put it.
 
-    The file is written whole (and fsynced) in the temp folder first, then linked in:
-    POSIX ``link`` and Windows ``rename`` both refuse an existing target, so exactly
-    one of any number of racing processes wins, and no reader ever sees a torn file
-    (``open(..., "x")`` then writing would leave one holding the name after a crash).
+    The file is written whole (and, with ``durable``, fsynced) in the temp folder first,
+    then linked in: POSIX ``link`` and Windows ``rename`` both refuse an existing target,
+    so exactly one of any number of racing processes wins, and no reader ever sees a torn
+    file (``open(..., "x")`` then writing would leave one holding the name after a crash).
     ``FileNotFoundError``: ``target``'s folder is missing.
     """
-    temp = writer.write(data)
+    temp = writer.write(data, durable=durable)
     try:
         if os.name == "nt":
             retry_in_use("create a file", os.rename, temp, target)
@@ -312,7 +320,7 @@ def publish_exclusively(writer: TempWriter, target: Path, data: bytes) -> bool:
         return False
     finally:
         unlink(temp)  # POSIX: the link keeps the data; Windows: already renamed away
-    if writer.sync:
+    if durable and writer.sync:
         fsync_directory(target.parent)
     return True
 
