@@ -10,12 +10,13 @@ how idle workers are woken, the one-round-trip paths PostgreSQL has.
 from __future__ import annotations
 
 import logging
+import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from nuvom.backends.common import (
     Defaults,
@@ -34,6 +35,8 @@ from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     BaseResultBackend,
     Claimed,
+    Duplicates,
+    Hold,
     JointWriter,
     Queues,
     QueueStats,
@@ -42,8 +45,9 @@ from nuvom.backends.contract import (
     claim_order,
     waits,
 )
-from nuvom.errors import SerializationError
+from nuvom.errors import CorruptJob, SerializationError
 from nuvom.job import Job, JobStatus
+from nuvom.limits import CONCURRENCY_TAG, concurrency_tag, rate_tag
 from nuvom.records import (
     AttemptRecord,
     ErrorInfo,
@@ -64,7 +68,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("nuvom.backends")
 
 Taken = tuple[list[tuple[Job, StoredJob]], list[tuple[StoredJob, str]]]
+#: What a claim's second step took: (job, its row, its seq) in claim order, and the corrupt.
+TakenLimited = tuple[list[tuple[Job, StoredJob, int]], list[tuple[StoredJob, str]]]
 Row = Sequence[Any]
+# A claim's second step (flow control) reads candidates in rounds, past the jobs their
+# limits hold back: the first round at least CANDIDATES_PER_ROUND, each next one twice as
+# many (up to MAX_CANDIDATES_PER_ROUND), CLAIM_ROUNDS at most, so one claim gets past some
+# 4,000 held jobs to the jobs behind them (a burst worker takes a short claim for an empty
+# queue); held jobs are due later, so the next claim starts past them anyway.
+CLAIM_ROUNDS = 8
+CANDIDATES_PER_ROUND = 32
+MAX_CANDIDATES_PER_ROUND = 1024
 # Statuses a job can show while it is still only in nuvom_queue (SQLite reads them from there).
 QUEUED_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING)
 
@@ -156,20 +170,190 @@ def stored_schedules(codec: Codec, rows: Sequence[Row]) -> list[Schedule]:
     return schedules
 
 
+# -- flow control (the contract's "flow control"; ``nuvom.limits``) -----------------------
+def limit_columns(job: Job) -> tuple[bool, str | None]:
+    """A job's ``limited`` and ``conc_key`` columns: whether a claim checks its limits first,
+    and its concurrency key."""
+    if not job.limited:
+        return False, None
+    conc = job.concurrency_limit
+    return True, None if conc is None else conc.key
+
+
+def nacked(outcome: Outcome) -> bool:
+    """Whether a settle gives ``outcome``'s job back to the queue (``settle_batches``'s nack)."""
+    return outcome.status is JobStatus.RETRYING and outcome.retry_at is not None
+
+
+def without(
+    duplicates: Duplicates, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]]
+) -> tuple[list[Job], list[tuple[object, ...]]]:
+    """``jobs`` and their ``rows`` but the duplicates a submit does not store."""
+    kept = [(job, row) for job, row in zip(jobs, rows, strict=True) if job.id not in duplicates]
+    return [job for job, _ in kept], [row for _, row in kept]
+
+
+def in_claim_order(
+    first: Sequence[tuple[Job, StoredJob]], seqs: Mapping[str, int], more: TakenLimited
+) -> Taken:
+    """A claim's two steps as one: the first step's jobs (``seqs``: their rows' seq by id) and
+    the second's, in claim order; the corrupt rows of the second step."""
+    if not more[0]:
+        return list(first), more[1]
+    every = [(job, row, seqs[row.id]) for job, row in first] + more[0]
+    every.sort(key=lambda c: (-c[0].priority, c[0].due_at or 0.0, c[2]))
+    return [(job, row) for job, row, _ in every], more[1]
+
+
+def running(
+    job: Job, row: StoredJob, seq: int, worker_id: str, until: float
+) -> tuple[Job, StoredJob, int]:
+    """A row the second step claimed, as ``decode_claimed`` makes a claimed one."""
+    row = row._replace(attempts=row.attempts + 1)
+    job.attempts = row.attempts
+    job.status, job.lease_owner, job.lease_until = JobStatus.RUNNING, worker_id, until
+    return job, row, seq
+
+
+def bucket_state(key: str, tokens: Any, updated_at: Any) -> tuple[float, float] | None:
+    """A stored token bucket as (tokens, updated at); None (logged) when it does not read as
+    two finite numbers: the claim then starts that bucket anew, full, rather than fail."""
+    try:
+        state = (float(tokens), float(updated_at))
+    except (TypeError, ValueError):
+        state = (math.nan, math.nan)
+    if not all(math.isfinite(value) for value in state):
+        log.warning("the token bucket of %s is unreadable (%r, %r); starting it anew",
+                    key, tokens, updated_at)  # fmt: skip
+        return None
+    return state
+
+
+class LimitState(NamedTuple):
+    """What a claim read of some limits, in its transaction: the hold tags it may decide on
+    (all on SQLite, whose writers take turns; those whose advisory lock it got on
+    PostgreSQL), the token buckets by task ((tokens, updated at); none yet: full) and the
+    slots taken per concurrency key ((count, first lease end))."""
+
+    decidable: set[str]
+    buckets: dict[str, tuple[float, float]]
+    slots: dict[str, tuple[int, float | None]]
+
+
+#: ``ClaimLimits.check``: a job whose limits another claimer is deciding on right now.
+BUSY = ("", 0.0)
+
+
+class ClaimLimits:
+    """One claim's view of the limits of the jobs it looks at, as ``MemoryJobQueue`` keeps
+    them: concurrency first (the slots of its key taken, this claim's picks counted), then
+    the task's token bucket (refilled since its last update, capped at its burst)."""
+
+    def __init__(self, now: float, until: float) -> None:
+        self.now, self.until = now, until
+        self.asked: set[str] = set()  # hold tags whose state was read (or refused)
+        self.decidable: set[str] = set()
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.changed: set[str] = set()  # buckets to write back
+        self.slots: dict[str, tuple[int, float | None]] = {}
+        self.rate_holds: dict[str, int] = {}  # holds per bucket so far: each waits a token more
+
+    def unknown(self, jobs: Iterable[Job]) -> tuple[list[str], list[str]]:
+        """The task names and concurrency keys of ``jobs`` whose state is not read yet."""
+        rate_keys: dict[str, None] = {}
+        conc_keys: dict[str, None] = {}
+        for job in jobs:
+            rate, conc = job.rate_limit, job.concurrency_limit
+            if rate is not None and rate_tag(rate.key) not in self.asked:
+                rate_keys[rate.key] = None
+            if conc is not None and concurrency_tag(conc.key) not in self.asked:
+                conc_keys[conc.key] = None
+        return list(rate_keys), list(conc_keys)
+
+    def learn(self, rate_keys: Sequence[str], conc_keys: Sequence[str], state: LimitState) -> None:
+        self.asked.update(rate_tag(key) for key in rate_keys)
+        self.asked.update(concurrency_tag(key) for key in conc_keys)
+        self.decidable |= state.decidable
+        self.buckets.update(state.buckets)
+        self.slots.update(state.slots)
+
+    def check(self, job: Job) -> tuple[str, float] | None:
+        """None: ``job``'s limits let this claim take it (its slot and token are taken);
+        else (its hold tag, when it may be due again), or ``BUSY``."""
+        conc, rate = job.concurrency_limit, job.rate_limit
+        if (conc is not None and concurrency_tag(conc.key) not in self.decidable) or (
+            rate is not None and rate_tag(rate.key) not in self.decidable
+        ):
+            return BUSY
+        if conc is not None:
+            taken, first_end = self.slots.get(conc.key, (0, None))
+            if taken >= conc.limit:
+                return concurrency_tag(conc.key), self.now if first_end is None else first_end
+        if rate is not None:
+            tag = rate_tag(rate.key)
+            tokens, at = self.buckets.get(rate.key, (float(rate.burst), self.now))
+            tokens = min(float(rate.burst), tokens + max(0.0, self.now - at) * rate.per_sec)
+            self.buckets[rate.key] = (tokens, self.now)
+            self.changed.add(rate.key)
+            if tokens < 1.0:
+                behind = self.rate_holds.get(rate.key, 0)
+                self.rate_holds[rate.key] = behind + 1
+                return tag, self.now + (1.0 - tokens + behind) / rate.per_sec
+            self.buckets[rate.key] = (tokens - 1.0, self.now)
+        if conc is not None:
+            taken, first_end = self.slots.get(conc.key, (0, None))
+            self.slots[conc.key] = (taken + 1, min(first_end or self.until, self.until))
+        return None
+
+    def saved(self) -> list[dict[str, object]]:
+        """``SAVE_BUCKET`` parameters for each bucket this claim changed."""
+        return [
+            {"key": key, "tokens": self.buckets[key][0], "at": self.buckets[key][1]}
+            for key in sorted(self.changed)
+        ]
+
+
 class SQLJobQueue(SQLBackend, QuarantiningQueue):
     """The queue steps both SQL engines run the same way; ``take`` and ``heartbeat`` are theirs.
 
     A job that waits for others is parked in ``nuvom_parked``, with one ``nuvom_edges`` row
     per job it waits for; an ack that removes a job someone waits for resolves it in the
     same transaction (``resolve_in``).
+
+    Flow control: a queue row marks a job with a rate or concurrency limit (``limited``,
+    ``conc_key``). An engine's claim statement takes only unlimited rows and tells when it
+    left limited ones, which ``take_limited`` then decides on in claim order, in Python, in
+    a transaction (token buckets in ``nuvom_buckets``; a key's slots counted from its
+    claimed rows); a held job keeps its ``hold`` tag and a later due time. Unique keys live
+    in ``nuvom_unique``, taken in the submit's transaction and let go in the ack's.
+    Paused queues are ``nuvom_paused`` rows every claim statement skips.
     """
 
     keeps_dependencies = True
+    keeps_limits = True
 
     # -- what each engine does its own way -------------------------------------
     @abstractmethod
     def take(self, cur: Cursor, n: int, worker_id: str, lease_secs: float, queues: Queues) -> Taken:
         """Claim up to ``n`` rows in a caller's transaction; move undecodable ones aside."""
+
+    @abstractmethod
+    def candidates(
+        self, cur: Cursor, n: int, queues: Queues, now: float, skip: Sequence[int]
+    ) -> list[tuple[int, StoredJob]]:
+        """The first ``n`` claimable rows (limited or not) in claim order, but those in
+        ``skip`` (by seq), with their seq; on PostgreSQL locked, rows others lock skipped."""
+
+    @abstractmethod
+    def limit_state(
+        self, cur: Cursor, rate_keys: Sequence[str], conc_keys: Sequence[str], now: float
+    ) -> LimitState:
+        """The buckets of ``rate_keys`` and the slots of ``conc_keys``, read only once no
+        other claimer can change them before this transaction ends."""
+
+    def lock_settling(self, cur: Cursor, job_ids: Sequence[str]) -> None:
+        """Before a step that frees slots or lets keys go for ``job_ids``: make racing claims
+        and settles of the same keys and jobs take turns (SQLite's writers already do)."""
 
     def requeued(self, cur: Cursor) -> None:
         """In a transaction that put jobs back in the queue: tell idle workers (at commit)."""
@@ -182,15 +366,28 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         """Write ``jobs`` (``rows``: their ``queue_rows``): waiting, or parked when they wait
         for others (``nudge`` once committed)."""
         if not waits(jobs):
-            cur.executemany(self.sql.ENQUEUE, rows)
+            self.enqueue_rows(cur, jobs, rows)
             self.requeued(cur)
             return
         parked = [(job, row) for job, row in zip(jobs, rows, strict=True) if job.depends_on]
-        ready = [row for job, row in zip(jobs, rows, strict=True) if not job.depends_on]
+        ready = [(job, row) for job, row in zip(jobs, rows, strict=True) if not job.depends_on]
         if ready:
-            cur.executemany(self.sql.ENQUEUE, ready)
+            self.enqueue_rows(cur, [job for job, _ in ready], [row for _, row in ready])
             self.requeued(cur)
         self.park(cur, parked)
+
+    def enqueue_rows(
+        self, cur: Cursor, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]]
+    ) -> None:
+        """The plain ``ENQUEUE``, or, when a job carries limits, ``ENQUEUE_LIMITED`` with every
+        row's limit columns (one statement for all: their seq keeps their order)."""
+        if not any(job.origin and job.limited for job in jobs):  # a plain job has no origin
+            cur.executemany(self.sql.ENQUEUE, rows)
+            return
+        cur.executemany(
+            self.sql.ENQUEUE_LIMITED,
+            [(*row, *limit_columns(job)) for job, row in zip(jobs, rows, strict=True)],
+        )
 
     def park(self, cur: Cursor, parked: Sequence[tuple[Job, tuple[object, ...]]]) -> None:
         """Store jobs that wait for others, each with the edges to what it waits for (those
@@ -199,7 +396,7 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             self.sql.PARK,
             [
                 (job.id, row[1], row[2], job.due_at, row[5], row[6], row[PAYLOAD],
-                 job.on_failure, len(set(job.depends_on)))
+                 job.on_failure, len(set(job.depends_on)), *limit_columns(job))
                 for job, row in parked
             ],
         )  # fmt: skip
@@ -223,19 +420,142 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         """
         finals = {o.job.id: o.status is JobStatus.SUCCESS for o in outcomes if o.status.is_final}
         finished: list[tuple[str, bool]] = []
+        now = self.clock.time()
         # By id: the row locks in the order a racing submit marks the jobs it waits for.
         by_id = sorted(outcomes, key=lambda outcome: outcome.job.id)
+        woke = self.before_settle(cur, by_id, now)
         for statement, rows in settle_batches(by_id, self.sql).items():
-            if statement not in (self.sql.ACK, self.sql.ACK_ANY):
-                cur.executemany(statement, rows)
+            acking = statement in (self.sql.ACK, self.sql.ACK_ANY)
+            statement, params = self.settle_statement(statement, rows, now)
+            if not acking:
+                cur.executemany(statement, params)
                 continue
-            for job_id, waited_for in self.acked(cur, statement, rows):
+            for job_id, waited_for, *freed in self.acked(cur, statement, params):
+                woke = woke or any(freed)
                 if waited_for and job_id in finals:
                     finished.append((job_id, finals[job_id]))
-        if not retries(outcomes):
+        if not (retries(outcomes) or woke):
             return False, finished
         self.requeued(cur)
         return True, finished
+
+    # -- flow control in the settling steps ----------------------------------------
+    # An outcome's job is the worker's copy: its limits are read from the store, not from it.
+    def before_settle(self, cur: Cursor, outcomes: Sequence[Outcome], now: float) -> bool:
+        """Before the acks and nacks of ``outcomes`` (by id): each job of a concurrency key
+        its worker still holds frees its slot, waking the first job the key held back, and
+        each acked job lets its unique key go (kept its ``keep_secs``); True if one woke.
+        An engine whose settle statements do it themselves does less here."""
+        self.lock_settling(cur, [o.job.id for o in outcomes])
+        rows = [(o.job.id, o.worker_id) for o in outcomes]
+        woke = self.free_slots(cur, rows, now)
+        acked = [(o.job.id, o.worker_id) for o in outcomes if not nacked(o)]
+        self.let_go(cur, acked, now)
+        return woke
+
+    def settle_statement(
+        self, statement: str, rows: list[tuple[object, ...]], now: float
+    ) -> tuple[str, Sequence[Any]]:
+        """The statement a settle runs for ``settle_batches``' ``statement`` and ``rows``."""
+        return statement, rows
+
+    def free_slots(self, cur: Cursor, held: Sequence[tuple[str, str | None]], now: float) -> bool:
+        """Each (job id, worker id) its worker (any, when None) still holds gives its slot
+        back: the first job its key held back and not due yet is due now. True if one woke
+        (as far as the engine tells: SQLite does)."""
+        params = [{"id": job_id, "owner": owner, "now": now, "prefix": CONCURRENCY_TAG}
+                  for job_id, owner in held]  # fmt: skip
+        return self.changed(cur, self.sql.WAKE_HELD, params)
+
+    def changed(self, cur: Cursor, statement: str, rows: Sequence[Any]) -> bool:
+        """Run ``statement`` per row; whether it changed a row, where that costs nothing to
+        know (else False)."""
+        cur.executemany(statement, rows)
+        return False
+
+    def let_go(self, cur: Cursor, acked: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Each (job id, worker id) about to be acked lets its unique key go: kept its
+        ``keep_secs`` from ``now`` (a quarantined job's too)."""
+        params = [{"id": job_id, "owner": owner, "now": now} for job_id, owner in acked]
+        cur.executemany(self.sql.LET_GO, params)
+
+    def take_unique(self, cur: Cursor, jobs: Sequence[Job], now: float) -> Duplicates:
+        """Take the unique key of each of ``jobs`` that has one, in order; those whose key
+        another job holds, with its id (two of one key in ``jobs``: the first wins)."""
+        keyed = [(job, key) for job in jobs if job.origin and (key := job.unique) is not None]
+        if not keyed:
+            return {}
+        cur.execute(self.sql.DROP_EXPIRED_KEYS, (now,))
+        params = [{"key": key.key, "id": job.id, "keep": key.keep_secs, "now": now}
+                  for job, key in keyed]  # fmt: skip
+        holders = self.returned(cur, self.sql.TAKE_UNIQUE, params)
+        return {
+            job.id: str(holder[0])
+            for (job, _), holder in zip(keyed, holders, strict=True)
+            if holder[0] != job.id
+        }
+
+    def take_limited(
+        self, cur: Cursor, n: int, worker_id: str, lease_secs: float, queues: Queues, now: float
+    ) -> TakenLimited:
+        """A claim's second step, once its statement left limited jobs: up to ``n`` more jobs,
+        limited or not, in claim order, each limited one taken only if its limits allow it now
+        and else held (``ClaimLimits``); held ones do not count towards ``n``, so it reads on,
+        in ever larger rounds (``CLAIM_ROUNDS``). Rows that do not decode (a limit entry among
+        them) are quarantined."""
+        until = now + lease_secs
+        limits = ClaimLimits(now, until)
+        claimed: list[tuple[Job, StoredJob, int]] = []
+        corrupt: list[tuple[StoredJob, str]] = []
+        skip: list[int] = []  # rows another claimer is deciding on (PostgreSQL)
+        for round_number in range(CLAIM_ROUNDS):
+            size = min(CANDIDATES_PER_ROUND << round_number, MAX_CANDIDATES_PER_ROUND)
+            wanted = max(n - len(claimed), size)
+            rows = self.candidates(cur, wanted, queues, now, skip)
+            jobs: list[tuple[int, StoredJob, Job]] = []
+            bad: list[tuple[StoredJob, str]] = []
+            for seq, row in rows:
+                try:
+                    jobs.append((seq, row, self.payloads.decode_stored(row)))
+                except CorruptJob as exc:
+                    log.warning("quarantined job %s: %s", row.id, exc)
+                    bad.append((row, str(exc)))
+            self.quarantine(cur, bad)
+            corrupt += bad
+            rate_keys, conc_keys = limits.unknown(job for _, _, job in jobs if job.limited)
+            if rate_keys or conc_keys:
+                limits.learn(rate_keys, conc_keys,
+                             self.limit_state(cur, rate_keys, conc_keys, now))  # fmt: skip
+            takes, holds = [], []
+            for seq, row, job in jobs:
+                if len(claimed) >= n:
+                    break
+                hold = limits.check(job) if job.limited else None
+                if hold is BUSY:
+                    skip.append(seq)
+                elif hold is not None:
+                    holds.append({"seq": seq, "tag": hold[0], "due": hold[1]})
+                else:
+                    limited, conc_key = limit_columns(job)
+                    takes.append({"seq": seq, "worker": worker_id, "until": until,
+                                  "limited": limited, "conc_key": conc_key})  # fmt: skip
+                    claimed.append(running(job, row, seq, worker_id, until))
+            cur.executemany(self.sql.CLAIM_ROW, takes)
+            cur.executemany(self.sql.HOLD_ROW, holds)
+            if len(claimed) >= n or len(rows) < wanted:
+                break
+        cur.executemany(self.sql.SAVE_BUCKET, limits.saved())
+        return claimed, corrupt
+
+    def quarantine(self, cur: Cursor, corrupt: Sequence[tuple[StoredJob, str]]) -> None:
+        """Move undecodable rows aside (``nuvom_dead``); their unique keys go as an ack's."""
+        if not corrupt:
+            return
+        now = self.clock.time()
+        for row, reason in corrupt:
+            cur.execute(self.sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
+        self.let_go(cur, [(row.id, None) for row, _ in corrupt], now)
+        cur.executemany(self.sql.DELETE_QUEUED, [(row.id,) for row, _ in corrupt])
 
     def acked(self, cur: Cursor, statement: str, rows: Sequence[Any]) -> list[Row]:
         """Run an ack ``statement`` per row; (id, whether a parked job waits for it) of each
@@ -283,6 +603,8 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
                 resolved.released += released
             cur.executemany(self.sql.DROP_PARKED, dropped)
             cur.executemany(self.sql.FORGET_EDGES, dropped)
+        if resolved.cancelled:  # a cancel lets a unique key go
+            cur.executemany(self.sql.FORGET_UNIQUE, [(job_id,) for job_id, _ in resolved.cancelled])
         if resolved.released:
             self.requeued(cur)
         return resolved
@@ -308,19 +630,27 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             row = cur.execute(self.sql.UNPARK, (job_id,)).fetchone()
             if row is not None:
                 cur.execute(self.sql.FORGET_EDGES, (job_id,))
+        if row is not None:
+            cur.execute(self.sql.FORGET_UNIQUE, (job_id,))
         return row
 
     # -- the contract -------------------------------------------------------
     def enqueue(self, job: Job) -> None:
         self.enqueue_many([job])
 
-    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+    def enqueue_many(self, jobs: Sequence[Job]) -> Duplicates:
         if not jobs:
-            return
-        rows = queue_rows(jobs, self.payloads, self.clock.time())
+            return {}
+        now = self.clock.time()
+        rows = queue_rows(jobs, self.payloads, now)
         with self.store.transaction() as cur:
-            self.insert(cur, jobs, rows)
+            duplicates = self.take_unique(cur, jobs, now)
+            if duplicates:
+                jobs, rows = without(duplicates, jobs, rows)
+            if jobs:
+                self.insert(cur, jobs, rows)
         self.nudge()
+        return duplicates
 
     def claim_batch(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
@@ -352,7 +682,11 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         return decode_waiting(self.payloads, (stored_job(row) for row in rows))
 
     def ack(self, job_id: str, *, worker_id: str | None = None) -> None:
+        now = self.clock.time()
         with self.store.transaction() as cur:
+            self.lock_settling(cur, [job_id])
+            self.free_slots(cur, [(job_id, worker_id)], now)
+            self.let_go(cur, [(job_id, worker_id)], now)
             if worker_id is None:
                 cur.execute(self.sql.ACK_ANY, (job_id,))
             else:
@@ -360,6 +694,8 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
 
     def nack(self, job_id: str, *, retry_at: float, worker_id: str | None = None) -> None:
         with self.store.transaction() as cur:
+            self.lock_settling(cur, [job_id])
+            self.free_slots(cur, [(job_id, worker_id)], self.clock.time())
             if worker_id is None:
                 cur.execute(self.sql.NACK_ANY, (retry_at, retry_at, job_id))
             else:
@@ -372,6 +708,8 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             return
         now = self.clock.time()
         with self.store.transaction() as cur:
+            self.lock_settling(cur, sorted(job_ids))
+            self.free_slots(cur, [(job_id, worker_id) for job_id in job_ids], now)
             cur.executemany(self.sql.RELEASE, [(now, job_id, worker_id) for job_id in job_ids])
             self.requeued(cur)
         self.nudge()
@@ -456,6 +794,7 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             removed = len(cur.execute(self.sql.CLEAR).fetchall())
             removed += len(cur.execute(self.sql.CLEAR_PARKED).fetchall())
             cur.execute(self.sql.CLEAR_EDGES)
+            cur.execute(self.sql.CLEAR_UNIQUE)
         return removed
 
     def cancel(self, job_id: str) -> bool:
@@ -468,10 +807,56 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
 
     def queue_stats(self) -> list[QueueStats]:
         now = {"now": self.clock.time()}
-        counts, owners, dead = self.store.reads(
-            (self.sql.STATS, now), (self.sql.LEASE_OWNERS, now), (self.sql.DEAD_BY_QUEUE, ())
-        )
-        return stats_rows(counts, owners, dead)
+        counts, owners, dead, held, paused = self.store.reads(
+            (self.sql.STATS, now), (self.sql.LEASE_OWNERS, now), (self.sql.DEAD_BY_QUEUE, ()),
+            (self.sql.HELD_BY_QUEUE, ()), (self.sql.PAUSED_QUEUES, ()),
+        )  # fmt: skip
+        rows = {row.queue: row for row in stats_rows(counts, owners, dead)}
+        for queue, tag, count in held:
+            rows.setdefault(queue, QueueStats(queue)).held[tag] = int(count)
+        for (queue,) in paused:
+            rows.setdefault(queue, QueueStats(queue)).paused = True
+        return [rows[name] for name in sorted(rows)]
+
+    # -- flow control ----------------------------------------------------------
+    def hold(self, held: Sequence[Hold], *, worker_id: str) -> list[str]:
+        if not held:
+            return []
+        now = self.clock.time()
+        with self.store.transaction() as cur:
+            self.lock_settling(cur, sorted(h.job_id for h in held))
+            woke = self.free_slots(cur, [(h.job_id, worker_id) for h in held], now)
+            rows = [{"id": h.job_id, "owner": worker_id, "due": h.due_at, "tag": h.tag}
+                    for h in held]  # fmt: skip
+            given = {str(row[0]) for row in self.returned(cur, self.sql.GIVE_BACK, rows)}
+            if woke:
+                self.requeued(cur)
+        if woke:
+            self.nudge()
+        return [h.job_id for h in held if h.job_id in given]
+
+    def pause_queue(self, queue: str, paused: bool = True) -> bool:
+        with self.store.transaction() as cur:
+            if paused:
+                row = cur.execute(self.sql.PAUSE_QUEUE, (queue, self.clock.time())).fetchone()
+            else:
+                row = cur.execute(self.sql.RESUME_QUEUE, (queue,)).fetchone()
+                if row is not None:
+                    self.requeued(cur)
+        if row is not None and not paused:
+            self.nudge()
+        return row is not None
+
+    def paused_queues(self) -> list[str]:
+        return [str(row[0]) for row in self.store.read(self.sql.PAUSED_QUEUES)]
+
+    def hold_of(self, job_id: str) -> str | None:
+        rows = self.store.read(self.sql.HOLD_OF, (job_id,))
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def unique_holder(self, key: str) -> str | None:
+        rows = self.store.read(self.sql.UNIQUE_HOLDER, {"key": key, "now": self.clock.time()})
+        return str(rows[0][0]) if rows else None
 
 
 class SQLResultBackend(SQLBackend, BaseResultBackend):
@@ -757,18 +1142,23 @@ class SQLJointWriter(JointWriter):
         self.results = results
         self.store = queue.store
 
-    def submit(self, jobs: Sequence[Job]) -> None:
+    def submit(self, jobs: Sequence[Job]) -> Duplicates:
         if not jobs:
-            return
+            return {}
         now = self.queue.clock.time()
         rows = queue_rows(jobs, self.queue.payloads, now)
         with self.store.transaction() as cur:
-            self.queue.insert(cur, jobs, rows)
-            self.results.note_submitted(cur, jobs, rows, now)
+            duplicates = self.queue.take_unique(cur, jobs, now)
+            if duplicates:  # neither queued nor recorded
+                jobs, rows = without(duplicates, jobs, rows)
+            if jobs:
+                self.queue.insert(cur, jobs, rows)
+                self.results.note_submitted(cur, jobs, rows, now)
             if waits(jobs):
                 waited_for = sorted({dep for job in jobs for dep in job.depends_on})
                 self.resolve(cur, self.results.finished_in(cur, waited_for), now)
         self.queue.nudge()
+        return duplicates
 
     def claim(
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None

@@ -13,13 +13,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import decode_claimed, queue_rows
-from nuvom.backends.contract import Queues
+from nuvom.backends.contract import Duplicates, Queues
 from nuvom.backends.postgres import sql
 from nuvom.backends.postgres.store import PostgresBackend
-from nuvom.backends.sqlbase import SQLJobQueue, Taken, stored_job
+from nuvom.backends.sqlbase import (
+    LimitState,
+    Row,
+    SQLJobQueue,
+    Taken,
+    bucket_state,
+    in_claim_order,
+    limit_columns,
+    stored_job,
+)
 from nuvom.errors import NuvomError
 from nuvom.job import Job
-from nuvom.records import StoredJob
+from nuvom.limits import CONCURRENCY_TAG, concurrency_tag, rate_tag
+from nuvom.records import Outcome, StoredJob
 
 if TYPE_CHECKING:
     import psycopg
@@ -34,6 +44,12 @@ LISTEN_RETRY_MAX_SECS = 5.0  # longest pause between reconnect attempts
 def stored_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[StoredJob, int]]:
     """Claimed rows (seq, id, queue, priority, due_at, attempts, payload, ...) with their seq."""
     return [(stored_job(row[1:7]), row[0]) for row in rows]
+
+
+def claim_rows(rows: Sequence[Sequence[Any]]) -> tuple[list[Sequence[Any]], bool]:
+    """A claim statement's rows, and whether it left limited jobs (its row of NULLs)."""
+    claimed = [row for row in rows if row[0] is not None]
+    return claimed, len(claimed) != len(rows)
 
 
 class PostgresJobQueue(PostgresBackend, SQLJobQueue):
@@ -76,22 +92,105 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
     ) -> Taken:
         params = self.claim_params(n, worker_id, lease_secs, queues)
         cur.execute(sql.CLAIM_FROM_QUEUES if queues else sql.CLAIM_ANY_QUEUE, params)
+        rows, limited_left = claim_rows(cur.fetchall())
         claimed, corrupt = decode_claimed(
             self.payloads,
-            stored_rows(cur.fetchall()),
+            stored_rows(rows),
             worker_id=worker_id,
             lease_until=params["until"],  # type: ignore[arg-type]
         )
         self.quarantine(cur, corrupt)
-        return claimed, corrupt
+        if not limited_left or len(claimed) >= n:
+            return claimed, corrupt
+        now: float = params["now"]  # type: ignore[assignment]
+        more = self.take_limited(cur, n - len(claimed), worker_id, lease_secs, queues, now)
+        claimed, bad = in_claim_order(claimed, {row[1]: row[0] for row in rows}, more)
+        return claimed, corrupt + bad
 
-    def quarantine(
-        self, cur: psycopg.Cursor[Any], corrupt: Sequence[tuple[StoredJob, str]]
-    ) -> None:
+    # -- flow control: what the claim's second step and the settles need -----------------
+    @property
+    def lock_prefix(self) -> str:
+        """What this schema's advisory locks of hold tags are keyed on, before the tag."""
+        return f"nuvom-limits:{self.store.schema}:"
+
+    def candidates(
+        self, cur: psycopg.Cursor[Any], n: int, queues: Queues, now: float, skip: Sequence[int]
+    ) -> list[tuple[int, StoredJob]]:
+        params: dict[str, object] = {"now": now, "n": n, "skip": list(skip)}
+        if queues:
+            params["queues"] = list(queues)
+        cur.execute(sql.CANDIDATES_FROM_QUEUES if queues else sql.CANDIDATES_ANY_QUEUE, params)
+        return [(seq, stored) for stored, seq in stored_rows(cur.fetchall())]
+
+    def limit_state(
+        self,
+        cur: psycopg.Cursor[Any],
+        rate_keys: Sequence[str],
+        conc_keys: Sequence[str],
+        now: float,
+    ) -> LimitState:
+        """The locks and both reads sent at once, answered in one round trip: the reads run
+        after the locks on the server, so they see what the last holder committed."""
+        tags = [rate_tag(key) for key in rate_keys] + [concurrency_tag(key) for key in conc_keys]
+        conn = cur.connection
+        with conn.cursor() as locks, conn.cursor() as buckets, conn.cursor() as slots:
+            locks.execute(sql.LOCK_LIMITS, {"tags": tags, "prefix": self.lock_prefix})
+            buckets.execute(sql.BUCKETS, {"keys": list(rate_keys)})
+            slots.execute(sql.SLOTS, {"keys": list(conc_keys), "now": now})
+            decidable = {str(row[0]) for row in locks.fetchall()}
+            stored = {key: bucket_state(key, tokens, at) for key, tokens, at in buckets.fetchall()}
+            return LimitState(
+                decidable,
+                {key: state for key, state in stored.items() if state is not None},
+                {key: (int(taken), first_end) for key, taken, first_end in slots.fetchall()},
+            )
+
+    def lock_slots(self, cur: psycopg.Cursor[Any], job_ids: Sequence[str]) -> None:
+        params = {"ids": list(job_ids), "prefix": self.lock_prefix, "tag": CONCURRENCY_TAG}
+        cur.execute(sql.LOCK_SLOTS_OF, params)
+
+    def lock_settling(self, cur: psycopg.Cursor[Any], job_ids: Sequence[str]) -> None:
+        self.lock_slots(cur, job_ids)
+        cur.execute(sql.LOCK_ROWS, {"ids": list(job_ids)})
+
+    def before_settle(
+        self, cur: psycopg.Cursor[Any], outcomes: Sequence[Outcome], now: float
+    ) -> bool:
+        """The slot locks alone: the settle's own statements free the slots and let the keys
+        go (``settle_statement``, ``acked``), in the round trips it makes anyway."""
+        self.lock_slots(cur, [o.job.id for o in outcomes])
+        return False
+
+    def settle_statement(
+        self, statement: str, rows: list[tuple[object, ...]], now: float
+    ) -> tuple[str, Sequence[Any]]:
+        """The acks as their ``*_KEYED`` twins; the nacks as ``*_FREEING`` (named rows)."""
+        extra = {"now": now, "prefix": CONCURRENCY_TAG}
+        if statement == sql.ACK:
+            return sql.ACK_KEYED, rows
+        if statement == sql.ACK_ANY:
+            return sql.ACK_ANY_KEYED, rows
+        if statement == sql.NACK:
+            return sql.NACK_FREEING, [
+                {"retry_at": at, "id": i, "owner": o, **extra} for at, _, i, o in rows
+            ]
+        if statement == sql.NACK_ANY:
+            return sql.NACK_ANY_FREEING, [{"retry_at": at, "id": i, **extra} for at, _, i in rows]
+        return statement, rows
+
+    def acked(self, cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Any]) -> list[Row]:
+        """The acks read back as ever; then, sent with the commit (no round trip more), the
+        wake of the first job held back on each key a slot of which an ack freed, and the
+        acked jobs' unique keys let go. Rows: (id, waited for, whether it freed a slot)."""
+        found = self.returned(cur, statement, rows)
+        if not found:
+            return []
         now = self.clock.time()
-        for row, reason in corrupt:
-            cur.execute(sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
-            cur.execute(sql.DELETE_QUEUED, (row.id,))
+        freed = [{"key": key, "now": now, "prefix": CONCURRENCY_TAG}
+                 for _, _, key in found if key is not None]  # fmt: skip
+        cur.executemany(sql.WAKE_KEY, freed)
+        cur.execute(sql.LET_GO_ACKED, {"ids": [row[0] for row in found], "now": now})
+        return [(job_id, waited_for, key is not None) for job_id, waited_for, key in found]
 
     def count_finished(
         self, cur: psycopg.Cursor[Any], deps: Sequence[str]
@@ -104,13 +203,19 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
             counted.setdefault(job_id, (waiting, errback, []))[2].append(dep)
         return counted
 
-    def enqueue_many(self, jobs: Sequence[Job]) -> None:
-        if len(jobs) != 1 or jobs[0].depends_on:
-            super().enqueue_many(jobs)
-            return
+    def enqueue_many(self, jobs: Sequence[Job]) -> Duplicates:
+        if len(jobs) != 1 or jobs[0].depends_on or jobs[0].unique is not None:
+            return super().enqueue_many(jobs)
         # One statement outside a transaction: one round trip for one .delay().
+        (job,) = jobs
         (row,) = queue_rows(jobs, self.payloads, self.clock.time())
-        self.store.execute_alone(sql.ENQUEUE_ONE, (*row, self.store.channel))
+        if job.limited:
+            self.store.execute_alone(
+                sql.ENQUEUE_LIMITED_ONE, (*row, *limit_columns(job), self.store.channel)
+            )
+        else:
+            self.store.execute_alone(sql.ENQUEUE_ONE, (*row, self.store.channel))
+        return {}
 
     # -- wake-ups --------------------------------------------------------
     def listen(self, worker_id: str) -> None:

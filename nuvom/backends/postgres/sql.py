@@ -125,6 +125,44 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX nuvom_edges_dep ON nuvom_edges (dep_id)",
         "ALTER TABLE nuvom_queue ADD COLUMN dependents boolean NOT NULL DEFAULT false",
     ),
+    (
+        # 4: flow control. limited marks a job with a rate or concurrency limit (a claim
+        # checks it before taking it), conc_key its concurrency key, hold the tag of the
+        # limit that held it back at its last claim; a parked job keeps the first two.
+        """ALTER TABLE nuvom_queue ADD COLUMN limited boolean NOT NULL DEFAULT false,
+            ADD COLUMN conc_key text, ADD COLUMN hold text""",
+        """ALTER TABLE nuvom_parked ADD COLUMN limited boolean NOT NULL DEFAULT false,
+            ADD COLUMN conc_key text""",
+        # The first held job of a key in claim order (woken when a slot frees), and the
+        # claimed jobs of a key by lease end (counted by a claim); partial, so a plain
+        # claim or ack writes no entry in either.
+        """CREATE INDEX nuvom_queue_held ON nuvom_queue (conc_key, hold, priority DESC, due_at, seq)
+            WHERE conc_key IS NOT NULL""",
+        """CREATE INDEX nuvom_queue_slots ON nuvom_queue (conc_key, available_at)
+            WHERE conc_key IS NOT NULL AND lease_owner IS NOT NULL""",
+        # Queues claims skip.
+        """CREATE TABLE nuvom_paused (
+            queue text PRIMARY KEY,
+            paused_at double precision NOT NULL
+        )""",
+        # One token bucket per rate-limited task: tokens as of updated_at.
+        """CREATE TABLE nuvom_buckets (
+            key text PRIMARY KEY,
+            tokens double precision NOT NULL,
+            updated_at double precision NOT NULL
+        )""",
+        # Unique keys: held by job_id while it waits or runs (kept_until NULL), then until
+        # kept_until (its keep_secs after it finished). The primary key is what makes
+        # racing submits of one key store one job.
+        """CREATE TABLE nuvom_unique (
+            key text PRIMARY KEY,
+            job_id text NOT NULL,
+            keep_secs double precision NOT NULL,
+            kept_until double precision
+        )""",
+        "CREATE INDEX nuvom_unique_job ON nuvom_unique (job_id)",
+        "CREATE INDEX nuvom_unique_kept ON nuvom_unique (kept_until)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -153,16 +191,27 @@ ON CONFLICT (id) DO UPDATE SET
 """
 NOTIFY = "SELECT pg_notify(%s, '')"
 
-_CLAIM = """
-WITH picked AS (
-    SELECT seq FROM nuvom_queue WHERE available_at <= %(now)s {queue_filter}
+# The claims take the unlimited jobs among the first n of queues not paused; a row of
+# NULLs after them says they left limited ones, which the claim's second step
+# (``SQLJobQueue.take_limited``) decides on. With none left: one round trip, as before.
+_PICKED = """
+    SELECT seq, limited FROM nuvom_queue
+    WHERE available_at <= %(now)s AND queue <> ALL(ARRAY(SELECT queue FROM nuvom_paused))
+        {queue_filter}
     ORDER BY priority DESC, due_at, seq LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
+"""
+_UNLIMITED = "ARRAY(SELECT seq FROM picked WHERE NOT limited)"
+_LIMITED_LEFT = "SELECT {nulls} FROM picked WHERE limited LIMIT 1"
+_CLAIM = f"""
+WITH picked AS ({_PICKED}), claimed AS (
+    UPDATE nuvom_queue q
+    SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
+    WHERE q.seq = ANY({_UNLIMITED})
+    RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
 )
-UPDATE nuvom_queue q
-SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
-WHERE q.seq = ANY(ARRAY(SELECT seq FROM picked))
-RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
+SELECT * FROM claimed
+UNION ALL ({_LIMITED_LEFT.format(nulls=", ".join(["NULL"] * 7))})
 """
 CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
 CLAIM_FROM_QUEUES = _CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
@@ -175,16 +224,12 @@ CLAIM_FROM_QUEUES = _CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
 # transaction): a claim lost in a server crash leaves the job claimable again, the
 # same as an expired lease, and any later synchronous commit (the job's settle)
 # flushes it first, so nothing is lost and no outcome can outlive its claim.
-_CLAIM_AND_START = """
-WITH picked AS (
-    SELECT seq FROM nuvom_queue WHERE available_at <= %(now)s {queue_filter}
-    ORDER BY priority DESC, due_at, seq LIMIT %(n)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
+_CLAIM_AND_START = f"""
+WITH picked AS ({_PICKED}), claimed AS (
     -- = ANY(ARRAY(...)): always the primary-key index, never a scan of the whole queue.
     UPDATE nuvom_queue q
     SET lease_owner = %(worker)s, available_at = %(until)s, attempts = q.attempts + 1
-    WHERE q.seq = ANY(ARRAY(SELECT seq FROM picked))
+    WHERE q.seq = ANY({_UNLIMITED})
     RETURNING q.seq, q.id, q.queue, q.priority, q.due_at, q.attempts, q.payload
 ), running AS (
     UPDATE nuvom_jobs j
@@ -205,6 +250,7 @@ WITH picked AS (
 SELECT c.seq, c.id, c.queue, c.priority, c.due_at, c.attempts, c.payload, r.id IS NOT NULL
 FROM claimed c LEFT JOIN running r ON r.id = c.id,
     (SELECT set_config('synchronous_commit', 'off', true)) AS lazy_commit
+UNION ALL ({_LIMITED_LEFT.format(nulls=", ".join(["NULL"] * 8))})
 """
 CLAIM_AND_START_ANY_QUEUE = _CLAIM_AND_START.format(queue_filter="")
 CLAIM_AND_START_FROM_QUEUES = _CLAIM_AND_START.format(queue_filter="AND queue = ANY(%(queues)s)")
@@ -230,6 +276,46 @@ UPDATE nuvom_queue SET lease_owner = NULL, available_at = %s,
     attempts = greatest(attempts - 1, 0)
 WHERE id = %s AND lease_owner = %s
 """
+# A settle's acks, as ACK and ACK_ANY, and the concurrency key of each job they took from
+# a worker (its slot is freed: ``WAKE_KEY`` follows, sent with the commit).
+_ACKED_KEYED = """
+RETURNING id, dependents OR EXISTS (SELECT 1 FROM nuvom_edges e WHERE e.dep_id = nuvom_queue.id),
+    CASE WHEN lease_owner IS NOT NULL THEN conc_key END
+"""
+ACK_KEYED = f"DELETE FROM nuvom_queue WHERE id = %s AND lease_owner = %s {_ACKED_KEYED}"
+ACK_ANY_KEYED = f"DELETE FROM nuvom_queue WHERE id = %s {_ACKED_KEYED}"
+# A slot of key :key freed: the first job the key held back (claim order) and not due yet is
+# due now.
+_FIRST_HELD = """
+SELECT seq FROM nuvom_queue
+WHERE conc_key = {key} AND hold = %(prefix)s::text || {key} AND lease_owner IS NULL
+  AND available_at > %(now)s
+ORDER BY priority DESC, due_at, seq LIMIT 1
+"""
+_WAKE = """
+UPDATE nuvom_queue SET due_at = least(due_at, %(now)s), available_at = least(available_at, %(now)s)
+WHERE seq = ({first})
+"""
+WAKE_KEY = _WAKE.format(first=_FIRST_HELD.format(key="%(key)s"))
+# The acked jobs' unique keys let go, each kept its keep_secs from now (0: free at once).
+LET_GO_ACKED = """
+UPDATE nuvom_unique SET kept_until = %(now)s + keep_secs
+WHERE job_id = ANY(%(ids)s) AND kept_until IS NULL
+"""
+# A settle's nack, freeing its job's slot in the same statement.
+_NACK_FREEING = f"""
+WITH nacked AS (
+    UPDATE nuvom_queue SET lease_owner = NULL, due_at = %(retry_at)s, available_at = %(retry_at)s
+    WHERE id = %(id)s AND {{owned}}
+    RETURNING conc_key
+), woken AS (
+    {_WAKE.format(first=_FIRST_HELD.format(key="(SELECT conc_key FROM nacked)"))}
+    RETURNING seq
+)
+SELECT count(*) FROM woken
+"""
+NACK_FREEING = _NACK_FREEING.format(owned="lease_owner = %(owner)s")
+NACK_ANY_FREEING = _NACK_FREEING.format(owned="lease_owner IS NOT NULL")
 HEARTBEAT = """
 UPDATE nuvom_queue SET available_at = %s
 WHERE id = ANY(%s) AND lease_owner = %s RETURNING id
@@ -272,15 +358,153 @@ SELECT id, queue, priority, due_at, attempts, payload FROM nuvom_queue
 WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
 """
 
+# -- flow control: the claim's second step, and what settles and submits add --------
+# The next claimable rows, limited or not, in claim order; those another claimer locks
+# are skipped, and so are those this claim saw another deciding on (skip).
+_CANDIDATES = """
+SELECT seq, id, queue, priority, due_at, attempts, payload FROM nuvom_queue
+WHERE available_at <= %(now)s AND queue <> ALL(ARRAY(SELECT queue FROM nuvom_paused))
+    AND seq <> ALL(%(skip)s::bigint[]) {queue_filter}
+ORDER BY priority DESC, due_at, seq LIMIT %(n)s
+FOR UPDATE SKIP LOCKED
+"""
+CANDIDATES_ANY_QUEUE = _CANDIDATES.format(queue_filter="")
+CANDIDATES_FROM_QUEUES = _CANDIDATES.format(queue_filter="AND queue = ANY(%(queues)s)")
+# The hold tags (a bucket's, a concurrency key's) whose transaction-scoped advisory lock
+# this claim got: it decides on those alone, and racing claimers on one key take turns
+# (a claimer never waits for one: it leaves that key's jobs to the one deciding).
+LOCK_LIMITS = """
+SELECT tag FROM unnest(%(tags)s::text[]) AS t (tag)
+WHERE pg_try_advisory_xact_lock(hashtextextended(%(prefix)s::text || tag, 0))
+"""
+# Read in the statements after LOCK_LIMITS: their snapshots see what the last claimer that
+# held a lock committed.
+BUCKETS = "SELECT key, tokens, updated_at FROM nuvom_buckets WHERE key = ANY(%(keys)s)"
+SLOTS = """
+SELECT conc_key, count(*), min(available_at) FROM nuvom_queue
+WHERE conc_key = ANY(%(keys)s) AND lease_owner IS NOT NULL AND available_at > %(now)s
+GROUP BY conc_key
+"""
+SAVE_BUCKET = """
+INSERT INTO nuvom_buckets (key, tokens, updated_at) VALUES (%(key)s, %(tokens)s, %(at)s)
+ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at
+"""
+# A limited job enqueued: its limit columns set, a hold it had dropped.
+ENQUEUE_LIMITED = """
+INSERT INTO nuvom_queue
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload, limited, conc_key)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    available_at = excluded.available_at, lease_owner = NULL,
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload,
+    limited = excluded.limited, conc_key = excluded.conc_key, hold = NULL
+"""
+# Claimed by the second step; its limit columns as its payload says (a row an enqueue
+# without limits replaced may have kept them).
+CLAIM_ROW = """
+UPDATE nuvom_queue SET lease_owner = %(worker)s, available_at = %(until)s,
+    attempts = attempts + 1, hold = NULL, limited = %(limited)s, conc_key = %(conc_key)s
+WHERE seq = %(seq)s
+"""
+# Held back by a limit: waiting (an expired lease's too), due again at :due, tagged.
+HOLD_ROW = """
+UPDATE nuvom_queue SET lease_owner = NULL, due_at = %(due)s, available_at = %(due)s,
+    hold = %(tag)s
+WHERE seq = %(seq)s
+"""
+# A settle, ack, nack or release: first the advisory locks of its jobs' concurrency keys
+# (a claim deciding on a key has committed, so the statements after it see the job it held
+# back, and wake it). Sent before the settle's statements, read with them: no round trip.
+LOCK_SLOTS_OF = """
+SELECT pg_advisory_xact_lock(
+    hashtextextended(%(prefix)s::text || %(tag)s::text || k.conc_key, 0))
+FROM (SELECT DISTINCT conc_key FROM nuvom_queue
+      WHERE id = ANY(%(ids)s) AND conc_key IS NOT NULL ORDER BY conc_key) AS k
+"""
+# A plain ack, nack or release frees slots in statements before its own: it locks the rows
+# first (in id order), so no claim re-takes an expired one in between.
+LOCK_ROWS = "SELECT id FROM nuvom_queue WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE"
+# Job :id, claimed (by :owner, unless NULL), is about to stop being claimed: the first job
+# its concurrency key held back (claim order) and not due yet is due now.
+WAKE_HELD = """
+UPDATE nuvom_queue SET due_at = least(due_at, %(now)s), available_at = least(available_at, %(now)s)
+WHERE seq = (
+    SELECT h.seq FROM nuvom_queue j JOIN nuvom_queue h ON h.conc_key = j.conc_key
+    WHERE j.id = %(id)s AND j.lease_owner IS NOT NULL
+      AND (CAST(%(owner)s AS text) IS NULL OR j.lease_owner = %(owner)s)
+      AND h.hold = %(prefix)s::text || j.conc_key AND h.lease_owner IS NULL
+      AND h.available_at > %(now)s
+    ORDER BY h.priority DESC, h.due_at, h.seq LIMIT 1
+)
+"""
+# A claimed job a worker gives back (``BaseJobQueue.hold``): waiting, its attempt refunded,
+# tagged, claimable again at :due.
+GIVE_BACK = """
+UPDATE nuvom_queue SET lease_owner = NULL, attempts = greatest(attempts - 1, 0),
+    due_at = %(due)s, available_at = %(due)s, hold = %(tag)s
+WHERE id = %(id)s AND lease_owner = %(owner)s
+RETURNING id
+"""
+# Job :id is about to be acked (by :owner, unless NULL): its unique key is kept its
+# keep_secs from now (0: free at once).
+LET_GO = """
+UPDATE nuvom_unique SET kept_until = %(now)s + keep_secs
+WHERE job_id = %(id)s AND kept_until IS NULL AND EXISTS (
+    SELECT 1 FROM nuvom_queue
+    WHERE id = %(id)s AND (CAST(%(owner)s AS text) IS NULL OR lease_owner = %(owner)s)
+)
+"""
+FORGET_UNIQUE = "DELETE FROM nuvom_unique WHERE job_id = %s AND kept_until IS NULL"
+# Take unique key :key for job :id, unless another job holds it; the holder's id either
+# way (one row, always). A racing submit of the key waits for this one's row and then
+# reads it: exactly one of them stores its job.
+_FREE = "nuvom_unique.kept_until <= %(now)s OR nuvom_unique.job_id = excluded.job_id"
+TAKE_UNIQUE = f"""
+INSERT INTO nuvom_unique (key, job_id, keep_secs, kept_until)
+VALUES (%(key)s, %(id)s, %(keep)s, NULL)
+ON CONFLICT (key) DO UPDATE SET
+    job_id = CASE WHEN {_FREE} THEN excluded.job_id ELSE nuvom_unique.job_id END,
+    keep_secs = CASE WHEN {_FREE} THEN excluded.keep_secs ELSE nuvom_unique.keep_secs END,
+    kept_until = CASE WHEN {_FREE} THEN NULL ELSE nuvom_unique.kept_until END
+RETURNING job_id
+"""
+KEPT_KEYS_PER_SUBMIT = 100  # expired keys a submit of unique jobs deletes, at most
+# Rows a racing submit holds are skipped: it is taking that key again.
+DROP_EXPIRED_KEYS = f"""
+DELETE FROM nuvom_unique WHERE key IN (
+    SELECT key FROM nuvom_unique WHERE kept_until <= %s
+    LIMIT {KEPT_KEYS_PER_SUBMIT} FOR UPDATE SKIP LOCKED
+)
+"""
+UNIQUE_HOLDER = """
+SELECT job_id FROM nuvom_unique
+WHERE key = %(key)s AND (kept_until IS NULL OR kept_until > %(now)s)
+"""
+CLEAR_UNIQUE = "DELETE FROM nuvom_unique"
+PAUSE_QUEUE = """
+INSERT INTO nuvom_paused (queue, paused_at) VALUES (%s, %s) ON CONFLICT DO NOTHING
+RETURNING queue
+"""
+RESUME_QUEUE = "DELETE FROM nuvom_paused WHERE queue = %s RETURNING queue"
+PAUSED_QUEUES = "SELECT queue FROM nuvom_paused ORDER BY queue"
+HOLD_OF = "SELECT hold FROM nuvom_queue WHERE id = %s AND lease_owner IS NULL"
+HELD_BY_QUEUE = """
+SELECT queue, hold, count(*) FROM nuvom_queue
+WHERE hold IS NOT NULL AND lease_owner IS NULL GROUP BY queue, hold
+"""
+
 # -- workflows: parked jobs and what they wait for ------------------------------
 PARK = """
 INSERT INTO nuvom_parked
-    (id, queue, priority, due_at, attempts, enqueued_at, payload, errback, waiting)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    (id, queue, priority, due_at, attempts, enqueued_at, payload, errback, waiting, limited,
+     conc_key)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
     attempts = excluded.attempts, enqueued_at = excluded.enqueued_at,
-    payload = excluded.payload, errback = excluded.errback, waiting = excluded.waiting
+    payload = excluded.payload, errback = excluded.errback, waiting = excluded.waiting,
+    limited = excluded.limited, conc_key = excluded.conc_key
 """
 ADD_EDGE = "INSERT INTO nuvom_edges (job_id, dep_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 # Mark each job waited for, even if marked already: the row lock is the point, so an ack of
@@ -315,14 +539,17 @@ SET_WAITING = "UPDATE nuvom_parked SET waiting = %s WHERE id = %s"
 # Released: waiting as if enqueued now (due now, attempts kept).
 RELEASE_PARKED = """
 INSERT INTO nuvom_queue
-    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload, dependents)
-SELECT id, queue, priority, %(now)s, %(now)s, attempts, %(now)s, payload, dependents
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload, dependents,
+     limited, conc_key)
+SELECT id, queue, priority, %(now)s, %(now)s, attempts, %(now)s, payload, dependents, limited,
+    conc_key
 FROM nuvom_parked WHERE id = %(id)s
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
     available_at = excluded.available_at, lease_owner = NULL, attempts = excluded.attempts,
     enqueued_at = excluded.enqueued_at, payload = excluded.payload,
-    dependents = nuvom_queue.dependents OR excluded.dependents
+    dependents = nuvom_queue.dependents OR excluded.dependents,
+    limited = excluded.limited, conc_key = excluded.conc_key, hold = NULL
 """
 DROP_PARKED = "DELETE FROM nuvom_parked WHERE id = %s"
 UNPARK = "DELETE FROM nuvom_parked WHERE id = %s RETURNING queue, priority, payload, due_at"
@@ -389,6 +616,9 @@ RECORD_FIRED = _RECORD_PENDING + "ON CONFLICT (id) DO NOTHING\n"
 # then RECORD_ENQUEUED's (only in the second), then the channel.
 ENQUEUE_ONE = f"WITH queued AS ({ENQUEUE}) {NOTIFY}"
 SUBMIT_ONE = f"WITH queued AS ({ENQUEUE}), recorded AS ({RECORD_ENQUEUED}) {NOTIFY}"
+# The same for a job with a rate or concurrency limit: ENQUEUE_LIMITED's parameters first.
+ENQUEUE_LIMITED_ONE = f"WITH queued AS ({ENQUEUE_LIMITED}) {NOTIFY}"
+SUBMIT_LIMITED_ONE = f"WITH queued AS ({ENQUEUE_LIMITED}), recorded AS ({RECORD_ENQUEUED}) {NOTIFY}"
 MARK_RUNNING = """
 INSERT INTO nuvom_jobs
     (id, func_name, queue, priority, status, payload, created_at, started_at, worker_id,

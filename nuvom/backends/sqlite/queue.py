@@ -15,11 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.common import decode_claimed
 from nuvom.backends.contract import Queues
-from nuvom.backends.sqlbase import Row, SQLJobQueue, Taken
+from nuvom.backends.sqlbase import (
+    LimitState,
+    Row,
+    SQLJobQueue,
+    Taken,
+    bucket_state,
+    in_claim_order,
+    stored_job,
+)
 from nuvom.backends.sqlite import sql
 from nuvom.backends.sqlite.store import SQLiteBackend
 from nuvom.backends.sqlite.wakeup import WakeupSender, WakeupSocket
-from nuvom.records import StoredJob
+from nuvom.limits import concurrency_tag, rate_tag
+from nuvom.records import Outcome, StoredJob
 
 if TYPE_CHECKING:
     from nuvom.records import WorkerInfo
@@ -54,20 +63,66 @@ class SQLiteJobQueue(SQLiteBackend, SQLJobQueue):
         lease_secs: float,
         queues: Queues,
     ) -> Taken:
+        """The claim statement takes the unlimited jobs among the first ``n``; one that took
+        fewer is followed by ``take_limited`` only when a limited job is due (one look at an
+        index of limited jobs: an idle poll does not read the queue twice)."""
         now = self.clock.time()
         if queues:
             statement = sql.claim_from_queues(len(queues))
             params: tuple[object, ...] = (worker_id, now + lease_secs, now, *queues, n)
         else:
             statement, params = sql.CLAIM_ANY_QUEUE, (worker_id, now + lease_secs, now, n)
-        rows = ((StoredJob(*row[1:]), row[0]) for row in conn.execute(statement, params))
+        rows = [(StoredJob(*row[1:]), row[0]) for row in conn.execute(statement, params)]
         claimed, corrupt = decode_claimed(
             self.payloads, rows, worker_id=worker_id, lease_until=now + lease_secs
         )
-        for row, reason in corrupt:
-            conn.execute(sql.QUARANTINE, (row.id, row.queue, row.payload, reason, now))
-            conn.execute(sql.DELETE_QUEUED, (row.id,))
-        return claimed, corrupt
+        self.quarantine(conn, corrupt)
+        if len(claimed) >= n or conn.execute(sql.LIMITED_DUE, (now,)).fetchone() is None:
+            return claimed, corrupt
+        more = self.take_limited(conn, n - len(claimed), worker_id, lease_secs, queues, now)
+        claimed, bad = in_claim_order(claimed, {row.id: seq for row, seq in rows}, more)
+        return claimed, corrupt + bad
+
+    def candidates(
+        self, conn: sqlite3.Connection, n: int, queues: Queues, now: float, skip: Sequence[int]
+    ) -> list[tuple[int, StoredJob]]:
+        """(``skip`` is always empty here: no other writer decides while this one does.)"""
+        rows = conn.execute(sql.candidates(len(queues or ())), (now, *(queues or ()), n))
+        return [(row[0], stored_job(row[1:])) for row in rows]
+
+    def limit_state(
+        self,
+        conn: sqlite3.Connection,
+        rate_keys: Sequence[str],
+        conc_keys: Sequence[str],
+        now: float,
+    ) -> LimitState:
+        """Read in the claim's ``BEGIN IMMEDIATE``: no other writer runs until it commits."""
+        buckets = {}
+        for key in rate_keys:
+            row = conn.execute(sql.BUCKET, (key,)).fetchone()
+            if row is not None and (state := bucket_state(key, *row)) is not None:
+                buckets[key] = state
+        slots = {}
+        for key in conc_keys:
+            taken, first_end = conn.execute(sql.SLOTS, (key, now)).fetchone()
+            slots[key] = (int(taken), first_end)
+        tags = [rate_tag(key) for key in rate_keys] + [concurrency_tag(key) for key in conc_keys]
+        return LimitState(set(tags), buckets, slots)
+
+    def before_settle(
+        self, conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+    ) -> bool:
+        """While no job has a concurrency key and no unique key is kept, nothing to free: a
+        settle costs one indexed look more (writes are serialized: none appears meanwhile)."""
+        if not conn.execute(sql.ANY_FLOW_STATE).fetchone()[0]:
+            return False
+        return super().before_settle(conn, outcomes, now)
+
+    def changed(self, conn: sqlite3.Connection, statement: str, rows: Sequence[Any]) -> bool:
+        before = conn.total_changes
+        conn.executemany(statement, rows)
+        return conn.total_changes != before
 
     def acked(self, conn: sqlite3.Connection, statement: str, rows: Sequence[Any]) -> list[Row]:
         """While no job waits for another, the plain ack in one ``executemany``, which reads

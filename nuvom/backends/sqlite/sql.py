@@ -5,7 +5,10 @@ from __future__ import annotations
 from nuvom.backends.common import JOB_COLUMNS
 from nuvom.job import JobStatus
 
-SCHEMA_VERSION = 1
+# 2: flow control (the limit columns of nuvom_queue and nuvom_parked, and the tables at
+# the end of SCHEMA). A file at 1 is upgraded in place (``ADDED_COLUMNS``) when a writer
+# opens it; an older nuvom then refuses it rather than claim limited jobs unlimited.
+SCHEMA_VERSION = 2
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS nuvom_meta (
@@ -25,7 +28,10 @@ SCHEMA = (
         lease_owner TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         enqueued_at REAL NOT NULL,
-        payload BLOB NOT NULL
+        payload BLOB NOT NULL,
+        limited INTEGER NOT NULL DEFAULT 0,
+        conc_key TEXT,
+        hold TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS nuvom_queue_order ON nuvom_queue (priority DESC, due_at, seq)",
     """CREATE TABLE IF NOT EXISTS nuvom_dead (
@@ -122,7 +128,9 @@ SCHEMA = (
         enqueued_at REAL NOT NULL,
         payload BLOB NOT NULL,
         errback INTEGER NOT NULL DEFAULT 0,
-        waiting INTEGER NOT NULL
+        waiting INTEGER NOT NULL,
+        limited INTEGER NOT NULL DEFAULT 0,
+        conc_key TEXT
     )""",
     # One row per job a parked job still waits for; counting a finished job deletes its
     # rows, so a job settled twice counts once.
@@ -132,12 +140,59 @@ SCHEMA = (
         PRIMARY KEY (job_id, dep_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS nuvom_edges_dep ON nuvom_edges (dep_id)",
+    # Flow control (schema 2). On nuvom_queue: limited marks a job with a rate or
+    # concurrency limit (a claim checks it before taking it), conc_key its concurrency
+    # key, hold the tag of the limit that held it back at its last claim.
+    # The first held job of a key, in claim order (woken when a slot frees).
+    """CREATE INDEX IF NOT EXISTS nuvom_queue_held ON nuvom_queue
+        (conc_key, hold, priority DESC, due_at, seq) WHERE conc_key IS NOT NULL""",
+    # The claimed jobs of a key, by lease end (counted by a claim). Only limited rows are
+    # in it: a plain claim or ack writes no entry.
+    """CREATE INDEX IF NOT EXISTS nuvom_queue_slots ON nuvom_queue (conc_key, available_at)
+        WHERE conc_key IS NOT NULL AND lease_owner IS NOT NULL""",
+    # The limited jobs by the time they are claimable: a claim that took fewer than asked
+    # looks here before it reads candidates (``LIMITED_DUE``).
+    """CREATE INDEX IF NOT EXISTS nuvom_queue_limited ON nuvom_queue (available_at)
+        WHERE limited""",
+    # Queues claims skip.
+    """CREATE TABLE IF NOT EXISTS nuvom_paused (
+        queue TEXT PRIMARY KEY,
+        paused_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    # One token bucket per rate-limited task: tokens as of updated_at.
+    """CREATE TABLE IF NOT EXISTS nuvom_buckets (
+        key TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    # Unique keys: held by job_id while it waits or runs (kept_until NULL), then until
+    # kept_until (its keep_secs after it finished). The primary key is what makes racing
+    # submits of one key store one job.
+    """CREATE TABLE IF NOT EXISTS nuvom_unique (
+        key TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        keep_secs REAL NOT NULL,
+        kept_until REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS nuvom_unique_job ON nuvom_unique (job_id)",
+    "CREATE INDEX IF NOT EXISTS nuvom_unique_kept ON nuvom_unique (kept_until)",
 )
+# Columns a table of a schema-1 file lacks, added (in this order) when a writer opens it.
+ADDED_COLUMNS = {
+    "nuvom_queue": (
+        ("limited", "INTEGER NOT NULL DEFAULT 0"),
+        ("conc_key", "TEXT"),
+        ("hold", "TEXT"),
+    ),
+    "nuvom_parked": (("limited", "INTEGER NOT NULL DEFAULT 0"), ("conc_key", "TEXT")),
+}
 
 GET_SCHEMA_VERSION = "SELECT value FROM nuvom_meta WHERE key = 'schema_version'"
 # A file opened read-only may predate its schema (created, nothing committed yet).
 HAS_META_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'nuvom_meta'"
 SET_SCHEMA_VERSION = "INSERT INTO nuvom_meta (key, value) VALUES ('schema_version', ?)"
+UPGRADE_SCHEMA_VERSION = "UPDATE nuvom_meta SET value = ? WHERE key = 'schema_version'"
+TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?)"
 
 # -- queue -----------------------------------------------------------------
 ENQUEUE = """
@@ -150,21 +205,146 @@ ON CONFLICT (id) DO UPDATE SET
     attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload
 """
 
-_CLAIM = """
+# Limited jobs (flow control) are left to ``CANDIDATES``: a claim that took fewer than
+# asked reads them next, in the same transaction (``SQLJobQueue.take_limited``).
+_NOT_PAUSED = "queue NOT IN (SELECT queue FROM nuvom_paused)"
+_CLAIM = f"""
 UPDATE nuvom_queue SET lease_owner = ?, available_at = ?, attempts = attempts + 1
 WHERE seq IN (
-    SELECT seq FROM nuvom_queue WHERE available_at <= ? {queue_filter}
+    SELECT seq FROM nuvom_queue WHERE available_at <= ? {{queue_filter}} AND {_NOT_PAUSED}
     ORDER BY priority DESC, due_at, seq LIMIT ?
-)
+) AND NOT limited
 RETURNING seq, id, queue, priority, due_at, attempts, payload
 """
 CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
 
 
+def _in_queues(count: int) -> str:
+    return f"AND queue IN ({', '.join('?' * count)})" if count else ""
+
+
 def claim_from_queues(count: int) -> str:
     """The claim statement limited to ``count`` queue names (bound as parameters)."""
-    marks = ", ".join("?" * count)
-    return _CLAIM.format(queue_filter=f"AND queue IN ({marks})")
+    return _CLAIM.format(queue_filter=_in_queues(count))
+
+
+# -- flow control: the claim's second step, and what settles and submits add --------
+# Whether the claim statement may have left a limited job (by an index of those alone).
+LIMITED_DUE = "SELECT 1 FROM nuvom_queue WHERE limited AND available_at <= ? LIMIT 1"
+_CANDIDATES = f"""
+SELECT seq, id, queue, priority, due_at, attempts, payload FROM nuvom_queue
+WHERE available_at <= ? {{queue_filter}} AND {_NOT_PAUSED}
+ORDER BY priority DESC, due_at, seq LIMIT ?
+"""
+
+
+def candidates(count: int) -> str:
+    """The next claimable rows, limited or not, in claim order, from ``count`` queues (0: any);
+    parameters: now, the queue names, how many."""
+    return _CANDIDATES.format(queue_filter=_in_queues(count))
+
+
+# A limited job enqueued: its limit columns set, a hold it had dropped.
+ENQUEUE_LIMITED = """
+INSERT INTO nuvom_queue
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload, limited, conc_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
+    available_at = excluded.available_at, lease_owner = NULL,
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload,
+    limited = excluded.limited, conc_key = excluded.conc_key, hold = NULL
+"""
+# Claimed by the second step; its limit columns as its payload says (a row an enqueue
+# without limits replaced may have kept them).
+CLAIM_ROW = """
+UPDATE nuvom_queue SET lease_owner = :worker, available_at = :until, attempts = attempts + 1,
+    hold = NULL, limited = :limited, conc_key = :conc_key
+WHERE seq = :seq
+"""
+# Held back by a limit: waiting (an expired lease's too), due again at :due, tagged.
+HOLD_ROW = """
+UPDATE nuvom_queue SET lease_owner = NULL, due_at = :due, available_at = :due, hold = :tag
+WHERE seq = :seq
+"""
+BUCKET = "SELECT tokens, updated_at FROM nuvom_buckets WHERE key = ?"
+SAVE_BUCKET = """
+INSERT INTO nuvom_buckets (key, tokens, updated_at) VALUES (:key, :tokens, :at)
+ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at
+"""
+# How many jobs of a concurrency key are claimed with a live lease, and the first to end.
+SLOTS = """
+SELECT count(*), min(available_at) FROM nuvom_queue
+WHERE conc_key = ? AND lease_owner IS NOT NULL AND available_at > ?
+"""
+# Job :id, claimed (by :owner, unless NULL), is about to stop being claimed: the first job
+# its concurrency key held back (claim order) and not due yet is due now.
+WAKE_HELD = """
+UPDATE nuvom_queue SET due_at = min(due_at, :now), available_at = min(available_at, :now)
+WHERE seq = (
+    SELECT h.seq FROM nuvom_queue j JOIN nuvom_queue h ON h.conc_key = j.conc_key
+    WHERE j.id = :id AND j.lease_owner IS NOT NULL
+      AND (CAST(:owner AS TEXT) IS NULL OR j.lease_owner = :owner)
+      AND h.hold = :prefix || j.conc_key AND h.lease_owner IS NULL AND h.available_at > :now
+    ORDER BY h.priority DESC, h.due_at, h.seq LIMIT 1
+)
+"""
+# A claimed job a worker gives back (``BaseJobQueue.hold``): waiting, its attempt refunded,
+# tagged, claimable again at :due.
+GIVE_BACK = """
+UPDATE nuvom_queue SET lease_owner = NULL, attempts = max(attempts - 1, 0), due_at = :due,
+    available_at = :due, hold = :tag
+WHERE id = :id AND lease_owner = :owner
+RETURNING id
+"""
+# Job :id is about to be acked (by :owner, unless NULL): its unique key is kept its
+# keep_secs from now (0: free at once).
+LET_GO = """
+UPDATE nuvom_unique SET kept_until = :now + keep_secs
+WHERE job_id = :id AND kept_until IS NULL AND EXISTS (
+    SELECT 1 FROM nuvom_queue
+    WHERE id = :id AND (CAST(:owner AS TEXT) IS NULL OR lease_owner = :owner)
+)
+"""
+FORGET_UNIQUE = "DELETE FROM nuvom_unique WHERE job_id = ? AND kept_until IS NULL"
+# Whether a settle may have a slot to free or a key to let go (both lookups by an index).
+ANY_FLOW_STATE = """
+SELECT EXISTS (SELECT 1 FROM nuvom_queue WHERE conc_key IS NOT NULL)
+    OR EXISTS (SELECT 1 FROM nuvom_unique)
+"""
+# Take unique key :key for job :id, unless another job holds it; the holder's id either
+# way (one row, always: the key's row is written, so racing submits take turns on it).
+TAKE_UNIQUE = """
+INSERT INTO nuvom_unique (key, job_id, keep_secs, kept_until) VALUES (:key, :id, :keep, NULL)
+ON CONFLICT (key) DO UPDATE SET
+    job_id = CASE WHEN nuvom_unique.kept_until <= :now OR nuvom_unique.job_id = excluded.job_id
+        THEN excluded.job_id ELSE nuvom_unique.job_id END,
+    keep_secs = CASE WHEN nuvom_unique.kept_until <= :now OR nuvom_unique.job_id = excluded.job_id
+        THEN excluded.keep_secs ELSE nuvom_unique.keep_secs END,
+    kept_until = CASE WHEN nuvom_unique.kept_until <= :now OR nuvom_unique.job_id = excluded.job_id
+        THEN NULL ELSE nuvom_unique.kept_until END
+RETURNING job_id
+"""
+KEPT_KEYS_PER_SUBMIT = 100  # expired keys a submit of unique jobs deletes, at most
+DROP_EXPIRED_KEYS = f"""
+DELETE FROM nuvom_unique WHERE key IN (
+    SELECT key FROM nuvom_unique WHERE kept_until <= ? LIMIT {KEPT_KEYS_PER_SUBMIT}
+)
+"""
+UNIQUE_HOLDER = """
+SELECT job_id FROM nuvom_unique WHERE key = :key AND (kept_until IS NULL OR kept_until > :now)
+"""
+CLEAR_UNIQUE = "DELETE FROM nuvom_unique"
+PAUSE_QUEUE = """
+INSERT INTO nuvom_paused (queue, paused_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING queue
+"""
+RESUME_QUEUE = "DELETE FROM nuvom_paused WHERE queue = ? RETURNING queue"
+PAUSED_QUEUES = "SELECT queue FROM nuvom_paused ORDER BY queue"
+HOLD_OF = "SELECT hold FROM nuvom_queue WHERE id = ? AND lease_owner IS NULL"
+HELD_BY_QUEUE = """
+SELECT queue, hold, count(*) FROM nuvom_queue
+WHERE hold IS NOT NULL AND lease_owner IS NULL GROUP BY queue, hold
+"""
 
 
 ACK = "DELETE FROM nuvom_queue WHERE id = ? AND lease_owner = ?"
@@ -228,12 +408,14 @@ WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
 # -- workflows: parked jobs and what they wait for ------------------------------
 PARK = """
 INSERT INTO nuvom_parked
-    (id, queue, priority, due_at, attempts, enqueued_at, payload, errback, waiting)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, queue, priority, due_at, attempts, enqueued_at, payload, errback, waiting, limited,
+     conc_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
     attempts = excluded.attempts, enqueued_at = excluded.enqueued_at,
-    payload = excluded.payload, errback = excluded.errback, waiting = excluded.waiting
+    payload = excluded.payload, errback = excluded.errback, waiting = excluded.waiting,
+    limited = excluded.limited, conc_key = excluded.conc_key
 """
 ADD_EDGE = "INSERT INTO nuvom_edges (job_id, dep_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 # What PostgreSQL marks so a racing ack sees a new dependent; writes are serialized here.
@@ -247,12 +429,15 @@ SET_WAITING = "UPDATE nuvom_parked SET waiting = ? WHERE id = ?"
 # Released: waiting as if enqueued now (due now, attempts kept).
 RELEASE_PARKED = """
 INSERT INTO nuvom_queue
-    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload)
-SELECT id, queue, priority, :now, :now, attempts, :now, payload FROM nuvom_parked WHERE id = :id
+    (id, queue, priority, due_at, available_at, attempts, enqueued_at, payload, limited,
+     conc_key)
+SELECT id, queue, priority, :now, :now, attempts, :now, payload, limited, conc_key
+FROM nuvom_parked WHERE id = :id
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, priority = excluded.priority, due_at = excluded.due_at,
     available_at = excluded.available_at, lease_owner = NULL,
-    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload
+    attempts = excluded.attempts, enqueued_at = excluded.enqueued_at, payload = excluded.payload,
+    limited = excluded.limited, conc_key = excluded.conc_key, hold = NULL
 """
 DROP_PARKED = "DELETE FROM nuvom_parked WHERE id = ?"
 UNPARK = "DELETE FROM nuvom_parked WHERE id = ? RETURNING queue, priority, payload, due_at"
@@ -417,9 +602,10 @@ _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # Its name, creation time and options are read from the payload.
 # The reads below take named parameters (:id, :now, :status, :limit, :offset), as
 # PostgreSQL's do, so the code in sqlbase.py passes both engines the same mapping.
+# A job a limit held back came due before: PENDING, though its due time moved on.
 _QUEUED_STATUS = """
-CASE WHEN q.lease_owner IS NOT NULL THEN 'RUNNING' WHEN q.due_at > :now THEN 'SCHEDULED'
-     ELSE 'PENDING' END
+CASE WHEN q.lease_owner IS NOT NULL THEN 'RUNNING'
+     WHEN q.due_at > :now AND q.hold IS NULL THEN 'SCHEDULED' ELSE 'PENDING' END
 """
 _QUEUED_COLUMNS = f"""
 q.id, {_QUEUED_STATUS} AS status, NULL, q.payload, q.queue, q.priority, NULL, 0, NULL, NULL,

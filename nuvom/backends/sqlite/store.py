@@ -257,14 +257,24 @@ class SQLiteStore:
         return conn
 
     def _ensure_schema(self) -> None:
+        """Create what is missing; a file an older nuvom wrote gets its new columns first
+        (``sql.ADDED_COLUMNS``), as the indexes on them need them."""
         with self.transaction() as conn:
-            for statement in sql.SCHEMA:
+            tables = [s for s in sql.SCHEMA if _CREATE_TABLE.search(s)]
+            for statement in tables:
                 conn.execute(statement)
             row = conn.execute(sql.GET_SCHEMA_VERSION).fetchone()
+            if row is not None:
+                self._check_version(row[0])
+            _add_missing_columns(conn)
+            for statement in sql.SCHEMA:
+                if statement not in tables:
+                    conn.execute(statement)
             if row is None:
                 conn.execute(sql.SET_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
-            else:
-                self._check_version(row[0])
+            elif int(row[0]) < sql.SCHEMA_VERSION:
+                conn.execute(sql.UPGRADE_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
+                log.info("upgraded %s to schema %d", self.path, sql.SCHEMA_VERSION)
 
     # -- transactions ----------------------------------------------------
     @contextmanager
@@ -418,12 +428,39 @@ class SQLiteBackend(SQLBackend):
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 
 
+def _missing_columns(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str]]]:
+    """The ``sql.ADDED_COLUMNS`` each table of this file lacks (a table it lacks is left out)."""
+    missing: dict[str, list[tuple[str, str]]] = {}
+    for table, columns in sql.ADDED_COLUMNS.items():
+        have = {row[0] for row in conn.execute(sql.TABLE_COLUMNS, (table,))}
+        if have:
+            missing[table] = [(name, kind) for name, kind in columns if name not in have]
+    return {table: columns for table, columns in missing.items() if columns}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _missing_columns(conn).items():
+        for name, kind in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 def _fill_missing_tables(conn: sqlite3.Connection) -> None:
     """Empty TEMP stand-ins for tables a file written by an older nuvom lacks (they are
     added when a writer next opens it): a read of them answers "nothing", and the file
-    is not touched (TEMP tables live in this connection alone)."""
+    is not touched (TEMP tables live in this connection alone). A table that lacks newer
+    columns is read through a TEMP view of the same name (TEMP names come first), which
+    gives them their defaults."""
     have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for statement in sql.SCHEMA:
         found = _CREATE_TABLE.search(statement)
         if found is not None and found.group(1) not in have:
             conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    for table, columns in _missing_columns(conn).items():
+        defaults = ", ".join(f"{_default_of(kind)} AS {name}" for name, kind in columns)
+        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {defaults} FROM main.{table}")
+
+
+def _default_of(kind: str) -> str:
+    """The value a column of ``sql.ADDED_COLUMNS`` kind ``kind`` has in rows older than it."""
+    found = re.search(r"DEFAULT (\S+)", kind)
+    return found.group(1) if found else "NULL"
