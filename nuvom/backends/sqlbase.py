@@ -1013,6 +1013,13 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         with self.store.transaction() as cur:
             cur.execute(self.sql.MARK_CANCELLED, (job_id, at, at))
 
+    def delete_job(self, job_id: str) -> bool:
+        with self.store.transaction() as cur:
+            if not self.returned(cur, self.sql.DELETE_FINISHED, [(job_id,)]):
+                return False
+            cur.execute(self.sql.DELETE_JOB_ATTEMPTS, (job_id,))
+            return True
+
     def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
         if not cancelled:
             return

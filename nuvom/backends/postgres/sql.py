@@ -664,6 +664,11 @@ MARK_RELEASED = """
 UPDATE nuvom_jobs SET status = 'PENDING', attempts = greatest(attempts - 1, 0), updated_at = %s
 WHERE id = %s AND status = 'RUNNING'
 """
+# A finished job's record, forgotten (``delete_job``): its attempts go with it.
+DELETE_FINISHED = """
+DELETE FROM nuvom_jobs WHERE id = %s AND status IN ('SUCCESS', 'FAILED', 'CANCELLED') RETURNING id
+"""
+DELETE_JOB_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = %s"
 MARK_CANCELLED = """
 INSERT INTO nuvom_jobs (id, status, finished_at, updated_at) VALUES (%s, 'CANCELLED', %s, %s)
 ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,

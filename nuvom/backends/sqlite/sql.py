@@ -566,6 +566,11 @@ MARK_RELEASED = """
 UPDATE nuvom_jobs SET status = 'PENDING', attempts = max(attempts - 1, 0), updated_at = ?
 WHERE id = ? AND status = 'RUNNING'
 """
+# A finished job's record, forgotten (``delete_job``): its attempts go with it.
+DELETE_FINISHED = """
+DELETE FROM nuvom_jobs WHERE id = ? AND status IN ('SUCCESS', 'FAILED', 'CANCELLED') RETURNING id
+"""
+DELETE_JOB_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ?"
 MARK_CANCELLED = """
 INSERT INTO nuvom_jobs (id, status, finished_at, updated_at) VALUES (?, 'CANCELLED', ?, ?)
 ON CONFLICT (id) DO UPDATE SET status = 'CANCELLED', finished_at = excluded.finished_at,
