@@ -100,3 +100,39 @@ def test_arbitrary_bytes_in_a_result_record_read_as_no_record(tmp_path_factory, 
     assert results.get_result("job-1") is None
     assert results.list_jobs() == []
     results.close()
+
+
+def test_a_big_batch_write_holds_few_files_open(tmp_path, monkeypatch):
+    """A 20,000-job .map() on the file engine ran out of file descriptors: every temp file of
+    the batch was open until all were fsynced."""
+    import builtins
+
+    from nuvom.backends.file import store
+
+    monkeypatch.setattr(store, "OPEN_FILES_AT_ONCE", 8)
+    real_open, open_now, most = builtins.open, [0], [0]
+
+    class Counted:
+        def __init__(self, handle):
+            self.handle = handle
+            open_now[0] += 1
+            most[0] = max(most[0], open_now[0])
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def close(self):
+            open_now[0] -= 1
+            self.handle.close()
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Counted(handle) if "w" in mode else handle
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    files = [(tmp_path / f"f{i}", f"blob {i}".encode()) for i in range(100)]
+    (tmp_path / "tmp").mkdir()
+    writer = store.TempWriter(tmp_path / "tmp", sync=True)
+    store.write_many_atomically(writer, files)
+    assert most[0] <= 8
+    assert all(path.read_bytes() == data for path, data in files)

@@ -50,6 +50,11 @@ _HASH_PREFIX = "~"
 _HASHED = re.compile(r"~[0-9a-f]{40}")  # what encode_field writes for a long text
 
 
+#: Temp files a batch write holds open at once: a 20,000-job ``.map()`` must not run the
+#: process out of file descriptors (each chunk is fsynced, then closed).
+OPEN_FILES_AT_ONCE = 256
+
+
 def micros(seconds: float) -> int:
     """Epoch seconds as the whole microseconds file names carry (never below 0)."""
     return max(0, round(seconds * MICROS_PER_SEC))
@@ -218,26 +223,27 @@ class TempWriter:
         """Write each blob to its own temp file; with ``durable``, fsync them all before returning."""
         durable = durable and self.sync
         paths: list[Path] = []
-        handles: list[BinaryIO] = []  # closed after the fsyncs, below
+        handles: list[BinaryIO] = []  # closed after the fsyncs of their chunk, below
         try:
-            for data in blobs:
-                path = self._temp_path()
-                handle: BinaryIO = open(path, "wb")  # noqa: SIM115
-                paths.append(path)
-                handles.append(handle)
-                handle.write(data)
+            for start in range(0, len(blobs), OPEN_FILES_AT_ONCE):
+                for data in blobs[start : start + OPEN_FILES_AT_ONCE]:
+                    path = self._temp_path()
+                    handle: BinaryIO = open(path, "wb")  # noqa: SIM115
+                    paths.append(path)
+                    handles.append(handle)
+                    handle.write(data)
+                    if durable:
+                        handle.flush()
                 if durable:
-                    handle.flush()
-            if durable:
-                self._fsync_all([opened.fileno() for opened in handles])
+                    self._fsync_all([opened.fileno() for opened in handles])
+                while handles:
+                    handles.pop().close()
         except BaseException:
             for opened in handles:
                 opened.close()
             for path in paths:
                 unlink(path)
             raise
-        for opened in handles:
-            opened.close()
         return paths
 
     def sync_directories(self, paths: Iterable[Path]) -> None:
