@@ -344,3 +344,12 @@ def test_a_held_back_job_waits_with_its_tag_and_its_attempt_refunded(backends: B
 
 def _claim_one_again(backends: Backends, job_id: str) -> Job:
     return Job(LIMITED, id=job_id, lease_owner="w2", attempts=1)
+
+
+def test_a_claim_gets_past_a_thousand_held_jobs(backends: Backends):
+    """A burst worker takes an empty claim for an empty queue: the claim must reach the
+    plain job behind many held ones (Redis once gave up after ~500)."""
+    limited = [_job(f"r{i:04}", rate=[0.001, 1]) for i in range(1_200)]
+    _submit(backends, *limited, Job("conformance.free", id="plain"))
+    claimed = _claim(backends, n=4)
+    assert "plain" in _ids(claimed)

@@ -158,7 +158,8 @@ MICROS_PER_SEC = fs.MICROS_PER_SEC
 NEVER_ENQUEUED_GRACE_SECS = 300.0  # seconds after which a submit's note means its producer died
 SWEEP_EVERY_SECS = 60.0  # seconds between two looks for submits that died half-way
 HOLD_ROUNDS = 4  # a claim of n holds back this many times n candidates (MIN_HOLDS at least)
-MIN_HOLDS = 100  # ... then stops, once it took a job; one that took none reads on for at most
+MIN_HOLDS = 4_000  # ... (as the SQL and Redis claims) then stops once it took a job; one that
+# took none reads on for at most
 HOLDING_SECS = 1.0  # this long: a queue full of held jobs must not look empty to a worker
 FLOW_RETRY_SECS = 1.0  # a job whose limits could not be checked (I/O error) waits this long
 NEVER_ENQUEUED = "NeverEnqueued"  # error type of a job recorded by a submit that died half-way

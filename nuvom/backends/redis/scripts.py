@@ -66,7 +66,9 @@ GROUP = "nuvom"
 WAKE_TRIES = 10  # held jobs a freed slot looks at for one not due yet (stale ones are dropped)
 UNIQUE_SWEEP = 16  # unique keys kept past their time that a submit of unique jobs deletes
 HOLD_ROUNDS = 4  # a claim holds back at most this many jobs per job it may take ...
-MIN_HOLDS = 100  # ... and at least this many, before it gives up reading on behind them
+MIN_HOLDS = 4_000  # ... and at least this many, before it gives up reading on behind them
+# (as the SQL engines' claim, ~4,000): a burst worker takes an empty claim for an empty queue
+HOLD_READS = 40  # reads on, per source, behind held jobs (pages of at least 100)
 
 
 def _lua_string(value: str) -> str:
@@ -846,7 +848,7 @@ end
 # HOLD_ROUNDS * n held (at least MIN_HOLDS).
 CLAIM = (
     _COMMON
-    + f"local HOLD_ROUNDS, MIN_HOLDS = {HOLD_ROUNDS}, {MIN_HOLDS}\n"
+    + f"local HOLD_ROUNDS, MIN_HOLDS, HOLD_READS = {HOLD_ROUNDS}, {MIN_HOLDS}, {HOLD_READS}\n"
     + r"""
 local now, lease_end, consumer, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local now_n, until_n = tonumber(now), tonumber(lease_end)
@@ -1019,12 +1021,12 @@ end
 
 -- Merge the sources in claim order, each taken as a prefix (streams are read in order). A
 -- held candidate is consumed like a chosen one; once any is held, a source that ran dry
--- is read on (HOLD_ROUNDS more reads at most).
+-- is read on (HOLD_READS more reads at most).
 local chosen, held = {}, {}
 local hold_budget = math.max(HOLD_ROUNDS * n, MIN_HOLDS)
 local function head_of(s)
   local head = s.items[s.pos]
-  if head == nil and #held > 0 and not s.done and s.reads <= HOLD_ROUNDS then
+  if head == nil and #held > 0 and not s.done and s.reads <= HOLD_READS then
     s.reads = s.reads + 1
     if s.stream then read_stream(s, n - #chosen) else read_leases(s, n - #chosen) end
     head = s.items[s.pos]
