@@ -119,8 +119,12 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
         params: dict[str, object] = {"now": now, "n": n, "skip": list(skip)}
         if queues:
             params["queues"] = list(queues)
-        cur.execute(sql.CANDIDATES_FROM_QUEUES if queues else sql.CANDIDATES_ANY_QUEUE, params)
-        return [(seq, stored) for stored, seq in stored_rows(cur.fetchall())]
+        # A cursor of its own: in the pipeline, ``cur`` still holds the results of the last
+        # round's updates, and a fetch on it could read their status instead of these rows.
+        with cur.connection.cursor() as reader:
+            reader.execute(sql.CANDIDATES_FROM_QUEUES if queues else sql.CANDIDATES_ANY_QUEUE,
+                           params)  # fmt: skip
+            return [(seq, stored) for stored, seq in stored_rows(reader.fetchall())]
 
     def limit_state(
         self,
