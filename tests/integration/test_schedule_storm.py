@@ -68,6 +68,7 @@ def test_each_tick_fires_once_however_many_schedulers_race(
     env = dict(project.env, **engine)
     assert project.nuvom("discover", "tasks", env=env).returncode == 0
     workers = [project.start_worker(env=env) for _ in range(WORKERS)]
+    began = time.monotonic()  # ticks may fire from here until every process has stopped
     schedulers = [_scheduler(project, env) for _ in range(SCHEDULERS)]
     rng, kills = random.Random(3), 0
     ends = time.monotonic() + WINDOW_SECS
@@ -86,6 +87,7 @@ def test_each_tick_fires_once_however_many_schedulers_race(
         proc.send(signal.SIGTERM)
     for proc in [*workers, *schedulers]:
         assert proc.wait() == 0, proc.describe()
+    ran_secs = time.monotonic() - began  # the window, and the stop a loaded machine drags out
 
     beats = _beats(project)
     settings = {name.removeprefix("NUVOM_").lower(): value for name, value in engine.items()}
@@ -95,7 +97,7 @@ def test_each_tick_fires_once_however_many_schedulers_race(
     ran = [r for r in jobs if r.status is JobStatus.SUCCESS]
     assert len(ticks) == len(set(ticks)) == len(jobs), "one job per tick, each naming it"
     assert len(beats) == len(ran), "no tick's job ran twice"
-    assert WINDOW_SECS - 3 <= len(jobs) <= WINDOW_SECS + 2, f"{len(jobs)} runs in {WINDOW_SECS}s"
+    assert WINDOW_SECS - 3 <= len(jobs) <= ran_secs + 2, f"{len(jobs)} runs in {ran_secs:.1f} s"
     assert {b - a for a, b in itertools.pairwise(ticks)} == {1.0}, "no tick missed, none drifts"
     if kill_schedulers:
         assert kills == KILLS
