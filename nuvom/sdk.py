@@ -4,6 +4,7 @@ its current version (``upgrade_jobs``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,41 @@ def retry_job(job_id: str) -> JobHandle:
     """
     from nuvom.queue import submit
 
-    record = get_job(job_id)
+    return submit([_again(get_job(job_id))])[0]
+
+
+#: How many jobs ``retry_jobs`` submits in one step.
+RETRY_BATCH = 1000
+
+
+def retry_jobs(job_ids: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """``retry_job`` for many ids, submitted a thousand to a step: the ids re-enqueued, and
+    for each one left alone the reason (unknown, not failed, no stored call)."""
+    from nuvom.queue import submit
+    from nuvom.result_store import get_record
+
+    done: list[str] = []
+    skipped: dict[str, str] = {}
+    for start in range(0, len(job_ids), RETRY_BATCH):
+        jobs: list[Job] = []
+        for job_id in job_ids[start : start + RETRY_BATCH]:
+            record = get_record(job_id)
+            try:
+                if record is None:
+                    raise JobNotFound(job_id)
+                jobs.append(_again(record))
+            except (JobNotFound, JobStateError) as exc:
+                skipped[job_id] = str(exc)
+        if jobs:
+            submit(jobs)
+            done += [job.id for job in jobs]
+    return done, skipped
+
+
+def _again(record: JobRecord) -> Job:
+    """The job to enqueue to run ``record``'s call again: ``JobStateError`` when it has not
+    ended in failure or stored no call."""
+    job_id = record.id
     if record.status not in _RETRYABLE:
         raise JobStateError(
             f"job {job_id} is {record.status.value}; only FAILED or CANCELLED jobs can be retried",
@@ -49,7 +84,7 @@ def retry_job(job_id: str) -> JobHandle:
             job_id=job_id,
             status=record.status.value,
         )
-    job = Job(
+    return Job(
         record.func_name,
         args=tuple(record.args),
         kwargs=record.kwargs,
@@ -59,7 +94,6 @@ def retry_job(job_id: str) -> JobHandle:
         created_at=record.created_at or 0.0,
         max_retries=record.max_retries,
     )
-    return submit([job])[0]
 
 
 def cancel_job(job_id: str) -> JobRecord:

@@ -220,6 +220,31 @@ def cancel(job_id: str) -> Cancelled:
     return Cancelled(job_id, False, [job_id], after.status)
 
 
+# -- dead letters -----------------------------------------------------------------------------
+def reinject(runtime: Runtime, job_id: str) -> Job:
+    """Put a quarantined job back to wait, decoded as today's settings read it (fixed signing
+    key, codec or hand edit): submitted afresh under its id, then its dead letter deleted.
+
+    Raises ``NotFound``, or ``CorruptJob`` naming why it still cannot be read (the letter
+    stays). A crash between the two steps leaves the job waiting and its letter listed.
+    """
+    from dataclasses import replace
+
+    job = runtime.queue.revive_dead(job_id)
+    if job is None:
+        raise NotFound(f"no dead letter with id {job_id!r}")
+    fresh = replace(job, attempts=0, lease_owner=None, lease_until=None, due_at=None)
+    runtime.queue.submit([fresh], runtime.results)
+    runtime.queue.forget_dead(job_id)
+    return fresh
+
+
+def forget_dead(runtime: Runtime, job_id: str) -> None:
+    """Delete a dead letter; ``NotFound`` when there is none."""
+    if not runtime.queue.forget_dead(job_id):
+        raise NotFound(f"no dead letter with id {job_id!r}")
+
+
 # -- schedules --------------------------------------------------------------------------------
 def find_schedule(runtime: Runtime, schedule_id: str) -> Schedule | None:
     for schedule in runtime.queue.list_schedules():

@@ -97,6 +97,31 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A quarantined record: set aside by a claim because it could not be decoded or run.
+
+    ``preview`` is the start of what is stored, as text a person can read (bytes shown
+    with ``repr``), at most ``PREVIEW_CHARS``; ``quarantined_at`` is None where the
+    engine does not record it.
+    """
+
+    id: str
+    queue: str
+    reason: str
+    quarantined_at: float | None = None
+    preview: str = ""
+
+
+PREVIEW_CHARS = 300
+
+
+def preview_of(stored: bytes | str | object) -> str:
+    """``DeadLetter.preview`` of a stored value: text as it is, anything else by ``repr``."""
+    text = stored if isinstance(stored, str) else repr(stored)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
 class JobQuery:
     """Which job records ``find_jobs`` returns, newest update first, a page at a time.
 
@@ -552,6 +577,26 @@ class BaseJobQueue(ABC):
                 quarantined=counts.get("quarantined", 0),
             )
         ]
+
+    # -- dead letters: what claims quarantined -------------------------------------
+    # A claim sets aside a record it cannot decode or run (``Claimed.quarantined``) with
+    # its reason; it stays, never claimed, until a person deletes it or re-injects it once
+    # what spoilt it is fixed (a signing key, a codec, a hand edit): ``revive_dead``
+    # decodes it with today's settings, the caller submits the job, then ``forget_dead``.
+    # A queue that quarantines nothing (a plugin's) lists none.
+    def dead_letters(self, *, limit: int = 100, after: str | None = None) -> list[DeadLetter]:
+        """Quarantined records by id, ascending, starting after the id ``after``."""
+        return []
+
+    def revive_dead(self, job_id: str) -> Job | None:
+        """The quarantined ``job_id`` decoded as today's settings read it, or None when there
+        is no such dead letter; ``CorruptJob`` naming why when it still cannot be decoded
+        or run. Changes nothing: the letter stays until ``forget_dead``."""
+        return None
+
+    def forget_dead(self, job_id: str) -> bool:
+        """Delete a dead letter (its record only: the job's history stays); False if none."""
+        return False
 
     # -- waking up -------------------------------------------------------
     def listen(self, worker_id: str) -> None:  # noqa: B027 - optional hook

@@ -84,11 +84,13 @@ def delete_job(job_id: str, *, who: str) -> Done:
         status = results.get_status(job_id)
         if status is None:
             raise NotFound(f"no job with id {job_id!r}")
-        raise JobStateError(
-            f"job {job_id} is {status.value}: only a finished job can be deleted (cancel it first)",
-            job_id=job_id,
-            status=status.value,
+        why = (
+            "a job of its workflow still waits to be fed its result (delete it once that ran)"
+            if status.is_final
+            else "only a finished job can be deleted (cancel it first)"
         )
+        raise JobStateError(f"job {job_id} is {status.value}: {why}", job_id=job_id,
+                            status=status.value)  # fmt: skip
     return _did(who, Done(f"job {job_id} deleted", {"id": job_id, "deleted": True}))
 
 
@@ -105,7 +107,7 @@ def bulk_plan(
     return plan_bulk(action, found, cap=BULK_LIMIT)
 
 
-_BULK_STEP = {"retry": retry_job, "cancel": cancel_job, "delete": delete_job}
+_BULK_STEP = {"cancel": cancel_job, "delete": delete_job}
 
 
 def bulk(plan: BulkPlan, *, who: str) -> Done:
@@ -113,12 +115,15 @@ def bulk(plan: BulkPlan, *, who: str) -> Done:
     with the reason, the others go on."""
     from nuvom.errors import NuvomError
 
-    step = _BULK_STEP[plan.action]
     done: list[str] = []
     skipped: dict[str, str] = {}
-    for job_id in plan.ids:
+    if plan.action == "retry":  # a thousand to a submit, not one step per job
+        from nuvom.sdk import retry_jobs
+
+        done, skipped = retry_jobs(plan.ids)
+    for job_id in plan.ids if plan.action in _BULK_STEP else ():
         try:
-            step(job_id, who="")
+            _BULK_STEP[plan.action](job_id, who="")
         except NuvomError as exc:
             skipped[job_id] = str(exc)
         else:

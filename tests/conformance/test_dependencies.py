@@ -197,3 +197,20 @@ def test_clear_removes_parked_jobs(backends: Backends):
     assert backends.queue.clear() == 2
     assert backends.queue.parked_jobs() == []
     assert backends.queue.qsize() == 0
+
+
+def test_a_result_a_waiting_job_needs_is_not_deleted(backends: Backends):
+    """``delete_job`` keeps what ``prune`` keeps: the record of a finished job whose result a
+    parked job of its workflow will be fed. Once the workflow is done it can go."""
+    backends.queue.submit([_job("a"), _job("b")], backends.results)
+    backends.queue.submit([_job("c", "a", "b")], backends.results)
+    first = {job.id: job for job in _claim(backends)}
+    _finish(backends, first["a"])
+
+    assert backends.results.delete_job("a") is False, "c waits to be fed a's result"
+    assert backends.results.get_full("a") is not None
+
+    _finish(backends, first["b"])
+    [c] = _claim(backends)
+    _finish(backends, c)
+    assert backends.results.delete_job("a") is True, "nothing waits for it any more"

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nuvom.clock import FakeClock
-from nuvom.errors import BackendUnavailable
+from nuvom.errors import BackendUnavailable, CorruptJob
 from nuvom.job import Job
 from nuvom.queue_backends.base import BaseJobQueue, QueueStats
 from nuvom.queue_backends.file_queue import FileJobQueue
@@ -259,6 +259,24 @@ class QueueMachine(RuleBasedStateMachine):
                 model.attempts += 1
                 model.orphaned = True
 
+    def _dead(self) -> list[ModelJob]:
+        return [j for j in self.jobs.values() if j.state == "dead"]
+
+    @precondition(lambda self: self._dead())
+    @rule(data=st.data())
+    def forget_dead(self, data: st.DataObject) -> None:
+        """A person deletes a dead letter: it still cannot be revived; once deleted it is gone."""
+        job = data.draw(st.sampled_from(self._dead()))
+        try:
+            self.queue.revive_dead(job.id)
+        except CorruptJob:
+            pass
+        else:
+            raise AssertionError(f"a spoilt record revived: {job.id}")
+        assert self.queue.forget_dead(job.id)
+        assert not self.queue.forget_dead(job.id), "a dead letter is deleted once"
+        job.state = "gone"
+
     @rule(secs=st.sampled_from([1.0, 5.0, 11.0]))
     def advance(self, secs: float) -> None:
         self.clock.advance(secs)
@@ -284,6 +302,8 @@ class QueueMachine(RuleBasedStateMachine):
         waiting = sum(1 for j in self.jobs.values() if j.state == "waiting")
         dead = sum(1 for j in self.jobs.values() if j.state == "dead")
         assert totals["quarantined"] == dead, "every quarantined job is counted, none else"
+        listed = [letter.id for letter in self.queue.dead_letters(limit=1000)]
+        assert listed == sorted(j.id for j in self._dead()), "dead letters: each, by id"
         held = sum(1 for j in self.jobs.values() if j.state == "held")
         size = self.queue.qsize()
         assert waiting <= size <= waiting + len(self._expired())

@@ -21,14 +21,16 @@ from nuvom.backends.common import Defaults, QuarantiningQueue
 from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     Claimed,
+    DeadLetter,
     Duplicates,
     Hold,
     Queues,
     QueueStats,
     Resolved,
     cancel_reason,
+    preview_of,
 )
-from nuvom.errors import InvalidJob
+from nuvom.errors import CorruptJob, InvalidJob
 from nuvom.job import Job, JobStatus
 from nuvom.limits import concurrency_tag, rate_tag
 from nuvom.records import JobPayloadCodec, Outcome, Schedule
@@ -103,7 +105,7 @@ class MemoryJobQueue(QuarantiningQueue):
         self._scheduled: list[tuple[float, int, str]] = []  # (due, seq, id)
         self._wakeups = 0
         self._workers: dict[str, WorkerInfo] = {}
-        self._dead: dict[str, tuple[str, str]] = {}  # quarantined: id -> (queue, reason)
+        self._dead: dict[str, _Dead] = {}  # quarantined, by id
         self._schedules: dict[str, Schedule] = {}
         self._ticks: dict[str, set[float]] = {}  # schedule id -> ticks claimed (the last day's)
         self._watched = False  # by the exit hook that reports jobs lost with the process
@@ -372,7 +374,7 @@ class MemoryJobQueue(QuarantiningQueue):
                     del self._waiting[job_id]
                     self._holds.pop(job_id, None)
                     self._let_go(job, now, finished=True)
-                    self._dead[job_id] = (str(job.queue), reason)
+                    self._dead[job_id] = _Dead(job, str(job.queue), reason, now)
                     quarantined.append((job_id, reason))
                     continue
                 del self._waiting[job_id]  # only once its claimed copy exists: never lost
@@ -509,6 +511,27 @@ class MemoryJobQueue(QuarantiningQueue):
         with self._cond:
             return sum(1 for _, job in self._waiting.values() if queue in (None, job.queue))
 
+    # -- dead letters --------------------------------------------------------------
+    def dead_letters(self, *, limit: int = 100, after: str | None = None) -> list[DeadLetter]:
+        with self._cond:
+            ids = sorted(i for i in self._dead if after is None or i > after)[:limit]
+            return [self._dead[i].letter(i) for i in ids]
+
+    def revive_dead(self, job_id: str) -> Job | None:
+        with self._cond:
+            dead = self._dead.get(job_id)
+            if dead is None:
+                return None
+            try:
+                return replace(dead.job)  # a checked copy: the stored one stays as it was
+            except InvalidJob as exc:
+                raise CorruptJob(f"job {job_id} still cannot be run: {exc}", job_id=job_id,
+                                 backend=self.name) from exc  # fmt: skip
+
+    def forget_dead(self, job_id: str) -> bool:
+        with self._cond:
+            return self._dead.pop(job_id, None) is not None
+
     def clear(self) -> int:
         with self._cond:
             count = len(self._waiting) + len(self._claimed) + len(self._parked)
@@ -559,8 +582,8 @@ class MemoryJobQueue(QuarantiningQueue):
                     row.running += 1
                     owner = job.lease_owner or "?"
                     row.lease_owners[owner] = row.lease_owners.get(owner, 0) + 1
-            for queue, _ in self._dead.values():
-                rows.setdefault(queue, QueueStats(queue)).quarantined += 1
+            for dead in self._dead.values():
+                rows.setdefault(dead.queue, QueueStats(dead.queue)).quarantined += 1
             for job_id, tag in self._holds.items():
                 entry = self._waiting.get(job_id)
                 if entry is not None:
@@ -594,3 +617,15 @@ class MemoryJobQueue(QuarantiningQueue):
     def list_workers(self) -> list[WorkerInfo]:
         with self._cond:
             return sorted((replace(w) for w in self._workers.values()), key=lambda w: w.started_at)
+
+
+class _Dead:
+    """A quarantined job as the memory queue keeps it: the bad copy itself."""
+
+    __slots__ = ("at", "job", "queue", "reason")
+
+    def __init__(self, job: Job, queue: str, reason: str, at: float) -> None:
+        self.job, self.queue, self.reason, self.at = job, queue, reason, at
+
+    def letter(self, job_id: str) -> DeadLetter:
+        return DeadLetter(job_id, self.queue, self.reason, self.at, preview_of(self.job))

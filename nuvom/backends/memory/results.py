@@ -6,6 +6,7 @@ no other thread ever sees a job's record and its queue state disagree.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -157,6 +158,9 @@ class MemoryResultBackend(BaseResultBackend):
             record = self._records.get(job_id)
             if record is None or not record.status.is_final:
                 return False
+            unfinished = [r for r in self._records.values() if not r.status.is_final]
+            if not prunable([record, *unfinished], math.inf, None):
+                return False  # a job of its workflow still waits to be fed its result
             del self._records[job_id]
             return True
 
