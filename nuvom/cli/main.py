@@ -30,6 +30,11 @@ app.add_typer(history_app, name="history")
 app.add_typer(testworker_app, name="runtestworker")
 queue_app = typer.Typer(help="What the queues hold.", no_args_is_help=True)
 app.add_typer(queue_app, name="queue")
+dead_app = typer.Typer(
+    help="Dead letters: records a claim set aside as undecodable, kept until you act.",
+    no_args_is_help=True,
+)
+app.add_typer(dead_app, name="dead")
 
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="table for people, json for scripts")
@@ -229,6 +234,31 @@ def queue_resume(name: QueueName) -> None:
     from nuvom.cli.queue_cmd import pause_queue
 
     pause_queue(name, paused=False)
+
+
+@dead_app.command("list")
+def dead_list(fmt: FormatOption = OutputFormat.table) -> None:
+    """Each quarantined record: its job id, queue, why it was set aside, when."""
+    from nuvom.cli.queue_cmd import show_dead_letters
+
+    show_dead_letters(fmt)
+
+
+@dead_app.command("reinject")
+def dead_reinject(job_id: JobId) -> None:
+    """Put a dead letter back to wait once its cause is fixed (a signing key, say): it is
+    decoded with today's settings and runs again under its id."""
+    from nuvom.cli.queue_cmd import act_on_dead
+
+    act_on_dead(job_id, reinject=True)
+
+
+@dead_app.command("delete")
+def dead_delete(job_id: JobId) -> None:
+    """Delete a dead letter (the job's FAILED record stays in its history)."""
+    from nuvom.cli.queue_cmd import act_on_dead
+
+    act_on_dead(job_id, reinject=False)
 
 
 @app.command()

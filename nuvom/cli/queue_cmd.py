@@ -1,5 +1,6 @@
 """``nuvom queue stats|pause|resume``: what each queue holds, per backend, for people and for
-scripts; and pausing a queue for every worker."""
+scripts; and pausing a queue for every worker. ``nuvom dead list|reinject|delete``: the
+records claims quarantined."""
 
 from __future__ import annotations
 
@@ -102,3 +103,54 @@ def pause_queue(name: str, *, paused: bool) -> None:
         what = "resumed: workers claim from it again" if changed else "was not paused"
         note = f" ({waiting} job(s) waiting)" if waiting and changed else ""
     console.print(escape(f"queue {name} {what}{note}"), highlight=False)
+
+
+_DEAD_COLUMNS = (
+    Col("job id", fit="keep"),
+    Col("queue", fit="cut"),
+    Col("quarantined", drop=1),
+    Col("reason", fit="cut"),
+)
+
+
+def show_dead_letters(fmt: OutputFormat) -> None:
+    import time
+
+    from nuvom.wording import relative
+
+    with reading() as runtime:
+        letters = runtime.queue.dead_letters(limit=1000)
+    now = time.time()
+    if fmt is OutputFormat.json:
+        print_json([{"id": d.id, "queue": d.queue, "reason": d.reason,
+                     "quarantined_at": d.quarantined_at, "preview": d.preview}
+                    for d in letters])  # fmt: skip
+        return
+    if not letters:
+        console.print("no dead letters: no claim has set a record aside", highlight=False)
+        return
+    rows = [
+        [escape(d.id), escape(d.queue), relative(d.quarantined_at, now), escape(d.reason)]
+        for d in letters
+    ]
+    console.print(fit_table(f"{len(letters)} dead letter(s)", _DEAD_COLUMNS, rows,
+                            title_justify="left"))  # fmt: skip
+
+
+def act_on_dead(job_id: str, *, reinject: bool) -> None:
+    """Re-inject or delete one dead letter, saying what happened or why not."""
+    from nuvom.errors import NuvomError
+    from nuvom.runtime import current
+    from nuvom.store_view import forget_dead
+    from nuvom.store_view import reinject as put_back
+
+    runtime = current()
+    try:
+        if reinject:
+            job = put_back(runtime, job_id)
+        else:
+            forget_dead(runtime, job_id)
+    except NuvomError as exc:
+        raise fail(str(exc)) from None
+    what = f"re-injected: {job.func_name} waits in {job.queue} again" if reinject else "deleted"
+    console.print(escape(f"dead letter {job_id} {what}"), highlight=False)

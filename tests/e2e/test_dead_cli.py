@@ -1,0 +1,60 @@
+"""``nuvom dead list|reinject|delete``: the records a worker set aside, seen and acted on.
+
+The story: producers sign jobs with one key, a worker is deployed with another and
+quarantines them ("bad signature"). Once the worker's key is fixed, one job is re-injected
+and runs; the other is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .helpers import Project
+
+TASKS = """
+from nuvom import task
+
+
+@task
+def greet(name):
+    return f"hello {name}"
+"""
+RIGHT = {"NUVOM_SIGNING_KEY": "the key"}
+WRONG = {"NUVOM_SIGNING_KEY": "another key"}
+
+
+def test_dead_letters_are_listed_reinjected_and_deleted(project: Project) -> None:
+    project.write("tasks.py", TASKS)
+    made = project.python(
+        "import tasks; print(tasks.greet.delay('ada').id); print(tasks.greet.delay('bob').id)",
+        **RIGHT,
+    )
+    assert made.returncode == 0, made.stderr
+    ada, bob = made.stdout.split()
+    assert project.nuvom("runworker", "--burst", **WRONG).returncode == 0
+
+    listed = project.nuvom("dead", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    letters = {d["id"]: d for d in json.loads(listed.stdout)}
+    assert set(letters) == {ada, bob}
+    assert "signature" in letters[ada]["reason"]
+    table = project.nuvom("dead", "list", env=dict(project.env, COLUMNS="80"))
+    assert ada in table.stdout and bob in table.stdout, "ids in full at 80 columns"
+
+    refused = project.nuvom("dead", "reinject", ada, **WRONG)
+    assert refused.returncode == 1
+    assert "signature" in refused.stderr + refused.stdout, "says why it still cannot be read"
+
+    put_back = project.nuvom("dead", "reinject", ada, **RIGHT)
+    assert put_back.returncode == 0, put_back.stderr
+    assert f"dead letter {ada} re-injected" in put_back.stdout
+    deleted = project.nuvom("dead", "delete", bob)
+    assert deleted.returncode == 0 and f"dead letter {bob} deleted" in deleted.stdout
+    again = project.nuvom("dead", "delete", bob)
+    assert again.returncode == 1 and "no dead letter" in again.stderr + again.stdout
+
+    assert project.nuvom("runworker", "--burst", **RIGHT).returncode == 0
+    status = project.nuvom("status", ada, "--format", "json")
+    assert json.loads(status.stdout)["status"] == "SUCCESS", status.stdout
+    empty = project.nuvom("dead", "list")
+    assert "no dead letters" in empty.stdout
