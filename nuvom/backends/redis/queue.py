@@ -35,12 +35,14 @@ from nuvom.backends.common import (
 from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     Claimed,
+    DeadLetter,
     Duplicates,
     Hold,
     Queues,
     QueueStats,
     Resolved,
     claim_order,
+    preview_of,
 )
 from nuvom.backends.redis import scripts as lua
 from nuvom.backends.redis.client import (
@@ -51,8 +53,8 @@ from nuvom.backends.redis.client import (
     text,
     translated,
 )
-from nuvom.errors import SerializationError
-from nuvom.job import Job, JobStatus
+from nuvom.errors import CorruptJob, SerializationError
+from nuvom.job import DEFAULT_QUEUE, Job, JobStatus
 from nuvom.records import Schedule, StoredJob, TickClaim
 
 if TYPE_CHECKING:
@@ -127,6 +129,40 @@ def resolved(reply: Sequence[Any]) -> Resolved:
     """A resolving script's ``{released ids, (id, reason) flat}`` reply."""
     released, cancelled = reply
     return Resolved([text(i) for i in released], pairs(cancelled))
+
+
+def dead_letter(job_id: str, fields: Mapping[bytes, bytes]) -> DeadLetter:
+    """A dead letter from its record (a job's or a parked job's hash, renamed); one set
+    aside before quarantines were timed has no ``quarantined_at``."""
+    record = {text(name): value for name, value in fields.items()}
+    reason, at = record.pop("reason", b""), record.pop("quarantined_at", None)
+    queue, payload = record.get("queue"), record.get("payload")
+    stored = record if payload is None else payload
+    return DeadLetter(job_id, text(queue) if queue else DEFAULT_QUEUE, text(reason),
+                      _time_or_none(at), preview_of(stored))  # fmt: skip
+
+
+def dead_row(job_id: str, fields: Mapping[bytes, bytes]) -> StoredJob:
+    """A dead letter's record as the row a claim decodes; ``CorruptJob`` when it lacks what
+    a row needs (a record the claim found missing keeps only its reason)."""
+    record = {text(name): value for name, value in fields.items()}
+    reason = text(record.get("reason", b""))
+    payload, queue = record.get("payload"), record.get("queue")
+    if payload is None:
+        raise CorruptJob(f"job {job_id} kept no payload: {reason}", job_id=job_id)
+    if not queue:
+        raise CorruptJob(f"job {job_id} has no queue: {reason}", job_id=job_id)
+    priority, due = text(record.get("priority", b"0")), text(record.get("due", b""))
+    return StoredJob(job_id, text(queue), _number(priority, int),
+                     _number(due, float) if due else None,  # '' for a parked job with none
+                     _number(text(record.get("attempts", b"0")), int), payload)  # fmt: skip
+
+
+def _time_or_none(value: bytes | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
 
 
 def _count_into(row: QueueStats, counted: str, sub: str, count: int) -> None:
@@ -503,6 +539,43 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
         for name in self.paused_queues():
             rows.setdefault(name, QueueStats(name)).paused = True
         return [row for _, row in sorted(rows.items()) if row.paused or _has_jobs(row)]
+
+    # -- dead letters: P:dead, and each one's record at P:dead:<id> ---------------------
+    def dead_letters(self, *, limit: int = 100, after: str | None = None) -> list[DeadLetter]:
+        """Sorted here, as dead letters are few; the records are read in one round trip,
+        and one forgotten in between is left out."""
+        dead_key = f"{self.prefix}:dead"
+        with translated(self.url):
+            ids = sorted(text(i) for i in self.client.smembers(dead_key))
+            page = [i for i in ids if after is None or i > after][: max(0, limit)]
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in page:
+                pipe.hgetall(f"{dead_key}:{job_id}")
+            records = pipe.execute() if page else []
+        return [dead_letter(job_id, fields)
+                for job_id, fields in zip(page, records, strict=True) if fields]  # fmt: skip
+
+    def revive_dead(self, job_id: str) -> Job | None:
+        """Read back as a claim reads a job: the same row, decoded with today's payload codec
+        (so a signing key set right since then reads it)."""
+        with translated(self.url):
+            fields = self.client.hgetall(f"{self.prefix}:dead:{job_id}")
+        if not fields:
+            return None
+        try:
+            return self.payloads.decode_stored(dead_row(job_id, fields))
+        except CorruptJob as exc:
+            raise CorruptJob(str(exc), job_id=job_id, backend=self.name) from None
+
+    def forget_dead(self, job_id: str) -> bool:
+        """The record and its id in P:dead go in one MULTI, so the quarantined count (read
+        from P:dead) drops with it."""
+        with translated(self.url):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(f"{self.prefix}:dead:{job_id}")
+            pipe.srem(f"{self.prefix}:dead", job_id)
+            deleted, removed = pipe.execute()
+        return bool(deleted or removed)
 
     def stats(self) -> dict[str, int]:
         pending, scheduled, running, expired, quarantined = (

@@ -9,12 +9,12 @@ them with its hash, in one script.
 A job that comes after others (a workflow's, ``Job.depends_on``) is fed their results, so
 they are kept for it: its record names them in its ``after`` field (a JSON list) and each
 one's ``P:keep:<id>`` set holds the jobs recorded after it. A finished record whose keep set
-is not empty never expires and is never pruned. A job lets go of what it waits for once it
-finished for good and nothing holds it in turn (so a workflow's members are all kept until
-its last jobs finished); a record nothing holds any more gets its normal expiry then, a
-whole ``NUVOM_RESULT_TTL_SECS`` from that moment. The only extra work for a job no one waits
-for is one EXISTS when it finishes (none when nothing expires). Records of an earlier
-version have no ``after`` field and no keep sets: they expire as they did.
+is not empty never expires and is never pruned or deleted. A job lets go of what it waits
+for once it finished for good and nothing holds it in turn (so a workflow's members are all
+kept until its last jobs finished); a record nothing holds any more gets its normal expiry
+then, a whole ``NUVOM_RESULT_TTL_SECS`` from that moment. The only extra work for a job no
+one waits for is one EXISTS when it finishes (none when nothing expires). Records of an
+earlier version have no ``after`` field and no keep sets: they expire as they did.
 """
 
 from __future__ import annotations
@@ -311,9 +311,10 @@ return out
 """
 
 # ARGV: P, id, ttl (0 = none), then every status name.  Forgets a finished job: its hash,
-# its attempts, its keep set and its entries in the history indexes; what it still held for
-# itself (the jobs it waited for) is let go, as when it finished for good. Returns 1, or 0
-# (nothing written) when it has no record or has not finished.
+# its attempts and its entries in the history indexes; what it still held for itself (the
+# jobs it waited for) is let go, as when it finished for good. Returns 1, or 0 (nothing
+# written) when it has no record, has not finished, or is kept as prune keeps it: a job not
+# finished still holds it (P:keep:<id>), to be fed its result.
 _DELETE_JOB = (
     r"""
 local P, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -323,8 +324,9 @@ local P, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local key = P .. ':r:' .. id
 local f = redis.call('HMGET', key, 'status', 'after')
 if not f[1] or not FINAL[f[1]] then return 0 end
+if redis.call('EXISTS', P .. ':keep:' .. id) == 1 then return 0 end
 if f[2] then let_go(id, deps_of(f[2])) end
-redis.call('DEL', key, P .. ':a:' .. id, P .. ':keep:' .. id)
+redis.call('DEL', key, P .. ':a:' .. id)
 redis.call('ZREM', P .. ':h', id)
 for s = 4, #ARGV do redis.call('ZREM', P .. ':h:' .. ARGV[s], id) end
 return 1
@@ -640,7 +642,9 @@ class RedisResultBackend(RedisBackend, BaseResultBackend):
             at, after_id = text(at), text(after_id)
 
     def delete_job(self, job_id: str) -> bool:
-        """One script: the record, its attempts and its index entries go at once."""
+        """One script: the record, its attempts and its index entries go at once, unless a
+        job of its workflow not finished yet still holds it (``prune`` keeps it too); the
+        settle that would let go of it runs as a script as well, so the two never interleave."""
         args = [self.prefix, job_id, self.ttl_secs or 0, *(s.value for s in JobStatus)]
         with translated(self.url):
             return bool(self._delete_job(args=args))

@@ -22,7 +22,9 @@ Layout under prefix P:
   P:leases            zset id -> lease end (0: released, waiting in its old place)
   P:waiting           hash: queue -> jobs waiting (due or scheduled)
   P:wake              capped stream idle workers block on (XREAD BLOCK)
-  P:dead, P:dead:<id> set of quarantined job ids; each one's record, with its reason
+  P:dead, P:dead:<id> set of quarantined job ids; each one's record (its P:job or P:park
+                      hash, renamed) with its reason and quarantined_at (absent in letters
+                      set aside before it was recorded)
   P:tok:q:<token>     an enqueue already applied: '1', or the duplicates it found (a JSON list
                       id, holder, ...); kept 5 minutes, far past any resend
   P:sched:<id>        hash: def (the definition, one codec blob), next, paused ('0' | '1'),
@@ -326,17 +328,22 @@ local function parse(id)
           stream = f[7], entry = f[8], limits = limits, hold = hold}
 end
 
+-- Make ``key`` (a job's record, if it has one) the dead letter of ``id``, with why and when.
+local function bury(key, id, reason, now_text)
+  local dead = P .. ':dead:' .. id
+  if redis.call('EXISTS', key) == 1 then redis.call('RENAME', key, dead) end
+  redis.call('HSET', dead, 'reason', reason, 'quarantined_at', now_text)
+  redis.call('SADD', P .. ':dead', id)
+end
+
 -- Set a job aside with its reason, whatever state its record is in: it is never claimed
 -- again, and its record stays, for a person to read. What its limits held goes, as when
 -- a job finishes.
 local function quarantine(id, reason, now_text)
-  local job = P .. ':job:' .. id
   local f = fields_to_detach(id)
   detach(id, f)
   if f[5] then release_limits(id, f[1], f[5], f[6], f[7], now_text, true) end
-  if redis.call('EXISTS', job) == 1 then redis.call('RENAME', job, P .. ':dead:' .. id) end
-  redis.call('HSET', P .. ':dead:' .. id, 'reason', reason)
-  redis.call('SADD', P .. ':dead', id)
+  bury(P .. ':job:' .. id, id, reason, now_text)
 end
 
 -- Move due jobs to their streams. A bad record is quarantined and listed in ``dead`` (id,
@@ -596,9 +603,7 @@ local function resolve(finished, now_text)
     redis.call('DEL', P .. ':waits:' .. id)
     redis.call('SREM', P .. ':parked', id)
     if rows[id].bad then
-      redis.call('RENAME', P .. ':park:' .. id, P .. ':dead:' .. id)
-      redis.call('HSET', P .. ':dead:' .. id, 'reason', rows[id].bad)
-      redis.call('SADD', P .. ':dead', id)
+      bury(P .. ':park:' .. id, id, rows[id].bad, now_text)
     else
       redis.call('DEL', P .. ':park:' .. id)
       if not rows[id].released then let_go(id, rows[id].L, now_text, false) end
