@@ -84,7 +84,7 @@ def test_a_fixed_dead_letter_is_reinjected_and_runs_under_its_id(backends: Backe
 
     revived = reinject(runtime, "r1")
 
-    assert (revived.id, revived.func_name, revived.args) == ("r1", "conformance.task", (7,))
+    assert (revived.id, revived.func_name, tuple(revived.args)) == ("r1", "conformance.task", (7,))
     assert revived.kwargs == {"to": "x"}
     assert backends.queue.dead_letters() == []
     assert backends.results.get_status("r1") is JobStatus.PENDING
