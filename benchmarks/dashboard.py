@@ -84,8 +84,12 @@ def fill(engine: Engine, jobs: int) -> float:
     began = time.perf_counter()
     for start in range(0, jobs, BATCH):
         batch = [
-            Job(f"shop.task_{i % TASKS}", args=(i, f"order-{i}"), queue=f"q{i % QUEUES}",
-                id=f"{i:012d}")  # fmt: skip
+            Job(
+                f"shop.task_{i % TASKS}",
+                args=(i, f"order-{i}"),
+                queue=f"q{i % QUEUES}",
+                id=f"{i:012d}",
+            )
             for i in range(start, min(jobs, start + BATCH))
         ]
         clock.set(now - DAYS * 86400 + start * step)

@@ -39,7 +39,8 @@ def test_dead_letters_are_listed_reinjected_and_deleted(project: Project) -> Non
     assert set(letters) == {ada, bob}
     assert "signature" in letters[ada]["reason"]
     table = project.nuvom("dead", "list", env=dict(project.env, COLUMNS="80"))
-    assert ada in table.stdout and bob in table.stdout, "ids in full at 80 columns"
+    assert ada in table.stdout, "ids in full at 80 columns"
+    assert bob in table.stdout
 
     refused = project.nuvom("dead", "reinject", ada, **WRONG)
     assert refused.returncode == 1
@@ -49,9 +50,11 @@ def test_dead_letters_are_listed_reinjected_and_deleted(project: Project) -> Non
     assert put_back.returncode == 0, put_back.stderr
     assert f"dead letter {ada} re-injected" in put_back.stdout
     deleted = project.nuvom("dead", "delete", bob)
-    assert deleted.returncode == 0 and f"dead letter {bob} deleted" in deleted.stdout
+    assert deleted.returncode == 0
+    assert f"dead letter {bob} deleted" in deleted.stdout
     again = project.nuvom("dead", "delete", bob)
-    assert again.returncode == 1 and "no dead letter" in again.stderr + again.stdout
+    assert again.returncode == 1
+    assert "no dead letter" in again.stderr + again.stdout
 
     assert project.nuvom("runworker", "--burst", **RIGHT).returncode == 0
     status = project.nuvom("status", ada, "--format", "json")
