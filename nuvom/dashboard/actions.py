@@ -23,8 +23,10 @@ from nuvom.store_view import (
     age_secs,
     cancel,
     find_schedule,
+    forget_dead,
     iter_matching,
     plan_bulk,
+    reinject,
     trigger_schedule,
 )
 
@@ -203,6 +205,21 @@ def purge_queue(name: str, confirm: str, *, who: str) -> Done:
     count = runtime.queue.purge(name, runtime.results)
     return _did(who, Done(f"queue {name} purged: {count} waiting job(s) cancelled",
                           {"queue": name, "cancelled": count}))  # fmt: skip
+
+
+# -- dead letters ---------------------------------------------------------------------------
+def reinject_dead(job_id: str, *, who: str) -> Done:
+    """Put a quarantined job back to wait, read with today's settings (the key, codec or
+    record fixed); ``CorruptJob`` with the reason when it still cannot be read (it stays)."""
+    job = reinject(_runtime(), job_id)
+    message = f"dead letter {job_id} re-injected: the job waits again in queue {job.queue}"
+    return _did(who, Done(message, {"id": job_id, "queue": job.queue, "reinjected": True}))
+
+
+def delete_dead(job_id: str, *, who: str) -> Done:
+    """Delete a dead letter for good (the job's history, if any, stays)."""
+    forget_dead(_runtime(), job_id)
+    return _did(who, Done(f"dead letter {job_id} deleted", {"id": job_id, "deleted": True}))
 
 
 # -- schedules ------------------------------------------------------------------------------

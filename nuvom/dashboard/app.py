@@ -29,8 +29,16 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from nuvom.dashboard.events import Hub
 from nuvom.dashboard.security import CSRF_FIELD, Guard, check_bind, is_loopback, new_csrf_token
-from nuvom.errors import BackendError, BackendUnavailable, JobNotFound, JobStateError, NuvomError
+from nuvom.errors import (
+    BackendError,
+    BackendUnavailable,
+    CorruptJob,
+    JobNotFound,
+    JobStateError,
+    NuvomError,
+)
 from nuvom.wording import relative, span
 
 log = logging.getLogger("nuvom.dashboard")
@@ -38,8 +46,6 @@ log = logging.getLogger("nuvom.dashboard")
 HERE = Path(__file__).parent
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8181
 FLASH_COOKIE = "nuvom_dashboard_flash"  # the sentence an action leaves for the next page
-LIVE_SECS = 3  # how often live parts of a page refresh (htmx polling)
-OVERVIEW_SECS = 5  # the overview reads more (an hour of activity): it refreshes less often
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ def status_of(exc: Exception) -> int:
 
     if isinstance(exc, JobNotFound | NotFound):
         return 404
-    if isinstance(exc, JobStateError):
+    if isinstance(exc, JobStateError | CorruptJob):  # a dead letter that still cannot be read
         return 409
     if isinstance(exc, BackendUnavailable):
         return 503
@@ -156,7 +162,7 @@ def templates() -> Jinja2Templates:
     )
     env.filters.update(utc=_utc, iso=_iso, took=_took, number=_number, show=_safe_repr,
                        relative=relative, c=_coord, pct=lambda v: f"{v * 100:.2f}%")  # fmt: skip
-    env.globals.update(LIVE_SECS=LIVE_SECS, OVERVIEW_SECS=OVERVIEW_SECS, CSRF_FIELD=CSRF_FIELD)
+    env.globals.update(CSRF_FIELD=CSRF_FIELD)
     return Jinja2Templates(env=env)
 
 
@@ -224,18 +230,25 @@ async def _nuvom_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if request.url.path.startswith("/api/"):
-        return JSON({"error": exc.detail}, status_code=exc.status_code)
+        return JSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
     context = {"message": exc.detail, "code": exc.status_code}
-    return render(request, "error.html", context, status_code=exc.status_code)
+    response = render(request, "error.html", context, status_code=exc.status_code)
+    response.headers.update(exc.headers or {})  # a 405's Allow
+    return response
 
 
 # -- the app ------------------------------------------------------------------------------------
 def create_app(
-    *, token: str | None = None, read_only: bool = False, loopback: bool = True
+    *,
+    token: str | None = None,
+    read_only: bool = False,
+    loopback: bool = True,
+    events: Hub | None = None,
 ) -> Guard:
     """The dashboard as an ASGI app, on the process-wide runtime (``nuvom.configure`` it
     first in tests). ``token``: every request must carry it; ``loopback``: it listens on
-    this machine only, so ``Host`` must name it."""
+    this machine only, so ``Host`` must name it; ``events``: the poller behind its live
+    streams (``stop`` it to end them)."""
     from nuvom.dashboard.api import routes as api_routes
     from nuvom.dashboard.views import routes as page_routes
 
@@ -250,6 +263,7 @@ def create_app(
     )
     app.state.options = Options(csrf_token, read_only, token is not None)
     app.state.templates = templates()
+    app.state.events = events or Hub()  # the one poller behind every /api/events stream
     return Guard(app, token=token, csrf_token=csrf_token, loopback=loopback, read_only=read_only)
 
 
@@ -276,6 +290,21 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+SHUTDOWN_SECS = 5  # the longest a stop waits for open requests (live streams end at once)
+
+
+def _end_streams_on_exit(server: Any, hub: Hub) -> None:
+    """On CTRL+C / SIGTERM, end the live streams too: uvicorn waits for open connections
+    before it exits, and an event stream never closes by itself."""
+    exit_server = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        hub.stop()  # a flag: safe in a signal handler
+        exit_server(sig, frame)
+
+    server.handle_exit = handle_exit  # uvicorn installs this as the signal handler
+
+
 def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -292,10 +321,13 @@ def serve(
     sock = listen(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(token=token, read_only=read_only, loopback=is_loopback(host))
+    hub = Hub()
+    app = create_app(token=token, read_only=read_only, loopback=is_loopback(host), events=hub)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            server_header=False, proxy_headers=False)  # fmt: skip
+                            server_header=False, proxy_headers=False,
+                            timeout_graceful_shutdown=SHUTDOWN_SECS)  # fmt: skip
     server = uvicorn.Server(config)
+    _end_streams_on_exit(server, hub)
     if announce is not None:
         announce(f"http://{shown}:{actual}/")
     try:

@@ -1,5 +1,6 @@
 """The dashboard's pages: each a URL a person can bookmark (filters in the query string),
-its live part refreshed by htmx polling the same URL (``HX-Request``: the part alone).
+its live part re-read from the same URL (``HX-Request``: the part alone) when the page's
+event stream (``/api/events``, ``nuvom.dashboard.events``) tells of a change.
 
 Reads go through ``nuvom.store_view``, actions through ``nuvom.dashboard.actions``
 (the JSON API calls the same ones); a form's POST answers with a redirect back and a
@@ -21,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from nuvom.dashboard import actions
 from nuvom.dashboard.app import error_page, redirect, render
 from nuvom.dashboard.charts import activity_chart, depth_bars, run_times, workflow_graph
-from nuvom.dashboard.filters import JobFilter, page_of
+from nuvom.dashboard.filters import JobFilter, JobPage, page_of
 from nuvom.errors import NuvomError
 from nuvom.job import JobStatus
 from nuvom.limits import VERSION_TAG
@@ -63,17 +64,9 @@ def _live(request: Request) -> bool:
     return bool(request.headers.get("hx-request"))
 
 
-HTMX_STOP_POLLING = 286  # htmx swaps this answer in and polls no more
-
-
-def _page(
-    request: Request, name: str, context: dict[str, Any], *, settled: bool = False
-) -> Response:
-    """The page ``name``, or for htmx's poll its live part (``_<name>``) alone; once the
-    thing shown is ``settled`` (a finished job), the poll is told to stop."""
-    if not _live(request):
-        return render(request, name, context)
-    return render(request, f"_{name}", context, HTMX_STOP_POLLING if settled else 200)
+def _page(request: Request, name: str, context: dict[str, Any]) -> Response:
+    """The page ``name``, or for htmx's re-read its live part (``_<name>``) alone."""
+    return render(request, f"_{name}" if _live(request) else name, context)
 
 
 async def _act(
@@ -164,7 +157,47 @@ def jobs(request: Request) -> Response:
         "newest_url": _jobs_url(flt, before="") if flt.before else None,
         "filter_fields": flt.params(before=""),
     }
+    if page is not None and not flt.before:  # the first page tells how many jobs changed since
+        context["new_url"] = _new_url(flt, page, runtime.clock.time())
+        context["events_url"] = "/api/events" + (f"?{urlencode({'queue': flt.queue})}"
+                                                  if flt.queue else "")  # fmt: skip
     return render(request, "jobs.html", context, 400 if problem and page is None else 200)
+
+
+NEW_COUNTED = 1000  # most changed jobs the jobs page's notice counts ("1,000+ new")
+
+
+def _new_url(flt: JobFilter, page: JobPage, now: float) -> str:
+    """Where the first page's notice asks how many jobs matching its filter changed since
+    it was drawn: after its newest row (or, with none, since now)."""
+    top = page.records[0] if page.records else None
+    mark = f"{top.updated_at or 0.0!r}:{top.id}" if top else f"{now!r}:"
+    return "/jobs/new?" + urlencode({**flt.params(before=""), "after": mark})
+
+
+def jobs_new(request: Request) -> Response:
+    """The jobs page's notice: "N new — show", N the jobs matching its filter that changed
+    after the row it was drawn with (``after=UPDATED_AT:ID``); empty when none did."""
+    from dataclasses import replace
+
+    runtime = _runtime()
+    params = {k: v for k, v in request.query_params.items() if k != "after"}
+    at, _, top_id = request.query_params.get("after", "").partition(":")
+    try:
+        flt = JobFilter.from_params(params)
+        mark = (float(at), top_id)
+    except (Refused, ValueError):
+        return render(request, "_jobs_new.html", {"count": 0, "show_url": "/jobs"})
+    query = flt.query(known_tasks(runtime), runtime.clock.time(), limit=NEW_COUNTED + 1)
+    query = replace(query, since=max(query.since or mark[0], mark[0]))
+    try:
+        found = runtime.results.find_jobs(query)
+    except NuvomError:
+        found = []
+    count = sum(1 for r in found if ((r.updated_at or 0.0), r.id) > mark)
+    context = {"count": count, "capped": count > NEW_COUNTED, "limit": NEW_COUNTED,
+               "show_url": _jobs_url(flt, before="")}  # fmt: skip
+    return render(request, "_jobs_new.html", context)
 
 
 def _jobs_url(flt: JobFilter, **changes: Any) -> str:
@@ -215,7 +248,7 @@ def job(request: Request) -> Response:
     if record is None:
         return error_page(request, NotFound(f"no job with id {job_id!r}"))
     facts = job_facts(runtime, record)
-    return _page(request, "job.html", {"nav": "jobs", **facts}, settled=facts["final"])
+    return _page(request, "job.html", {"nav": "jobs", **facts})
 
 
 def job_facts(runtime: Runtime, record: JobRecord) -> dict[str, Any]:
@@ -480,8 +513,39 @@ def workflow(request: Request) -> Response:
     context = {"nav": "workflows", "id": workflow_id, "records": records, "head": records[0],
                "layout": workflow_graph(records, workflow_id), "counts": dict(sorted(counts.items())),
                "can_cancel": waiting}  # fmt: skip
-    settled = not waiting and not counts.get("RUNNING")
-    return _page(request, "workflow.html", context, settled=settled)
+    return _page(request, "workflow.html", context)
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+DEAD_PAGE = 50  # dead letters one page shows
+
+
+def dead(request: Request) -> Response:
+    """The records claims quarantined, by id, a page at a time (``?after=`` the last id)."""
+    runtime = _runtime()
+    after = request.query_params.get("after") or None
+    problem = None
+    try:
+        found = runtime.queue.dead_letters(limit=DEAD_PAGE + 1, after=after)
+    except NuvomError as exc:
+        found, problem = [], str(exc)
+    letters = found[:DEAD_PAGE]
+    older = letters[-1].id if len(found) > DEAD_PAGE else None
+    here = "/dead" + (f"?{urlencode({'after': after})}" if after else "")
+    context = {"nav": "dead", "letters": letters, "problem": problem, "after": after, "here": here,
+               "next_url": f"/dead?{urlencode({'after': older})}" if older else None,
+               "queue_name": runtime.queue.name}  # fmt: skip
+    return _page(request, "dead.html", context)
+
+
+async def dead_reinject(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    return await _act(request, "/dead", lambda f: actions.reinject_dead(job_id, who=_who(request)))
+
+
+async def dead_delete(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    return await _act(request, "/dead", lambda f: actions.delete_dead(job_id, who=_who(request)))
 
 
 def routes() -> list[BaseRoute]:
@@ -489,6 +553,7 @@ def routes() -> list[BaseRoute]:
         Route("/", overview),
         Route("/jobs", jobs),
         Route("/jobs/bulk", bulk_review),
+        Route("/jobs/new", jobs_new),
         Route("/jobs/bulk", bulk_run, methods=["POST"]),
         Route("/jobs/prune", jobs_prune, methods=["POST"]),
         Route("/jobs/{job_id}", job),
@@ -511,4 +576,7 @@ def routes() -> list[BaseRoute]:
         Route("/schedules/{schedule_id}/remove", schedule_remove, methods=["POST"]),
         Route("/workflows", workflows),
         Route("/workflows/{workflow_id}", workflow),
+        Route("/dead", dead),
+        Route("/dead/{job_id}/reinject", dead_reinject, methods=["POST"]),
+        Route("/dead/{job_id}/delete", dead_delete, methods=["POST"]),
     ]

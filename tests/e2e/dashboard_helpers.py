@@ -28,6 +28,8 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
 CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright cannot download a browser here
 VIEWPORT = {"width": 1280, "height": 800}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Read when the tests are collected: each test then runs with no NUVOM_* variable at all.
+SAVE_SCREENSHOTS = os.environ.get("NUVOM_SCREENSHOTS") == "1"
 STARTED = re.compile(r"nuvom dashboard on (http://\S+/)")
 START_SECS = 20.0  # the longest a dashboard or worker process may take to start
 EXPECT_MS = 10_000  # Playwright's deadline for one expectation
@@ -293,10 +295,17 @@ def browser() -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Take the page's screenshot (the viewport: 1280x800); saved as docs/screenshots/NAME.png
-    when ``NUVOM_SCREENSHOTS=1`` (so a plain test run leaves the tree as it was)."""
+    """Take the page's screenshot (the viewport: 1280x800); with ``NUVOM_SCREENSHOTS=1`` save
+    it as docs/screenshots/NAME.png, and the page in its dark theme as NAME-dark.png (so a
+    plain test run leaves the tree as it was)."""
     shot = page.screenshot()
     assert shot.startswith(b"\x89PNG"), "the browser drew the page"
-    if os.environ.get("NUVOM_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        (SCREENSHOTS / f"{name}.png").write_bytes(shot)
+    if not SAVE_SCREENSHOTS:
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / f"{name}.png").write_bytes(shot)
+    page.emulate_media(color_scheme="dark")
+    try:
+        (SCREENSHOTS / f"{name}-dark.png").write_bytes(page.screenshot())
+    finally:
+        page.emulate_media(color_scheme="light")

@@ -12,6 +12,8 @@ PostgreSQL and Redis.
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +33,8 @@ from .dashboard_helpers import (
     start_dashboard,
 )
 from .helpers import Project, assert_one_line_error
+
+SHUTDOWN_SECS = 3.0  # a stop with a live page open takes less than this
 
 expect.set_options(timeout=EXPECT_MS)
 
@@ -118,6 +122,13 @@ def test_overview_charts_the_last_hour_and_updates_live(site: Site, page: Page) 
     expect(page.locator('[data-count="workers-live"]')).to_have_text("1")
     expect(page.locator(".tile.workers .sub")).to_contain_text("1 lost")
     screenshot(page, "overview")
+    light = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    page.emulate_media(color_scheme="dark")  # the dark theme: the same page, other colours
+    dark = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    bar = page.locator("svg.chart rect.ok").first.evaluate("r => getComputedStyle(r).fill")
+    page.emulate_media(color_scheme="light")
+    assert light != dark
+    assert bar.startswith("rgb("), "the charts' colours come from the stylesheet"
 
     waiting = page.locator('tr[data-queue="default"] [data-count="waiting"]')
     before = int(waiting.inner_text())
@@ -171,6 +182,22 @@ def test_the_jobs_table_filters_and_shows_whole_ids(site: Site, page: Page) -> N
 
     page.goto(site.url + "jobs?status=DONE")
     expect(page.locator(".flash.error")).to_contain_text("status='DONE'")
+
+
+def test_the_jobs_table_tells_of_new_jobs_matching_its_filter(site: Site, page: Page) -> None:
+    page.goto(site.url + "jobs?task=digest")
+    shown = len(_ids(page))
+    expect(page.locator("main")).to_have_attribute("sse-connect", "/api/events")
+    notice = page.locator("#jobs-new")
+    expect(notice).to_be_empty()
+    _mark(page)
+    status, _ = site.post(f"/api/schedules/{site.ids['interval_schedule']}/trigger")
+    assert status == 200
+    expect(notice).to_have_text("1 new — show")
+    assert _same_document(page)
+    assert len(_ids(page)) == shown, "the table stays as it was until asked"
+    notice.get_by_role("link").click()
+    expect(page.locator("table.jobs tbody tr[data-job]")).to_have_count(shown + 1)
 
 
 def test_the_older_link_pages_by_keyset(site: Site, page: Page) -> None:
@@ -250,6 +277,9 @@ def test_bulk_retry_by_filter_shows_its_count_first(site: Site, page: Page) -> N
                                                "dry_run": True})  # fmt: skip
     assert (status, dry["matched"], dry["would_take"]) == (200, failed, failed)
     assert sum(1 for j in _all_jobs(site) if j["status"] == "FAILED") == failed, "a dry run"
+    page.goto(site.url + "jobs/bulk?action=retry&status=FAILED")  # what the Review… button opens
+    expect(page.locator("h1")).to_have_text(f"Retry {failed} jobs?")
+    screenshot(page, "bulk")
 
     page.goto(site.url + "jobs?status=FAILED&search=" + quote("round 5"))
     (target,) = _ids(page)
@@ -273,12 +303,30 @@ def test_bulk_retry_by_filter_shows_its_count_first(site: Site, page: Page) -> N
 def test_a_job_page_follows_its_status_without_a_reload(site: Site, page: Page) -> None:
     job_id = site.ids["scheduled"][1]
     page.goto(site.url + f"jobs/{job_id}")
-    expect(page.locator(".job-title .badge")).to_have_text("SCHEDULED")
+    badge = page.locator(".job-title .badge")
+    expect(badge).to_have_text("SCHEDULED")
+    expect(page.locator("main")).to_have_attribute("sse-connect", f"/api/events?job={job_id}")
+    expect(page.locator("#live")).to_have_attribute("hx-trigger", re.compile("^sse:job"))
     _mark(page)
+    # What the page hears from its stream, and when the badge changes (the browser's clock).
+    page.evaluate(
+        """() => {
+            window.nuvomTestHeard = [];
+            document.body.addEventListener("htmx:sseMessage", e => nuvomTestHeard.push(e.detail.type));
+            new MutationObserver(() => {
+                const shown = document.querySelector(".job-title .badge");
+                if (shown && shown.textContent === "CANCELLED" && !window.nuvomTestShownAt)
+                    window.nuvomTestShownAt = Date.now();
+            }).observe(document.querySelector("#live"), {childList: true, subtree: true});
+        }"""
+    )
+    asked_at = page.evaluate("Date.now()")
     assert site.post(f"/api/jobs/{job_id}/cancel")[0] == 200  # from elsewhere: a script
-    expect(page.locator(".job-title .badge")).to_have_text("CANCELLED")
+    expect(badge).to_have_text("CANCELLED")
     assert _same_document(page)
-    expect(page.locator("#live")).not_to_have_attribute("hx-trigger", re.compile("every"))
+    assert "job" in page.evaluate("window.nuvomTestHeard"), "swapped on its stream's event"
+    took_ms = page.evaluate("window.nuvomTestShownAt") - asked_at
+    print(f"\ndashboard live update: the cancel showed on its page {took_ms} ms after it was asked")
 
 
 def test_queues_pause_resume_and_purge_after_the_name_is_typed(site: Site, page: Page) -> None:
@@ -385,6 +433,74 @@ def test_arguments_are_shown_as_text_never_run(site: Site, page: Page) -> None:
         expect(page.locator("body")).to_contain_text("<script>alert(1)</script>")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.content()
     # (the page fixture fails the test had a dialog opened)
+
+
+DEAD_TASKS = """
+from nuvom import task
+
+
+@task
+def greet(name):
+    return f"hello {name}"
+"""
+RIGHT_KEY = {"NUVOM_SIGNING_KEY": "the key"}
+WRONG_KEY = {"NUVOM_SIGNING_KEY": "another key"}
+
+
+def test_dead_letters_are_shown_deleted_and_reinjected(project: Project, page: Page) -> None:
+    """Producers sign with one key, a worker is deployed with another and quarantines their
+    jobs; once the key is fixed one is re-injected and runs, another is deleted."""
+    project.write("tasks.py", DEAD_TASKS)
+    made = project.python(
+        "import tasks\nfor n in ('ada', 'bob', 'cy'): print(tasks.greet.delay(n).id)", **RIGHT_KEY
+    )
+    assert made.returncode == 0, made.stderr
+    ada, bob, cy = made.stdout.split()
+    assert project.nuvom("runworker", "--burst", **WRONG_KEY).returncode == 0
+
+    wrong, url = start_dashboard(project, **WRONG_KEY)  # the dashboard shares the bad key
+    page.goto(url + "queues")
+    page.locator('tr[data-queue="default"] [data-count="quarantined"] a').click()
+    expect(page).to_have_url(url + "dead")
+    rows = page.locator("table.dead tbody tr[data-dead]")
+    expect(rows).to_have_count(3)
+    letter = page.locator(f'tr[data-dead="{ada}"]')
+    expect(letter.locator("td.id")).to_have_text(ada)  # in full
+    expect(letter.locator(".reason")).to_contain_text("signature")
+    expect(letter.locator(".preview")).not_to_be_empty()
+    screenshot(page, "dead")
+
+    letter.get_by_role("button", name="Re-inject").click()  # still the wrong key: refused
+    expect(page.locator(".flash.error")).to_contain_text("signature")
+    expect(rows).to_have_count(3)
+    page.locator(f'tr[data-dead="{bob}"]').get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash.ok")).to_contain_text(f"dead letter {bob} deleted")
+    expect(rows).to_have_count(2)
+    page.goto("about:blank")  # (a page left open logs its stream's end as an error)
+    wrong.send(signal.SIGTERM)
+    assert wrong.wait(timeout=10) == 0
+
+    _, url = start_dashboard(project, **RIGHT_KEY)  # the key fixed
+    page.goto(url + "dead")
+    page.locator(f'tr[data-dead="{ada}"]').get_by_role("button", name="Re-inject").click()
+    expect(page.locator(".flash.ok")).to_contain_text(f"dead letter {ada} re-injected")
+    expect(rows).to_have_count(1)
+    assert project.nuvom("runworker", "--burst", **RIGHT_KEY).returncode == 0
+    page.goto(url + f"jobs/{ada}")
+    expect(page.locator(".job-title .badge")).to_have_text("SUCCESS")
+    assert request(url + "api/dead")[1]["dead"][0]["id"] == cy
+
+
+def test_it_stops_at_once_with_a_live_page_open(project: Project) -> None:
+    """uvicorn waits for open connections on CTRL+C / SIGTERM: the event streams end."""
+    proc, url = start_dashboard(project)
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")))) as sock:
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert b"text/event-stream" in sock.recv(4096)
+        began = time.monotonic()
+        proc.send(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - began < SHUTDOWN_SECS, "the stream did not hold the stop back"
 
 
 # -- security -------------------------------------------------------------------------------------
