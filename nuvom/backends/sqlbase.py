@@ -9,12 +9,14 @@ how idle workers are woken, the one-round-trip paths PostgreSQL has.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
+from itertools import islice
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
@@ -32,17 +34,24 @@ from nuvom.backends.common import (
     stored_result,
 )
 from nuvom.backends.contract import (
+    SCAN_LIMIT,
     TICKS_KEPT_SECS,
+    Activity,
     BaseResultBackend,
     Claimed,
+    DeadLetter,
     Duplicates,
     Hold,
+    JobQuery,
     JointWriter,
     Queues,
     QueueStats,
     Resolved,
+    _quantile,
+    activity_of,
     cancel_reason,
     claim_order,
+    preview_of,
     waits,
 )
 from nuvom.errors import CorruptJob, SerializationError
@@ -81,6 +90,12 @@ CANDIDATES_PER_ROUND = 32
 MAX_CANDIDATES_PER_ROUND = 1024
 # Statuses a job can show while it is still only in nuvom_queue (SQLite reads them from there).
 QUEUED_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING)
+# A listing that filters in Python (a search) reads the rows of its index this many a page.
+FIND_PAGE_ROWS = 500
+# Index ranges in one page statement of ``find_jobs`` (SQLite allows 500 in a compound).
+FIND_ARMS = 64
+# ``activity`` takes the run times of at most this many of the latest jobs that succeeded.
+RUN_TIME_SAMPLE = 10_000
 
 
 #: A transaction's handle: an ``sqlite3.Connection`` or a psycopg cursor (``execute`` returns
@@ -858,6 +873,35 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         rows = self.store.read(self.sql.UNIQUE_HOLDER, {"key": key, "now": self.clock.time()})
         return str(rows[0][0]) if rows else None
 
+    # -- dead letters: the nuvom_dead table -----------------------------------------------
+    def dead_letters(self, *, limit: int = 100, after: str | None = None) -> list[DeadLetter]:
+        rows = self.store.read(self.sql.DEAD_LETTERS, (after or "", limit))
+        return [DeadLetter(str(job_id), str(queue or "default"), str(reason), float(at),
+                           preview_of(bytes(payload) if payload is not None else None))
+                for job_id, queue, payload, reason, at in rows]  # fmt: skip
+
+    def revive_dead(self, job_id: str) -> Job | None:
+        rows = self.store.read(self.sql.DEAD_LETTER, (job_id,))
+        if not rows:
+            return None
+        _, queue, payload, reason = rows[0]
+        if payload is None:
+            raise CorruptJob(f"job {job_id} kept no payload: {reason}", job_id=job_id,
+                             backend=self.name)  # fmt: skip
+        # Decoded as a claim would, with today's codec and key; the priority column did not
+        # go with it (the job comes back at the default), nor its attempts: a fresh start.
+        try:
+            job = self.payloads.decode(bytes(payload), job_id=job_id,
+                                       queue=str(queue or "default"))  # fmt: skip
+        except CorruptJob as exc:
+            raise CorruptJob(str(exc), job_id=job_id, backend=self.name) from None
+        job.args = tuple(job.args)  # as the job was submitted, not as the codec reads it back
+        return job
+
+    def forget_dead(self, job_id: str) -> bool:
+        with self.store.transaction() as cur:
+            return cur.execute(self.sql.FORGET_DEAD, (job_id,)).fetchone() is not None
+
 
 class SQLResultBackend(SQLBackend, BaseResultBackend):
     """Results, attempts and history in the ``nuvom_jobs`` and ``nuvom_attempts`` tables.
@@ -1014,11 +1058,27 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
             cur.execute(self.sql.MARK_CANCELLED, (job_id, at, at))
 
     def delete_job(self, job_id: str) -> bool:
-        with self.store.transaction() as cur:
-            if not self.returned(cur, self.sql.DELETE_FINISHED, [(job_id,)]):
+        """Also False, deleting nothing, for a finished record ``prune`` would keep: a job
+        of its workflow still unfinished needs it (``still_needed``). One transaction, as
+        prune's: no job can start needing the record between the look and the delete."""
+        with self.needs_transaction() as cur:
+            found = cur.execute(self.sql.FINISHED_PAYLOAD, (job_id,)).fetchall()
+            if not found:
                 return False
+            needed = self.still_needed(self.unfinished_payloads(cur))
+            if needed and not self.unneeded(found, needed):
+                return False
+            cur.execute(self.sql.DELETE_FINISHED, (job_id,))
             cur.execute(self.sql.DELETE_JOB_ATTEMPTS, (job_id,))
             return True
+
+    def needs_transaction(self) -> AbstractContextManager[Cursor]:
+        """The transaction a look at what unfinished jobs need runs in (``unfinished_payloads``)."""
+        return self.store.transaction()  # type: ignore[no-any-return]
+
+    def unfinished_payloads(self, cur: Cursor) -> Iterable[Row]:
+        """(id, payload) of every unfinished job, read a few at a time where the engine can."""
+        return cur.execute(self.sql.UNFINISHED_PAYLOADS)  # type: ignore[no-any-return]
 
     def mark_dependents_cancelled(self, cancelled: Sequence[tuple[str, str]], *, at: float) -> None:
         if not cancelled:
@@ -1070,6 +1130,85 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
     def failed_by_queue(self) -> dict[str, int]:
         return {queue: int(count) for queue, count in self.store.read(self.sql.FAILED_BY_QUEUE)}
 
+    # -- listings for people (the dashboard) ------------------------------------
+    def find_jobs(self, query: JobQuery) -> list[JobRecord]:
+        """From the indexes: a keyset walk of each of ``find_sources``, newest first, merged.
+
+        A source that applies every filter in SQL reads one page of ``query.limit`` rows. A
+        search (a job's arguments must be decoded to look in) or a filter the source cannot
+        apply reads pages of ``FIND_PAGE_ROWS``, filtered here by ``query.matches``: at most
+        ``SCAN_LIMIT`` rows per source, so a search past them finds nothing more. Records
+        come without their history, as ``list_jobs``'s do.
+        """
+        walks = [self._walk(source, query) for source in self.find_sources(query)]
+        newest_first = heapq.merge(*walks, key=keyset, reverse=True)
+        return list(islice(newest_first, query.limit))
+
+    def find_sources(self, query: JobQuery) -> list[FindSource]:
+        """What ``find_jobs`` merges: ``nuvom_jobs`` pages, each one statement of up to
+        ``FIND_ARMS`` ordered index ranges (the engine's ``find_jobs``), merged by the SQL.
+
+        With tasks asked for, a range per task — of a status, the one asked for or each in
+        turn: the task index is (task, status, updated_at), so a page of a task that rarely
+        fails, FAILED, reads no other rows of it. (An IN of many would sort all they hold.)
+        """
+        filters, params = find_filters(query), find_params(query)
+        exact = not query.search
+        if query.tasks is None:
+            return [FindSource(self.sql.find_jobs(filters), params, exact)]
+        statuses = [query.status] if query.status is not None else list(JobStatus)
+        shared = tuple(f for f in filters if f != "status")
+        arms = [(task, status.value) for task in dict.fromkeys(query.tasks) for status in statuses]
+        sources = []
+        for start in range(0, len(arms), FIND_ARMS):
+            chunk = arms[start : start + FIND_ARMS]
+            own = {f"{name}{i}": value for i, (task, status) in enumerate(chunk)
+                   for name, value in (("task", task), ("status", status))}  # fmt: skip
+            statement = self.sql.find_jobs(shared, ("task", "status"), len(chunk))
+            sources.append(FindSource(statement, {**params, **own}, exact))
+        return sources
+
+    def _walk(self, source: FindSource, query: JobQuery) -> Iterator[JobRecord]:
+        """The records of ``source`` that pass ``query``, newest first, a page at a time."""
+        params = {**source.params, "now": self.clock.time()}
+        size = query.limit if source.exact else FIND_PAGE_ROWS
+        read = 0
+        while True:
+            rows = self.store.read(source.statement, {**params, "limit": size})
+            records = [record_from_row(row, self.payloads, self.codec) for row in rows]
+            yield from (r for r in records if source.exact or query.matches(r))
+            read += len(rows)
+            if len(rows) < size or read >= SCAN_LIMIT:
+                return
+            params["before_at"], params["before_id"] = keyset(records[-1])
+
+    def activity(self, *, since: float, until: float, bucket_secs: float) -> Activity:
+        """Counted in SQL, per bucket: the attempts that ended in the window (one range of
+        the attempts' end index), and the records that ended with no attempt recorded
+        (results stored without a claim, a quarantined job), as ``activity_of`` counts both.
+
+        Run times are a sample: of the latest ``RUN_TIME_SAMPLE`` jobs that succeeded since
+        ``since`` (newest update first), p50 and p95 per task and how many of them, the
+        quantiles taken as ``activity_of`` takes them.
+        """
+        params = {"since": since, "until": until, "bucket": bucket_secs, "sample": RUN_TIME_SAMPLE}
+        ended, unattempted, took = self.store.reads(
+            (self.sql.ATTEMPTS_ENDED, params), (self.sql.UNATTEMPTED_ENDED, params),
+            (self.sql.RUN_TIMES, params),
+        )  # fmt: skip
+        activity = activity_of([], since, until, bucket_secs)  # its buckets, empty
+        last = len(activity.buckets) - 1
+        for bucket, status, count in [*ended, *unattempted]:
+            activity.buckets[max(0, min(last, int(bucket)))][status] += int(count)
+        times: dict[str, list[float]] = {}
+        for task, secs in took:
+            times.setdefault(task or "?", []).append(float(secs))
+        for task, ordered in times.items():
+            ordered.sort()
+            activity.run_times[task] = (_quantile(ordered, 0.5), _quantile(ordered, 0.95),
+                                        len(ordered))  # fmt: skip
+        return activity
+
     # -- pruning (each engine's ``prune`` reads the rows, this decides) ----------------
     def still_needed(self, unfinished: Iterable[Row]) -> Needed:
         """What the unfinished jobs, rows of (id, payload), still need of the finished ones."""
@@ -1097,6 +1236,38 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         except Exception as exc:  # a corrupt payload is that record's problem, not the prune's
             log.warning("prune: the payload of job %s cannot be read: %s", job_id, exc)
             return None
+
+
+class FindSource(NamedTuple):
+    """One keyset walk ``find_jobs`` merges: a page statement of the engine's ``find_jobs``
+    (or SQLite's ``find_queued``), its parameters but the keyset's and the page size's, and
+    whether it applies every filter of the query itself (else ``query.matches`` does)."""
+
+    statement: str
+    params: dict[str, Any]
+    exact: bool
+
+
+def find_filters(query: JobQuery) -> tuple[str, ...]:
+    """The filters of ``query`` a page statement applies (the engines' ``find_jobs``); a
+    task is each source's own, a search is decoded."""
+    given = {"status": query.status, "queue": query.queue, "since": query.since,
+             "until": query.until}  # fmt: skip
+    return tuple(name for name, value in given.items() if value is not None)
+
+
+def find_params(query: JobQuery) -> dict[str, Any]:
+    """The named parameters of ``query``'s page statements, its first keyset included (past
+    every record when it has none)."""
+    before_at, before_id = query.before or (math.inf, "")
+    return {"status": query.status and query.status.value, "queue": query.queue,
+            "since": query.since, "until": query.until,
+            "before_at": before_at, "before_id": before_id}  # fmt: skip
+
+
+def keyset(record: JobRecord) -> tuple[float, str]:
+    """A record's place in a listing: (updated_at, id), newest first."""
+    return record.updated_at or 0.0, record.id
 
 
 class Needed:

@@ -8,6 +8,7 @@ use the same DSN and schema; the steps shared with SQLite are in
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from nuvom.backends.contract import BaseJobQueue, JointWriter
@@ -34,6 +35,12 @@ class PostgresResultBackend(PostgresBackend, SQLResultBackend):
         if isinstance(queue, PostgresJobQueue) and queue.store.same_schema(self.store):
             return PostgresJointWriter(queue, self)
         return None
+
+    def needs_transaction(self) -> AbstractContextManager[psycopg.Cursor[Any]]:
+        return self.store.transaction(pipelined=False)
+
+    def unfinished_payloads(self, cur: psycopg.Cursor[Any]) -> Iterator[Row]:
+        return _streamed(cur, sql.UNFINISHED_PAYLOADS)
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         """Delete the finished records no unfinished job needs (``sqlbase.Needed``).

@@ -163,6 +163,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX nuvom_unique_job ON nuvom_unique (job_id)",
         "CREATE INDEX nuvom_unique_kept ON nuvom_unique (kept_until)",
     ),
+    (
+        # 5: the listings (find_jobs pages by keyset, newest first): the two indexes of
+        # history recent end with the id now, and a task's records of a status have their
+        # own (a filter by task or tag reads one range per status); the
+        # attempts by when they ended, for the activity chart (partial: a claim's new
+        # attempt, not ended yet, writes no entry).
+        "DROP INDEX IF EXISTS nuvom_jobs_status",
+        "DROP INDEX IF EXISTS nuvom_jobs_updated",
+        "CREATE INDEX nuvom_jobs_status ON nuvom_jobs (status, updated_at, id)",
+        "CREATE INDEX nuvom_jobs_updated ON nuvom_jobs (updated_at, id)",
+        "CREATE INDEX nuvom_jobs_task ON nuvom_jobs (func_name, status, updated_at, id)",
+        """CREATE INDEX nuvom_attempts_ended ON nuvom_attempts (finished_at, status)
+            WHERE finished_at IS NOT NULL""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -346,6 +360,12 @@ SELECT queue, lease_owner, count(*) FROM nuvom_queue
 WHERE lease_owner IS NOT NULL AND available_at > %(now)s GROUP BY queue, lease_owner
 """
 DEAD_BY_QUEUE = "SELECT coalesce(queue, 'default'), count(*) FROM nuvom_dead GROUP BY 1"
+DEAD_LETTERS = """
+SELECT id, queue, payload, reason, quarantined_at FROM nuvom_dead WHERE id > %s
+ORDER BY id LIMIT %s
+"""
+DEAD_LETTER = "SELECT id, queue, payload, reason FROM nuvom_dead WHERE id = %s"
+FORGET_DEAD = "DELETE FROM nuvom_dead WHERE id = %s RETURNING id"
 QUARANTINE = """
 INSERT INTO nuvom_dead (id, queue, payload, reason, quarantined_at) VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET queue = excluded.queue, payload = excluded.payload,
@@ -665,6 +685,9 @@ UPDATE nuvom_jobs SET status = 'PENDING', attempts = greatest(attempts - 1, 0), 
 WHERE id = %s AND status = 'RUNNING'
 """
 # A finished job's record, forgotten (``delete_job``): its attempts go with it.
+FINISHED_PAYLOAD = """
+SELECT id, payload FROM nuvom_jobs WHERE id = %s AND status IN ('SUCCESS', 'FAILED', 'CANCELLED')
+"""
 DELETE_FINISHED = """
 DELETE FROM nuvom_jobs WHERE id = %s AND status IN ('SUCCESS', 'FAILED', 'CANCELLED') RETURNING id
 """
@@ -721,6 +744,68 @@ STATUS_COUNTS = "SELECT status, count(*) FROM nuvom_jobs GROUP BY status"
 FAILED_BY_QUEUE = """
 SELECT coalesce(queue, 'default'), count(*) FROM nuvom_jobs WHERE status = 'FAILED' GROUP BY 1
 """
+
+# -- listings for people (sqlbase.SQLResultBackend.find_jobs, activity) -----------------
+# A page starts strictly after the keyset (before_at, before_id), newest first; each
+# filter is a condition on its named parameter ({n}: an arm's). Every job has its record here.
+_FIND_FILTERS = {
+    "status": "status = %(status{n})s",
+    "queue": "queue = %(queue{n})s",
+    "task": "func_name = %(task{n})s",
+    "since": "updated_at >= %(since{n})s",
+    "until": "updated_at < %(until{n})s",
+}
+_FIND_ORDER = "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
+
+
+def find_jobs(shared: tuple[str, ...], own: tuple[str, ...] = (), arms: int = 1) -> str:
+    """A page of records passing the ``shared`` filters (names of ``_FIND_FILTERS``) and,
+    with ``own``, those of one of ``arms`` arms, each with its own parameters (``task0``,
+    ``status0``, ...): each arm one range of an index walked in order from the keyset (the
+    task one, the status one or the updated one), no sort but of the arms' pages."""
+
+    def arm(n: str) -> str:
+        where = "".join(f" AND {_FIND_FILTERS[f].format(n='')}" for f in shared)
+        where += "".join(f" AND {_FIND_FILTERS[f].format(n=n)}" for f in own)
+        return f"""SELECT {_JOB_COLUMNS} FROM nuvom_jobs
+WHERE (updated_at, id) < (%(before_at)s, %(before_id)s){where}
+{_FIND_ORDER}"""
+
+    if not own or arms == 1:
+        return arm("" if not own else "0")
+    union = "\nUNION ALL\n".join(f"({arm(str(i))})" for i in range(arms))
+    return f"{union}\n{_FIND_ORDER}"
+
+
+# Per bucket of bucket seconds from since, the attempts that ended in [since, until), by
+# status: one range of nuvom_attempts_ended, which holds both columns.
+ATTEMPTS_ENDED = """
+SELECT floor((finished_at - %(since)s) / %(bucket)s)::bigint, status, count(*)
+FROM nuvom_attempts
+WHERE finished_at >= %(since)s AND finished_at < %(until)s
+    AND status IN ('SUCCESS', 'FAILED', 'RETRYING')
+GROUP BY 1, 2
+"""
+# The same of records that ended with no attempt recorded (results stored without a claim,
+# a quarantined job): their own end counts, as ``activity_of`` counts it. The bound at
+# infinity changes no result: the generic plan (the store's plan_cache_mode) reads the two
+# as a range, an index's, where one side alone looks like a third of the table to scan.
+UNATTEMPTED_ENDED = """
+SELECT floor((finished_at - %(since)s) / %(bucket)s)::bigint, status, count(*)
+FROM nuvom_jobs
+WHERE status IN ('SUCCESS', 'FAILED') AND updated_at >= %(since)s
+    AND updated_at < 'Infinity' AND attempts = 0
+    AND finished_at >= %(since)s AND finished_at < %(until)s
+GROUP BY 1, 2
+"""
+# The run times of the latest sample jobs that succeeded since since, by task.
+RUN_TIMES = """
+SELECT func_name, finished_at - started_at FROM nuvom_jobs
+WHERE status = 'SUCCESS' AND updated_at >= %(since)s AND finished_at >= %(since)s
+    AND started_at IS NOT NULL
+ORDER BY updated_at DESC LIMIT %(sample)s
+"""
+
 # -- prune: finished records no unfinished job needs (sqlbase.Needed) ------------------
 _UNFINISHED = ", ".join(f"'{s.value}'" for s in JobStatus if not s.is_final)
 # The jobs that may still need others: unfinished records (by the status index) and parked

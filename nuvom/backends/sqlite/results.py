@@ -9,8 +9,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from nuvom.backends.contract import BaseJobQueue, JointWriter
-from nuvom.backends.sqlbase import SQLResultBackend
+from nuvom.backends.contract import BaseJobQueue, JobQuery, JointWriter
+from nuvom.backends.sqlbase import (
+    QUEUED_STATUSES,
+    FindSource,
+    SQLResultBackend,
+    find_filters,
+    find_params,
+)
 from nuvom.backends.sqlite import sql
 from nuvom.backends.sqlite.store import SQLiteBackend
 from nuvom.job import FINAL_STATUSES, Job, JobStatus
@@ -51,6 +57,17 @@ class SQLiteResultBackend(SQLiteBackend, SQLResultBackend):
         if parked:
             recorded = self.enqueued_rows([j for j, _ in parked], [r for _, r in parked], now)
             conn.executemany(sql.RECORD_ENQUEUED, recorded)
+
+    def find_sources(self, query: JobQuery) -> list[FindSource]:
+        """Also the jobs only queued, whose record is their queue row until a claim writes
+        one (``note_submitted``): by the time each was enqueued; their task is read from
+        the payload, so a task filter is applied to them here."""
+        sources = super().find_sources(query)
+        if query.status is None or query.status in QUEUED_STATUSES:
+            exact = not query.search and query.tasks is None
+            statement = sql.find_queued(find_filters(query))
+            sources.append(FindSource(statement, find_params(query), exact))
+        return sources
 
     def prune(self, *, older_than: float, statuses: Sequence[JobStatus] | None = None) -> int:
         """Delete the finished records no unfinished job needs (``sqlbase.Needed``).

@@ -34,6 +34,9 @@ SCHEMA = (
         hold TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS nuvom_queue_order ON nuvom_queue (priority DESC, due_at, seq)",
+    # Jobs only queued, newest first, for the listings (their record is their queue row
+    # until a claim writes one: ``FIND_QUEUED``).
+    "CREATE INDEX IF NOT EXISTS nuvom_queue_enqueued ON nuvom_queue (enqueued_at)",
     """CREATE TABLE IF NOT EXISTS nuvom_dead (
         id TEXT PRIMARY KEY,
         queue TEXT,
@@ -62,8 +65,14 @@ SCHEMA = (
         updated_at REAL NOT NULL,
         worker_id TEXT
     ) WITHOUT ROWID""",  # keyed by id alone: one b-tree to write per job, not table + index
+    # The listings, newest first (find_jobs pages by keyset on them): an index of a
+    # WITHOUT ROWID table ends with its key, so each of these is really (..., updated_at, id).
     "CREATE INDEX IF NOT EXISTS nuvom_jobs_status ON nuvom_jobs (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS nuvom_jobs_updated ON nuvom_jobs (updated_at)",
+    # A task's records of a status (a filter by task or tag, one range per status); added
+    # without a version bump: IF NOT EXISTS creates it in files written before it existed,
+    # as the two below.
+    "CREATE INDEX IF NOT EXISTS nuvom_jobs_task ON nuvom_jobs (func_name, status, updated_at)",
     """CREATE TABLE IF NOT EXISTS nuvom_attempts (
         job_id TEXT NOT NULL,
         number INTEGER NOT NULL,
@@ -76,6 +85,10 @@ SCHEMA = (
         traceback TEXT,
         PRIMARY KEY (job_id, number)
     ) WITHOUT ROWID""",
+    # Attempts by when they ended, for the activity chart (``ATTEMPTS_ENDED`` reads only
+    # it). Partial: a claim's new attempt, not ended yet, writes no entry.
+    """CREATE INDEX IF NOT EXISTS nuvom_attempts_ended ON nuvom_attempts (finished_at, status)
+        WHERE finished_at IS NOT NULL""",
     # Idle workers listening for a loopback UDP nudge when jobs arrive.
     """CREATE TABLE IF NOT EXISTS nuvom_listeners (
         worker_id TEXT PRIMARY KEY,
@@ -387,6 +400,12 @@ SELECT queue,
 FROM nuvom_queue GROUP BY queue ORDER BY queue
 """
 DEAD_BY_QUEUE = "SELECT coalesce(queue, 'default'), count(*) FROM nuvom_dead GROUP BY 1"
+DEAD_LETTERS = """
+SELECT id, queue, payload, reason, quarantined_at FROM nuvom_dead WHERE id > ?
+ORDER BY id LIMIT ?
+"""
+DEAD_LETTER = "SELECT id, queue, payload, reason FROM nuvom_dead WHERE id = ?"
+FORGET_DEAD = "DELETE FROM nuvom_dead WHERE id = ? RETURNING id"
 LEASE_OWNERS = """
 SELECT queue, lease_owner, count(*) FROM nuvom_queue
 WHERE lease_owner IS NOT NULL AND available_at > :now GROUP BY queue, lease_owner
@@ -567,6 +586,9 @@ UPDATE nuvom_jobs SET status = 'PENDING', attempts = max(attempts - 1, 0), updat
 WHERE id = ? AND status = 'RUNNING'
 """
 # A finished job's record, forgotten (``delete_job``): its attempts go with it.
+FINISHED_PAYLOAD = """
+SELECT id, payload FROM nuvom_jobs WHERE id = ? AND status IN ('SUCCESS', 'FAILED', 'CANCELLED')
+"""
 DELETE_FINISHED = """
 DELETE FROM nuvom_jobs WHERE id = ? AND status IN ('SUCCESS', 'FAILED', 'CANCELLED') RETURNING id
 """
@@ -661,6 +683,87 @@ SELECT status, count(*) FROM (
 ) GROUP BY status
 """
 
+
+# -- listings for people (sqlbase.SQLResultBackend.find_jobs, activity) -----------------
+# A page starts strictly after the keyset (:before_at, :before_id), newest first, on the
+# index its filters pick; each filter is a condition on its named parameter ({n}: an arm's).
+_FIND_FILTERS = {
+    "status": "status = :status{n}",
+    # No index leads with it (a queue holds many jobs): ``+`` keeps any from being used
+    # for it, as SQLite, without stats, could prefer one and sort all it holds.
+    "queue": "+queue = :queue{n}",
+    "task": "func_name = :task{n}",
+    "since": "updated_at >= :since{n}",
+    "until": "updated_at < :until{n}",
+}
+_FIND_ORDER = "ORDER BY updated_at DESC, id DESC LIMIT :limit"
+
+
+def find_jobs(shared: tuple[str, ...], own: tuple[str, ...] = (), arms: int = 1) -> str:
+    """A page of records passing the ``shared`` filters (names of ``_FIND_FILTERS``) and,
+    with ``own``, those of one of ``arms`` arms, each with its own parameters (``:task0``,
+    ``:status0``, ...): each arm one range of an index walked in order from the keyset (the
+    task one, the status one or the updated one), no sort but of the arms' pages."""
+
+    def arm(n: str) -> str:
+        where = "".join(f" AND {_FIND_FILTERS[f].format(n='')}" for f in shared)
+        where += "".join(f" AND {_FIND_FILTERS[f].format(n=n)}" for f in own)
+        return f"""SELECT {_JOB_COLUMNS} FROM nuvom_jobs
+WHERE updated_at <= :before_at AND (updated_at < :before_at OR id < :before_id){where}
+{_FIND_ORDER}"""
+
+    if not own or arms == 1:
+        return arm("" if not own else "0")
+    union = "\nUNION ALL\n".join(f"SELECT * FROM ({arm(str(i))})" for i in range(arms))
+    return f"SELECT * FROM (\n{union}\n) {_FIND_ORDER}"
+
+
+_QUEUED_FILTERS = {
+    "status": f"({_QUEUED_STATUS}) = :status",
+    "queue": "+q.queue = :queue",
+    "since": "q.enqueued_at >= :since",
+    "until": "q.enqueued_at < :until",
+}
+
+
+def find_queued(filters: tuple[str, ...]) -> str:
+    """A page of the jobs only queued (``_QUEUED_COLUMNS``) passing ``filters``, by the time
+    they were enqueued; their task is in their payload alone, so a task is filtered after."""
+    where = "".join(f" AND {_QUEUED_FILTERS[f]}" for f in filters if f in _QUEUED_FILTERS)
+    return f"""
+SELECT {_QUEUED_COLUMNS} FROM nuvom_queue q
+WHERE q.enqueued_at <= :before_at AND (q.enqueued_at < :before_at OR q.id < :before_id)
+    AND {_ONLY_QUEUED}{where}
+ORDER BY q.enqueued_at DESC, q.id DESC LIMIT :limit
+"""
+
+
+# Per bucket of :bucket seconds from :since, the attempts that ended in [:since, :until),
+# by status: one range of nuvom_attempts_ended, which holds both columns (floor of a
+# non-negative quotient: the cast).
+ATTEMPTS_ENDED = """
+SELECT CAST((finished_at - :since) / :bucket AS INTEGER), status, count(*)
+FROM nuvom_attempts
+WHERE finished_at >= :since AND finished_at < :until
+    AND status IN ('SUCCESS', 'FAILED', 'RETRYING')
+GROUP BY 1, 2
+"""
+# The same of records that ended with no attempt recorded (results stored without a claim,
+# a quarantined job): their own end counts, as ``activity_of`` counts it.
+UNATTEMPTED_ENDED = """
+SELECT CAST((finished_at - :since) / :bucket AS INTEGER), status, count(*)
+FROM nuvom_jobs
+WHERE status IN ('SUCCESS', 'FAILED') AND updated_at >= :since AND attempts = 0
+    AND finished_at >= :since AND finished_at < :until
+GROUP BY 1, 2
+"""
+# The run times of the latest :sample jobs that succeeded since :since, by task.
+RUN_TIMES = """
+SELECT func_name, finished_at - started_at FROM nuvom_jobs
+WHERE status = 'SUCCESS' AND updated_at >= :since AND finished_at >= :since
+    AND started_at IS NOT NULL
+ORDER BY updated_at DESC LIMIT :sample
+"""
 
 # -- prune: finished records no unfinished job needs (sqlbase.Needed) ------------------
 _UNFINISHED = ", ".join(f"'{s.value}'" for s in JobStatus if not s.is_final)
