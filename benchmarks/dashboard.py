@@ -4,9 +4,9 @@
     python benchmarks/dashboard.py --jobs 200000 --engines sqlite
     python benchmarks/dashboard.py --keep                 # reuse a store filled before
 
-The store is filled through the result backend's own writes (``record_enqueued`` then
-``save_outcomes``, 10,000 to a batch): 20 tasks, 4 queues, 10% FAILED, updated over the
-last 7 days (about 6,000 in the last hour). Then a real ``nuvom dashboard`` process serves
+The store is filled as workers fill it (submit 10,000 to a step, then claim and settle
+200 at a time): 20 tasks, 4 queues, 10% FAILED, finished over the last 7 days (about
+6,000 in the last hour), each with its attempt. Then a real ``nuvom dashboard`` process serves
 it and each page is asked for over HTTP, as a browser asks, 30 times:
 
 - ``/jobs`` (the first page), ``/jobs?status=FAILED&task=X``, ``/`` (the overview with its
@@ -39,6 +39,7 @@ DAYS = 7
 TASKS = 20
 QUEUES = 4
 BATCH = 10_000
+CHUNK = 200  # jobs claimed and settled at one moment
 ASKS = 30
 TOKEN = "bench-token"
 PG_SCHEMA = "nuvom_dash_bench"
@@ -72,42 +73,41 @@ def _runtime(engine: Engine, clock: Any = None) -> Any:
 
 
 def fill(engine: Engine, jobs: int) -> float:
-    """Write ``jobs`` finished records; returns the seconds it took."""
+    """Write ``jobs`` finished jobs as workers would: submitted 10,000 to a step, then
+    claimed and settled ``CHUNK`` at a time, the clock moved on between chunks so each
+    chunk ends at its own moment of the week. Returns the seconds it took."""
     from nuvom.job import Job, JobStatus
     from nuvom.records import ErrorInfo, Outcome
 
     now = time.time()
     clock = _SetClock(now - DAYS * 86400)
     runtime = _runtime(engine, clock)
-    results = runtime.results
+    queue, results = runtime.queue, runtime.results
     step = DAYS * 86400 / jobs
     began = time.perf_counter()
     for start in range(0, jobs, BATCH):
         batch = [
-            Job(
-                f"shop.task_{i % TASKS}",
-                args=(i, f"order-{i}"),
-                queue=f"q{i % QUEUES}",
-                id=f"{i:012d}",
-            )
+            Job(f"shop.task_{i % TASKS}", args=(i, f"order-{i}"), queue=f"q{i % QUEUES}")
             for i in range(start, min(jobs, start + BATCH))
         ]
         clock.set(now - DAYS * 86400 + start * step)
-        results.record_enqueued(batch)
-        outcomes = []
-        for job in batch:
-            failed = int(job.id) % 10 == 3
-            ended = now - DAYS * 86400 + int(job.id) * step
-            clock.set(ended)
-            outcomes.append(Outcome(
-                job, JobStatus.FAILED if failed else JobStatus.SUCCESS,
-                result=None if failed else int(job.id),
-                error=ErrorInfo("ValueError", "card declined") if failed else None,
-                worker_id="bench", started_at=ended - 0.05, finished_at=ended))  # fmt: skip
-        results.save_outcomes(outcomes)
+        queue.submit(batch, results)
+        for offset in range(0, len(batch), CHUNK):
+            clock.set(now - DAYS * 86400 + (start + offset + CHUNK) * step)
+            claimed = queue.claim(CHUNK, worker_id="bench", lease_secs=600, results=results)
+            ended = clock.time()
+            outcomes = [
+                Outcome(job, JobStatus.FAILED if job.args[0] % 10 == 3 else JobStatus.SUCCESS,
+                        result=job.args[0],
+                        error=ErrorInfo("ValueError", "card declined")
+                        if job.args[0] % 10 == 3 else None,
+                        worker_id="bench", started_at=ended - 0.05, finished_at=ended)
+                for job in claimed
+            ]  # fmt: skip
+            queue.settle(outcomes, results)
         if start and start % 100_000 == 0:
             rate = start / (time.perf_counter() - began)
-            print(f"  {engine.name}: {start:,} records ({rate:,.0f}/s)", file=sys.stderr)
+            print(f"  {engine.name}: {start:,} jobs ({rate:,.0f}/s)", file=sys.stderr)
     took = time.perf_counter() - began
     runtime.close()
     return took
