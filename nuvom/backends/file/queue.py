@@ -31,7 +31,9 @@ New files are written to ``tmp/``, fsynced, then renamed in. A file whose name
 or contents cannot be decoded moves to ``corrupt/`` beside a ``.reason`` file
 (``corrupt/_/`` for one found outside any queue folder) and is logged once, when
 a claim reaches it; the claim reports the job its contents name, so its record
-ends FAILED ``CorruptJob``. No ``fcntl``; Windows' "file in use" errors are retried.
+ends FAILED ``CorruptJob``. The dead letters are those files, listed by the id their
+contents name (else their name's, else the name itself), revived by decoding them again
+and forgotten by unlinking them. No ``fcntl``; Windows' "file in use" errors are retried.
 
 A submit with a result backend apart writes the records, then the files. It
 first notes its job ids in ``submitting/`` and removes the note at the end; a
@@ -119,6 +121,7 @@ from nuvom.backends.contract import (
     TICKS_KEPT_SECS,
     BaseResultBackend,
     Claimed,
+    DeadLetter,
     Duplicates,
     Hold,
     Queues,
@@ -128,6 +131,7 @@ from nuvom.backends.contract import (
     cancel_reason,
     duplicate_reason,
     finished_before,
+    preview_of,
     waits,
 )
 from nuvom.backends.file import flow as flows
@@ -306,6 +310,47 @@ def _scandir(path: Path) -> list[os.DirEntry[str]]:
 
 def _corrupt_dirs(corrupt_dir: Path) -> list[str]:
     return sorted(entry.name for entry in _scandir(corrupt_dir) if entry.is_dir())
+
+
+@dataclass(frozen=True, slots=True)
+class _Letter:
+    """A quarantined file as the dead letters read it: the id it is listed under, and what
+    reviving it takes (its bytes, and its name parsed when the name is one this queue writes)."""
+
+    id: str
+    queue: str
+    reason: str
+    quarantined_at: float | None
+    path: Path  # corrupt/<queue folder>/<name>.corrupt
+    data: bytes
+    entry: _Entry | None
+
+    @property
+    def reason_path(self) -> Path:
+        return self.path.with_name(self.path.name[: -len(CORRUPT_SUFFIX)] + REASON_SUFFIX)
+
+    def letter(self) -> DeadLetter:
+        return DeadLetter(self.id, self.queue, self.reason, self.quarantined_at,
+                          preview_of(self.data))  # fmt: skip
+
+
+def _is_queue_folder(queue_dir: str) -> bool:
+    if queue_dir == STRAY_FOLDER:
+        return False
+    try:
+        fs.decode_field(queue_dir, directory=True)
+    except fs.DecodeFailure:
+        return False
+    return True
+
+
+def _entry_of_letter(queue_dir: str, name: str) -> _Entry | None:
+    """The job file name a quarantined file had (claimed, or pending), parsed; None when it
+    was a name this queue never writes."""
+    try:
+        return _parse_claimed(queue_dir, name).entry
+    except fs.DecodeFailure:
+        return _maybe_pending(queue_dir, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -2194,3 +2239,85 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                     except OSError:
                         reason = "(no reason recorded)"
                     yield directory / name, reason
+
+    # -- dead letters: corrupt/<queue>/<name>.corrupt beside <name>.reason ----------------
+    def dead_letters(self, *, limit: int = 100, after: str | None = None) -> list[DeadLetter]:
+        """Every quarantined file is read (dead letters are few), as the id in its body
+        is trusted over its name; a file named by no readable id is listed under its name."""
+        letters = sorted(self._letters().items())
+        page = [letter for job_id, letter in letters if after is None or job_id > after]
+        return [letter.letter() for letter in page[: max(0, limit)]]
+
+    def revive_dead(self, job_id: str) -> Job | None:
+        """Decoded as a claim decodes it, with today's payload codec (a signing key set right
+        since reads it); a file whose name this queue never wrote is read from its body
+        alone, at the default priority."""
+        letter = self._letters().get(job_id)
+        if letter is None:
+            return None
+        try:
+            if letter.entry is not None:
+                return self._decode(letter.data, letter.entry, letter.entry.due_us)
+            body = fs.unframe(letter.data, FORMAT_VERSION)
+            found_id, queue, offset = self._header(body)
+            return self.payloads.decode(body[offset:], job_id=found_id, queue=queue)
+        except (fs.DecodeFailure, CorruptJob) as exc:
+            name = letter.path.name[: -len(CORRUPT_SUFFIX)]
+            raise CorruptJob(f"job file {name} still cannot be decoded: {exc}", job_id=job_id,
+                             backend=self.name) from None  # fmt: skip
+
+    def forget_dead(self, job_id: str) -> bool:
+        """Unlink the ``.corrupt`` file, then its ``.reason``: of racing forgets, the one
+        whose unlink wins says True. Every file listed under ``job_id`` goes."""
+        forgotten = False
+        for letter in self._letters(job_id).values():
+            if fs.unlink(letter.path):
+                forgotten = True
+                fs.unlink(letter.reason_path)
+        return forgotten
+
+    def _letters(self, job_id: str | None = None) -> dict[str, _Letter]:
+        """The dead letters (those listed under ``job_id`` when given), one per id: the one
+        quarantined last when a job was quarantined twice (resubmitted under its id)."""
+        letters: dict[str, _Letter] = {}
+        for queue_dir in _corrupt_dirs(self.corrupt_dir):
+            for name in _listdir(self.corrupt_dir / queue_dir):
+                if not name.endswith(CORRUPT_SUFFIX) or name.startswith("."):
+                    continue
+                letter = self._read_letter(queue_dir, name)
+                if letter is None or job_id not in (None, letter.id):
+                    continue
+                kept = letters.get(letter.id)
+                if kept is None or (kept.quarantined_at or 0.0) < (letter.quarantined_at or 0.0):
+                    letters[letter.id] = letter
+        return letters
+
+    def _read_letter(self, queue_dir: str, name: str) -> _Letter | None:
+        """One quarantined file read, or None when it went meanwhile (forgotten)."""
+        path = self.corrupt_dir / queue_dir / name
+        stem = name[: -len(CORRUPT_SUFFIX)]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # a folder where a file was expected, and the like
+            data = f"<unreadable: {exc}>".encode()
+        reason_path = path.with_name(stem + REASON_SUFFIX)
+        try:
+            reason = reason_path.read_text(encoding="utf-8").strip()
+            quarantined_at: float | None = reason_path.stat().st_mtime
+        except OSError:  # not written yet, or lost: the quarantine does it second
+            reason, quarantined_at = "(no reason recorded)", None
+        queue = fs.field_label(queue_dir, directory=True)
+        try:
+            found_id: str | None
+            found_id, queue, _ = self._header(fs.unframe(data, FORMAT_VERSION))
+        except fs.DecodeFailure:
+            found_id = None
+        # Set aside for its folder (not a queue's), it is read as of the queue its body names.
+        home = queue_dir if _is_queue_folder(queue_dir) else fs.encode_field(queue, directory=True)
+        entry = _entry_of_letter(home, stem)
+        if found_id is None and entry is not None:
+            found_id = fs.decode_field(entry.id_field)
+        job_id = stem if found_id is None else found_id
+        return _Letter(job_id, queue, reason, quarantined_at, path, data, entry)

@@ -19,6 +19,7 @@ process see the old record or the new one, never half of either.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -477,11 +478,16 @@ class FileResultBackend(fs.FileBackend, BaseResultBackend):
         return found[: query.limit]
 
     def delete_job(self, job_id: str) -> bool:
+        """Kept, as ``prune`` keeps it, while an unfinished job still waits to be fed its
+        result: that takes a pass over the folder, made only for a finished record."""
         with self._lock:
             found = self._load(self._path(job_id))
             if found is None or not found[0].status.is_final:
                 return False
-            return bool(fs.unlink(self._path(job_id)))
+            unfinished = [record for record, _, _ in self._all() if not record.status.is_final]
+            if not prunable([found[0], *unfinished], math.inf, None):
+                return False  # a job of its workflow still waits to be fed its result
+            return fs.unlink(self._path(job_id))
 
     def status_counts(self) -> dict[str, int]:
         return status_counts(self._visible(record, blob) for record, blob, _ in self._all())
