@@ -176,6 +176,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX nuvom_jobs_task ON nuvom_jobs (func_name, status, updated_at, id)",
         """CREATE INDEX nuvom_attempts_ended ON nuvom_attempts (finished_at, status)
             WHERE finished_at IS NOT NULL""",
+        # FAILED jobs per queue (queue stats, the overview) without visiting the rows.
+        "CREATE INDEX nuvom_jobs_failed ON nuvom_jobs (status, queue) WHERE status = 'FAILED'",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
