@@ -4,7 +4,7 @@ its current version (``upgrade_jobs``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -44,9 +44,12 @@ def retry_job(job_id: str) -> JobHandle:
 RETRY_BATCH = 1000
 
 
-def retry_jobs(job_ids: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def retry_jobs(
+    job_ids: Sequence[str], records: Mapping[str, JobRecord] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """``retry_job`` for many ids, submitted a thousand to a step: the ids re-enqueued, and
-    for each one left alone the reason (unknown, not failed, no stored call)."""
+    for each one left alone the reason (unknown, not failed, no stored call). ``records``
+    are ones just read (a bulk action's listing): they are not read again."""
     from nuvom.queue import submit
     from nuvom.result_store import get_record
 
@@ -55,7 +58,8 @@ def retry_jobs(job_ids: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     for start in range(0, len(job_ids), RETRY_BATCH):
         jobs: list[Job] = []
         for job_id in job_ids[start : start + RETRY_BATCH]:
-            record = get_record(job_id)
+            record = records.get(job_id) if records else None
+            record = record if record is not None else get_record(job_id)
             try:
                 if record is None:
                     raise JobNotFound(job_id)

@@ -373,6 +373,7 @@ class BulkPlan:
     matched: int = 0
     ids: list[str] = field(default_factory=list)
     capped: bool = False
+    records: dict[str, JobRecord] = field(default_factory=dict)  # of ``ids``, as read
 
 
 #: What each bulk action takes: retry the failed, cancel the waiting, delete the finished.
@@ -398,4 +399,5 @@ def plan_bulk(
         plan.matched += 1
         if record.status in takes:
             plan.ids.append(record.id)
+            plan.records[record.id] = record
     return plan

@@ -122,7 +122,7 @@ def bulk(plan: BulkPlan, *, who: str) -> Done:
     if plan.action == "retry":  # a thousand to a submit, not one step per job
         from nuvom.sdk import retry_jobs
 
-        done, skipped = retry_jobs(plan.ids)
+        done, skipped = retry_jobs(plan.ids, plan.records)
     for job_id in plan.ids if plan.action in _BULK_STEP else ():
         try:
             _BULK_STEP[plan.action](job_id, who="")
