@@ -25,6 +25,12 @@ def bench_add(x: int, y: int) -> int:
     return x + y
 
 
+@task(store_result=False)
+def bench_add_nostore(x: int, y: int) -> int:
+    """``bench_add`` keeping no result, beside peers that store none (bench_servers.py)."""
+    return x + y
+
+
 @task
 def bench_sum(values: list[int]) -> int:
     """A chord's body (benchmarks/workflows.py): the sum of its members' results."""
