@@ -257,19 +257,21 @@ class Worker:
         """The jobs of a task version this worker runs; the others are given back to the
         queue for a worker that has theirs (no attempt spent, the reason kept as their hold
         tag), so in a rolling deploy old workers leave new jobs to new workers and back."""
-        now = self.clock.time()
+        # A queue that honours refusals passes over these jobs in this worker's next claims:
+        # they are due at once for the others. One that does not brings them back here.
+        due = self.clock.time() + (0.0 if self.queue.honours_refusals else VERSION_RECHECK_SECS)
         foreign = []
         for job in jobs:
             version = (job.origin or {}).get("version", 1)
             runs = self._versions_of(job.func_name)
             if runs is not None and version not in runs:
-                tag = version_tag(job.func_name, version)
-                foreign.append(Hold(job.id, tag, now + VERSION_RECHECK_SECS))
+                foreign.append(Hold(job.id, version_tag(job.func_name, version), due))
         if not foreign:
             return jobs
-        try:
+        self.queue.refuse({h.tag for h in foreign}, worker_id=self.worker_id)
+        try:  # recorded first: once given back, another worker may start them at once
+            self.results.mark_released(sorted(h.job_id for h in foreign))
             given = set(self.queue.hold(foreign, worker_id=self.worker_id))
-            self.results.mark_released(sorted(given))
         except NuvomError as exc:  # their leases run out and they are claimed again
             log.warning("giving back %d job(s) of other task versions failed: %s", len(foreign), exc)  # fmt: skip
             given = {h.job_id for h in foreign}

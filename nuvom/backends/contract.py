@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -247,6 +247,8 @@ class BaseJobQueue(ABC):
     keeps_dependencies: ClassVar[bool] = False
     #: True when it enforces flow control: limits, unique keys, paused queues (below).
     keeps_limits: ClassVar[bool] = False
+    #: True when its claims pass over the jobs a claimer refused (``refuse`` below).
+    honours_refusals: ClassVar[bool] = False
 
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
@@ -496,6 +498,27 @@ class BaseJobQueue(ABC):
             if h.job_id in mine:
                 self.nack(h.job_id, retry_at=h.due_at, worker_id=worker_id)
         return [h.job_id for h in held if h.job_id in mine]
+
+    def refuse(self, tags: Iterable[str], *, worker_id: str) -> None:
+        """From now on, leave the waiting jobs held with one of ``tags`` (the tag ``hold``
+        gave them) to claimers other than ``worker_id``: its claims through this instance
+        pass over them as over a paused queue's jobs — not taken, not changed, not counted
+        towards ``n`` — and go on to the jobs behind them. A worker refuses the version tag
+        of each task version its code does not run, once it has given such a job back, so
+        the job waits for a worker that runs it instead of coming back to the same worker.
+
+        Refusals add up and last as long as this instance. The default keeps them, and a
+        queue that ``honours_refusals`` applies them; one that does not leaves them unread
+        (a worker then gives such a job back again when it is due, ``VERSION_RECHECK_SECS``
+        of ``nuvom/worker.py`` later).
+        """
+        kept: dict[str, frozenset[str]] = self.__dict__.setdefault("_refusals", {})
+        kept[worker_id] = kept.get(worker_id, frozenset()) | frozenset(tags)
+
+    def refused_by(self, worker_id: str) -> frozenset[str]:
+        """The hold tags ``worker_id`` refused through this instance (``refuse``)."""
+        kept: dict[str, frozenset[str]] = self.__dict__.get("_refusals", {})
+        return kept.get(worker_id, frozenset())
 
     def pause_queue(self, queue: str, paused: bool = True) -> bool:
         """Pause claims from ``queue`` (or resume them); True if that changed anything.

@@ -346,6 +346,7 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
 
     keeps_dependencies = True
     keeps_limits = True
+    honours_refusals = True
 
     # -- what each engine does its own way -------------------------------------
     @abstractmethod
@@ -354,10 +355,17 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
 
     @abstractmethod
     def candidates(
-        self, cur: Cursor, n: int, queues: Queues, now: float, skip: Sequence[int]
+        self,
+        cur: Cursor,
+        n: int,
+        queues: Queues,
+        now: float,
+        skip: Sequence[int],
+        refused: frozenset[str],
     ) -> list[tuple[int, StoredJob]]:
         """The first ``n`` claimable rows (limited or not) in claim order, but those in
-        ``skip`` (by seq), with their seq; on PostgreSQL locked, rows others lock skipped."""
+        ``skip`` (by seq) and those held with a ``refused`` tag, with their seq; on
+        PostgreSQL locked, rows others lock skipped."""
 
     @abstractmethod
     def limit_state(
@@ -523,10 +531,11 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         claimed: list[tuple[Job, StoredJob, int]] = []
         corrupt: list[tuple[StoredJob, str]] = []
         skip: list[int] = []  # rows another claimer is deciding on (PostgreSQL)
+        refused = self.refused_by(worker_id)
         for round_number in range(CLAIM_ROUNDS):
             size = min(CANDIDATES_PER_ROUND << round_number, MAX_CANDIDATES_PER_ROUND)
             wanted = max(n - len(claimed), size)
-            rows = self.candidates(cur, wanted, queues, now, skip)
+            rows = self.candidates(cur, wanted, queues, now, skip, refused)
             jobs: list[tuple[int, StoredJob, Job]] = []
             bad: list[tuple[StoredJob, str]] = []
             for seq, row in rows:
@@ -844,6 +853,7 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
             rows = [{"id": h.job_id, "owner": worker_id, "due": h.due_at, "tag": h.tag}
                     for h in held]  # fmt: skip
             given = {str(row[0]) for row in self.returned(cur, self.sql.GIVE_BACK, rows)}
+            woke = woke or any(h.due_at <= now for h in held)  # due at once for the others
             if woke:
                 self.requeued(cur)
         if woke:

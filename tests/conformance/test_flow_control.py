@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from nuvom.job import Job, JobStatus
 from nuvom.limits import concurrency_tag, rate_tag
 from nuvom.records import ErrorInfo, Outcome
@@ -340,6 +342,32 @@ def test_a_held_back_job_waits_with_its_tag_and_its_attempt_refunded(backends: B
     [again] = _claim(backends, worker="w3")
     assert again.id == "v2"
     assert again.attempts == 1, "being given back used no attempt"
+
+
+@pytest.mark.parametrize("limits", [{}, {"conc": ["k", 5]}], ids=["plain", "limited"])
+def test_a_claimer_passes_over_the_jobs_it_refused_and_leaves_them_to_others(
+    backends: Backends, limits: dict[str, Any]
+):
+    """A rolling deploy's old worker gives a new version's job back once, refuses its tag,
+    and its next claims go past it (not counted, not changed) while others take it."""
+    from nuvom.backends.contract import Hold
+    from nuvom.limits import version_tag
+
+    tag = version_tag(LIMITED, 2)
+    _submit(backends, _job("new", **limits), _job("old1", **limits), _job("old2", **limits))
+    [job] = _claim(backends, n=1)
+    assert job.id == "new"
+    backends.queue.refuse([tag], worker_id="w1")
+    assert backends.queue.hold([Hold("new", tag, backends.clock.time())], worker_id="w1")
+    assert backends.queue.refused_by("w1") == {tag}
+    assert backends.queue.refused_by("w2") == frozenset(), "refusals are the claimer's own"
+    assert _ids(_claim(backends, n=1)) == ["old1"], "the refused job does not count towards n"
+    assert _ids(_claim(backends, n=5)) == ["old2"]
+    assert _claim(backends) == [], "w1 never takes it back"
+    assert backends.queue.hold_of("new") == tag, "passed over, the job keeps its hold"
+    [taken] = _claim(backends, worker="w2")
+    assert taken.id == "new"
+    assert taken.attempts == 1, "being given back and passed over used no attempt"
 
 
 def _claim_one_again(backends: Backends, job_id: str) -> Job:

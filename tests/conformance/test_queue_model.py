@@ -1,7 +1,8 @@
 """Model-based test of the queue state machine, on all five engines.
 
 Hypothesis drives enqueue, claim, ack, nack (fail/retry), release, heartbeat,
-crash (a claimer vanishes without acking), cancel, clock moves, a poison record
+crash (a claimer vanishes without acking), cancel, a job given back with a hold tag and
+a claimer refusing that tag (``BaseJobQueue.refuse``), clock moves, a poison record
 (a stored job spoilt behind the queue's back) and a backend error injected
 mid-claim against each backend and against a tiny in-memory model, and checks
 after every step: no job lost, none held by two claimers, attempts never go
@@ -34,6 +35,7 @@ from .test_poison import spoil
 
 LEASE_SECS = 10.0  # every claim in the model lasts this long
 WORKERS = ("w1", "w2", "w3")
+TAGS = ("version:model.task:2", "version:model.task:3")
 MACHINE_SETTINGS = settings(
     max_examples=100,
     stateful_step_count=40,
@@ -54,6 +56,7 @@ class ModelJob:
     lease_until: float = 0.0
     orphaned: bool = False  # its claimer crashed: only the lease can bring it back
     spoilt: bool = False  # its stored copy went bad: it must be quarantined, never run
+    tag: str | None = None  # the hold tag it was given back with, until it is claimed
 
     @property
     def order(self) -> tuple[int, float]:
@@ -71,6 +74,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.jobs: dict[str, ModelJob] = {}
         self.built: dict[str, Job] = {}
         self.counter = 0
+        self.refused: dict[str, set[str]] = {w: set() for w in WORKERS}
 
     kind = ""  # the conformance kind, for ``spoil``
 
@@ -93,8 +97,13 @@ class QueueMachine(RuleBasedStateMachine):
             and worker in (None, j.holder)
         ]
 
-    def _claimable(self, job: ModelJob, now: float) -> bool:
-        return not job.spoilt and self._due(job, now)
+    def _claimable(self, job: ModelJob, now: float, worker: str | None = None) -> bool:
+        return not job.spoilt and self._due(job, now) and not self._refused(job, worker)
+
+    def _refused(self, job: ModelJob, worker: str | None) -> bool:
+        """A waiting job given back with a tag ``worker`` refused: its claims pass over it."""
+        refused = self.refused.get(worker or "", set())
+        return job.state == "waiting" and job.tag is not None and job.tag in refused
 
     def _due(self, job: ModelJob, now: float) -> bool:
         """Due to come out of a claim (as a job, or as a poison to quarantine)."""
@@ -128,7 +137,7 @@ class QueueMachine(RuleBasedStateMachine):
             assert model is not None, f"quarantined a job never enqueued: {job_id}"
             assert model.spoilt, f"a good job quarantined: {reason}"
             model.state, model.holder = "dead", None
-        eligible = [j for j in self.jobs.values() if self._claimable(j, now)]
+        eligible = [j for j in self.jobs.values() if self._claimable(j, now, worker)]
         poisons = [j for j in self.jobs.values() if j.spoilt and self._due(j, now)]
         assert len(claimed) <= min(n, len(eligible)), (claimed, eligible)
         if len(claimed) + len(batch.quarantined) < n and not poisons:
@@ -137,17 +146,17 @@ class QueueMachine(RuleBasedStateMachine):
         for job in claimed:
             model = self.jobs.get(job.id)
             assert model is not None, f"claimed a job never enqueued: {job.id}"
-            assert self._claimable(model, now), f"{job.id} is {model}, yet claimed"
+            assert self._claimable(model, now, worker), f"{job.id} is {model}, yet claimed"
             assert job.attempts == model.attempts + 1, "attempts must count every claim"
             assert job.lease_owner == worker
             keys.append(model.order)
             model.state, model.holder, model.lease_until = "held", worker, now + LEASE_SECS
             model.attempts += 1
-            model.orphaned = False
+            model.orphaned, model.tag = False, None
         assert keys == sorted(keys), "claims come out by priority, then due time"
         if claimed:
             worst = max(keys)
-            left = [j.order for j in self.jobs.values() if self._claimable(j, now)]
+            left = [j.order for j in self.jobs.values() if self._claimable(j, now, worker)]
             assert all(key >= worst for key in left), "a better job was left waiting"
 
     @precondition(lambda self: self._live_held())
@@ -178,6 +187,27 @@ class QueueMachine(RuleBasedStateMachine):
         self.queue.release([job.id], worker_id=job.holder)
         job.state, job.holder = "waiting", None
         job.attempts = max(0, job.attempts - 1)
+
+    @precondition(lambda self: self._live_held())
+    @rule(data=st.data(), tag=st.sampled_from(TAGS), delay=st.sampled_from([0.0, 3.0]))
+    def give_back(self, data: st.DataObject, tag: str, delay: float) -> None:
+        """A worker gives a job back (``hold``): waiting with ``tag``, its attempt refunded."""
+        from nuvom.backends.contract import Hold
+
+        job = data.draw(st.sampled_from(self._live_held()))
+        assert job.holder is not None
+        due = self.clock.time() + delay
+        assert self.queue.hold([Hold(job.id, tag, due)], worker_id=job.holder) == [job.id]
+        assert self.queue.hold_of(job.id) == tag
+        job.state, job.holder, job.due, job.tag = "waiting", None, due, tag
+        job.attempts = max(0, job.attempts - 1)
+
+    @rule(worker=st.sampled_from(WORKERS), tag=st.sampled_from(TAGS))
+    def refuse(self, worker: str, tag: str) -> None:
+        """From now on ``worker`` leaves the jobs held with ``tag`` to the others."""
+        self.queue.refuse([tag], worker_id=worker)
+        self.refused[worker].add(tag)
+        assert self.queue.refused_by(worker) == frozenset(self.refused[worker])
 
     @rule(worker=st.sampled_from(WORKERS))
     def heartbeat(self, worker: str) -> None:

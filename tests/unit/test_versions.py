@@ -31,6 +31,24 @@ def test_a_job_of_another_version_is_given_back_unspent(runtime):
     assert waiting.attempts == 0, "being given back used no attempt"
 
 
+def test_a_job_given_back_is_refused_by_its_worker_and_due_at_once_for_others(runtime):
+    """The rolling-deploy starvation: an old worker gave a new job back due 2 s later and
+    was the first to claim it again, each time, so the new worker never got it."""
+
+    @task(version=1)
+    def charge(order_id): ...
+
+    newer = enqueue(Job("charge", args=(1,), origin={"version": 2}))
+    old = Worker(workers=1)
+    old.run(burst=True)
+    assert runtime.queue.refused_by(old.worker_id) == {version_tag("charge", 2)}
+    claim = dict(lease_secs=30.0, results=runtime.results)
+    assert runtime.queue.claim(5, worker_id=old.worker_id, **claim) == [], "passed over"
+    [taken] = runtime.queue.claim(5, worker_id="a-v2-worker", **claim)
+    assert taken.id == newer.id, "due at once for a worker that has not refused it"
+    assert taken.attempts == 1
+
+
 def test_older_versions_a_task_still_runs_are_run(runtime):
     @task(version=2, runs_versions=[1, 2])
     def charge(order_id): ...

@@ -508,6 +508,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
     shared_across_processes = True
     keeps_dependencies = True
     keeps_limits = True
+    honours_refusals = True
     folders = (
         "pending", "claimed", "corrupt", "submitting", "schedules", "ticks", "parked", "deps",
         "cancelled", "tmp", *flows.FOLDERS,
@@ -1672,6 +1673,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         admission: flows.Admission | None = None
         holds_left = max(HOLD_ROUNDS * n, MIN_HOLDS)
         give_up_at = float("inf")
+        refused = {held for tag in self.refused_by(worker_id) for held in self.flow.held_on(tag)}
         for entry in self._pending(queues, bad, paused):
             if len(claimed.jobs) >= n:
                 break
@@ -1679,8 +1681,8 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 if claimed.jobs or time.monotonic() >= give_up_at:
                     break
                 give_up_at = min(give_up_at, time.monotonic() + HOLDING_SECS)
-            if entry.due_us > now_us:
-                continue
+            if entry.due_us > now_us or (refused and (entry.queue_dir, entry.name) in refused):
+                continue  # not due, or held with a tag this claimer refused: left as it is
             took = self._take(entry, owner, lease_us, claimed)
             if took is None:
                 continue

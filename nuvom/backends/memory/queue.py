@@ -82,6 +82,7 @@ class MemoryJobQueue(QuarantiningQueue):
     records_workers = True
     keeps_dependencies = True
     keeps_limits = True
+    honours_refusals = True
 
     def __init__(
         self,
@@ -337,6 +338,7 @@ class MemoryJobQueue(QuarantiningQueue):
         self, n: int, *, worker_id: str, lease_secs: float, queues: Queues = None
     ) -> Claimed:
         wanted = set(queues) if queues else None
+        refused = self.refused_by(worker_id)
         claimed: list[Job] = []
         quarantined: list[tuple[str, str]] = []
         with self._cond:
@@ -352,7 +354,11 @@ class MemoryJobQueue(QuarantiningQueue):
                 if stored is None or stored[0] != seq:
                     continue  # cancelled, claimed or re-enqueued since
                 job = stored[1]
-                if (wanted is not None and job.queue not in wanted) or job.queue in self._paused:
+                if (
+                    (wanted is not None and job.queue not in wanted)
+                    or job.queue in self._paused
+                    or (refused and self._holds.get(job_id) in refused)
+                ):
                     skipped.append(entry)
                     continue
                 if job.limited:

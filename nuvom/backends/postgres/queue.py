@@ -77,6 +77,7 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
             "worker": worker_id,
             "until": now + lease_secs,
             "started": now,
+            "refused": list(self.refused_by(worker_id)),
         }
         if queues:
             params["queues"] = list(queues)
@@ -114,9 +115,16 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
         return f"nuvom-limits:{self.store.schema}:"
 
     def candidates(
-        self, cur: psycopg.Cursor[Any], n: int, queues: Queues, now: float, skip: Sequence[int]
+        self,
+        cur: psycopg.Cursor[Any],
+        n: int,
+        queues: Queues,
+        now: float,
+        skip: Sequence[int],
+        refused: frozenset[str],
     ) -> list[tuple[int, StoredJob]]:
-        params: dict[str, object] = {"now": now, "n": n, "skip": list(skip)}
+        params: dict[str, object] = {"now": now, "n": n, "skip": list(skip),
+                                     "refused": list(refused)}  # fmt: skip
         if queues:
             params["queues"] = list(queues)
         # A cursor of its own: in the pipeline, ``cur`` still holds the results of the last

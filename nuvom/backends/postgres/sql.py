@@ -210,10 +210,12 @@ NOTIFY = "SELECT pg_notify(%s, '')"
 # The claims take the unlimited jobs among the first n of queues not paused; a row of
 # NULLs after them says they left limited ones, which the claim's second step
 # (``SQLJobQueue.take_limited``) decides on. With none left: one round trip, as before.
-_PICKED = """
+# A claimer's refused hold tags (``BaseJobQueue.refuse``; most often none) are passed over.
+_NOT_REFUSED = "AND (hold IS NULL OR hold <> ALL(%(refused)s::text[]))"
+_PICKED = f"""
     SELECT seq, limited FROM nuvom_queue
     WHERE available_at <= %(now)s AND queue <> ALL(ARRAY(SELECT queue FROM nuvom_paused))
-        {queue_filter}
+        {_NOT_REFUSED} {{queue_filter}}
     ORDER BY priority DESC, due_at, seq LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
 """
@@ -383,10 +385,10 @@ WHERE lease_owner IS NULL ORDER BY priority DESC, due_at, seq
 # -- flow control: the claim's second step, and what settles and submits add --------
 # The next claimable rows, limited or not, in claim order; those another claimer locks
 # are skipped, and so are those this claim saw another deciding on (skip).
-_CANDIDATES = """
+_CANDIDATES = f"""
 SELECT seq, id, queue, priority, due_at, attempts, payload FROM nuvom_queue
 WHERE available_at <= %(now)s AND queue <> ALL(ARRAY(SELECT queue FROM nuvom_paused))
-    AND seq <> ALL(%(skip)s::bigint[]) {queue_filter}
+    AND seq <> ALL(%(skip)s::bigint[]) {_NOT_REFUSED} {{queue_filter}}
 ORDER BY priority DESC, due_at, seq LIMIT %(n)s
 FOR UPDATE SKIP LOCKED
 """

@@ -61,8 +61,9 @@ class RedisJointWriter(JointWriter):
         queue = self.queue
         now = queue.clock.time()
         until = now + lease_secs
+        refused = "\0".join(sorted(queue.refused_by(worker_id)))
         args = [queue.prefix, repr(now), repr(until), worker_id, n, *self._record_args(),
-                *(queues or ())]  # fmt: skip
+                refused, *(queues or ())]  # fmt: skip
         with translated(queue.url):
             flat, dead = self._claim_and_start(args=args)
         rows = stored_rows(flat, CLAIM_AND_START_ROW)

@@ -188,6 +188,7 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
     pushes_wakeups = True
     keeps_dependencies = True
     keeps_limits = True
+    honours_refusals = True
 
     def ready(self) -> None:
         self._scripts = {
@@ -315,7 +316,9 @@ class RedisJobQueue(RedisBackend, QuarantiningQueue):
     ) -> Claimed:
         now = self.clock.time()
         until = now + lease_secs
-        flat, dead = self.run("CLAIM", repr(now), repr(until), worker_id, n, *(queues or ()))
+        refused = "\0".join(sorted(self.refused_by(worker_id)))
+        flat, dead = self.run("CLAIM", repr(now), repr(until), worker_id, n, refused,
+                              *(queues or ()))  # fmt: skip
         claimed = claimed_batch(*self.decode_taken(stored_rows(flat), worker_id, until))
         claimed.quarantined += pairs(dead)
         return claimed

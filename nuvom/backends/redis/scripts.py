@@ -860,9 +860,13 @@ local now_n, until_n = tonumber(now), tonumber(lease_end)
 local SCAN_PAGES = 10
 local dead = {}
 promote(now, dead)
+-- The hold tags this claimer refused (BaseJobQueue.refuse), NUL-separated; most often none.
+local refused_arg = ARGV[6]
+local refused, any_refused = {}, refused_arg ~= ''
+for tag in string.gmatch(refused_arg, '[^%z]+') do refused[tag] = true end
 local queues = {}
-if #ARGV > 5 then
-  for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
+if #ARGV > 6 then
+  for i = 7, #ARGV do queues[#queues + 1] = ARGV[i] end
 else
   queues = redis.call('SMEMBERS', P .. ':queues')
 end
@@ -1049,7 +1053,11 @@ while #chosen < n do
   item.source = best
   if best.stream then best.chosen[item.row] = true end
   local tag, due = nil, nil
-  if item.limits and item.limits.limited then tag, due = hold_of(item) end
+  if any_refused then  -- a refused job is held as it was, due now: left for other claimers
+    local h = item.hold or redis.call('HGET', P .. ':job:' .. item.id, 'hold')
+    if h and refused[h] then tag, due, item.refused = h, now_n, true end
+  end
+  if not tag and item.limits and item.limits.limited then tag, due = hold_of(item) end
   if tag then
     held[#held + 1] = {item = item, tag = tag, due = due}
     if #held >= hold_budget then break end
@@ -1102,7 +1110,7 @@ end
 -- A held job waits in the delayed set until its limit may let it through, its attempts as
 -- they were; it leaves the stream entry or lease it was a candidate on.
 for _, h in ipairs(held) do
-  local item, L = h.item, h.item.limits
+  local item, L = h.item, h.item.limits or {}
   local job = P .. ':job:' .. item.id
   redis.call('XACK', item.stream, GROUP, item.entry)
   redis.call('XDEL', item.stream, item.entry)
@@ -1114,8 +1122,12 @@ for _, h in ipairs(held) do
     end
   end
   local due = num(h.due)
-  redis.call('HSET', job, 'state', 'delayed', 'due', due, 'entry', '', 'owner', '',
-    'hold', h.tag)
+  if item.refused then  -- as it was (its due time, its place in claim order kept)
+    redis.call('HSET', job, 'state', 'delayed', 'entry', '', 'owner', '', 'hold', h.tag)
+  else
+    redis.call('HSET', job, 'state', 'delayed', 'due', due, 'entry', '', 'owner', '',
+      'hold', h.tag)
+  end
   redis.call('ZADD', P .. ':delayed', due, item.id)
   redis.call('HSET', own(P .. ':holds', 'hash'), item.id, h.tag)
   if item.hold then off_chold(item.id, L, item.hold, item.seq) end
@@ -1147,8 +1159,10 @@ return {out, dead}
 """
 )
 
-_CLAIM_QUEUES_FROM_6 = "if #ARGV > 5 then\n  for i = 6, #ARGV do"
-_CLAIM_QUEUES_FROM_9 = "if #ARGV > 8 then\n  for i = 9, #ARGV do"
+_CLAIM_REFUSED_6 = "local refused_arg = ARGV[6]\n"
+_CLAIM_REFUSED_9 = "local refused_arg = ARGV[9]\n"
+_CLAIM_QUEUES_FROM_7 = "if #ARGV > 6 then\n  for i = 7, #ARGV do"
+_CLAIM_QUEUES_FROM_10 = "if #ARGV > 9 then\n  for i = 10, #ARGV do"
 _CLAIM_RETURN = "\nreturn {out, dead}\n"
 # After the claim: mark each job with a result record RUNNING through the result
 # backend's save script (as ``save_records``); report which ones had no record.
@@ -1179,16 +1193,17 @@ def claim_and_start(save_script: str) -> str:
 
     ``save_script`` is the Redis result backend's save script; it runs as a
     local function over its own argument list. ARGV: P, now, lease_until,
-    consumer, n, result prefix, result ttl, history cap, queue names...
+    consumer, n, result prefix, result ttl, history cap, refused tags, queue names...
     Returns CLAIM's rows, each with a seventh field: 1 if the job had a result
     record (now RUNNING), 0 if the caller still has to write one; then, as CLAIM,
     the (id, reason) pairs it quarantined.
     """
     body = CLAIM[len(_COMMON) :]
-    for part in (_CLAIM_QUEUES_FROM_6, _CLAIM_RETURN):
+    for part in (_CLAIM_REFUSED_6, _CLAIM_QUEUES_FROM_7, _CLAIM_RETURN):
         if body.count(part) != 1:
             raise AssertionError(f"CLAIM script changed shape near {part!r}")
-    body = body.replace(_CLAIM_QUEUES_FROM_6, _CLAIM_QUEUES_FROM_9)
+    body = body.replace(_CLAIM_REFUSED_6, _CLAIM_REFUSED_9)
+    body = body.replace(_CLAIM_QUEUES_FROM_7, _CLAIM_QUEUES_FROM_10)
     body = body.replace(_CLAIM_RETURN, "\n" + _START_CLAIMED)
     return _COMMON + _saver(save_script) + body
 

@@ -67,9 +67,12 @@ class SQLiteJobQueue(SQLiteBackend, SQLJobQueue):
         fewer is followed by ``take_limited`` only when a limited job is due (one look at an
         index of limited jobs: an idle poll does not read the queue twice)."""
         now = self.clock.time()
-        if queues:
-            statement = sql.claim_from_queues(len(queues))
-            params: tuple[object, ...] = (worker_id, now + lease_secs, now, *queues, n)
+        refused = self.refused_by(worker_id)
+        if queues or refused:
+            statement = sql.claim_from_queues(len(queues or ()), len(refused))
+            params: tuple[object, ...] = (
+                worker_id, now + lease_secs, now, *(queues or ()), *sorted(refused), n,
+            )  # fmt: skip
         else:
             statement, params = sql.CLAIM_ANY_QUEUE, (worker_id, now + lease_secs, now, n)
         rows = [(StoredJob(*row[1:]), row[0]) for row in conn.execute(statement, params)]
@@ -84,10 +87,17 @@ class SQLiteJobQueue(SQLiteBackend, SQLJobQueue):
         return claimed, corrupt + bad
 
     def candidates(
-        self, conn: sqlite3.Connection, n: int, queues: Queues, now: float, skip: Sequence[int]
+        self,
+        conn: sqlite3.Connection,
+        n: int,
+        queues: Queues,
+        now: float,
+        skip: Sequence[int],
+        refused: frozenset[str],
     ) -> list[tuple[int, StoredJob]]:
         """(``skip`` is always empty here: no other writer decides while this one does.)"""
-        rows = conn.execute(sql.candidates(len(queues or ())), (now, *(queues or ()), n))
+        statement = sql.candidates(len(queues or ()), len(refused))
+        rows = conn.execute(statement, (now, *(queues or ()), *sorted(refused), n))
         return [(row[0], stored_job(row[1:])) for row in rows]
 
     def limit_state(

@@ -235,13 +235,19 @@ RETURNING seq, id, queue, priority, due_at, attempts, payload
 CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
 
 
-def _in_queues(count: int) -> str:
-    return f"AND queue IN ({', '.join('?' * count)})" if count else ""
+def _in_queues(count: int, refused: int) -> str:
+    """Filters on ``count`` queue names, then on ``refused`` hold tags a claimer refused
+    (``BaseJobQueue.refuse``), each bound as a parameter."""
+    where = f"AND queue IN ({', '.join('?' * count)})" if count else ""
+    if refused:
+        where += f" AND (hold IS NULL OR hold NOT IN ({', '.join('?' * refused)}))"
+    return where
 
 
-def claim_from_queues(count: int) -> str:
-    """The claim statement limited to ``count`` queue names (bound as parameters)."""
-    return _CLAIM.format(queue_filter=_in_queues(count))
+def claim_from_queues(count: int, refused: int = 0) -> str:
+    """The claim statement limited to ``count`` queue names and leaving jobs held with
+    ``refused`` tags (parameters: owner, lease end, now, the names, the tags, how many)."""
+    return _CLAIM.format(queue_filter=_in_queues(count, refused))
 
 
 # -- flow control: the claim's second step, and what settles and submits add --------
@@ -254,10 +260,10 @@ ORDER BY priority DESC, due_at, seq LIMIT ?
 """
 
 
-def candidates(count: int) -> str:
-    """The next claimable rows, limited or not, in claim order, from ``count`` queues (0: any);
-    parameters: now, the queue names, how many."""
-    return _CANDIDATES.format(queue_filter=_in_queues(count))
+def candidates(count: int, refused: int = 0) -> str:
+    """The next claimable rows, limited or not, in claim order, from ``count`` queues (0: any),
+    but those held with ``refused`` tags; parameters: now, the queue names, the tags, how many."""
+    return _CANDIDATES.format(queue_filter=_in_queues(count, refused))
 
 
 # A limited job enqueued: its limit columns set, a hold it had dropped.
