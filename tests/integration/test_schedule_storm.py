@@ -60,10 +60,11 @@ def _scheduler(project: Project, env: dict[str, str]) -> Proc:
 @posix_only
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("kill_schedulers", [False, True], ids=["steady", "kill-storm"])
 def test_each_tick_fires_once_however_many_schedulers_race(
-    project: Project, engine: dict[str, str], kill_schedulers: bool
+    project: Project, engine: dict[str, str]
 ) -> None:
+    """One 30 s run of an ``interval=1`` schedule, its schedulers SIGKILLed ten times meanwhile
+    (a run without kills checks nothing this one does not: 30 s of the suite's budget)."""
     project.write("tasks.py", BEAT_TASKS)
     env = dict(project.env, **engine)
     assert project.nuvom("discover", "tasks", env=env).returncode == 0
@@ -73,7 +74,7 @@ def test_each_tick_fires_once_however_many_schedulers_race(
     rng, kills = random.Random(3), 0
     ends = time.monotonic() + WINDOW_SECS
     pace = WINDOW_SECS / (KILLS + 1)
-    while kill_schedulers and kills < KILLS:
+    while kills < KILLS:
         threading.Event().wait(max(0.0, min(pace, ends - time.monotonic())))  # pacing
         victim = schedulers.pop(rng.randrange(len(schedulers)))
         victim.send(signal.SIGKILL)
@@ -99,8 +100,7 @@ def test_each_tick_fires_once_however_many_schedulers_race(
     assert len(beats) == len(ran), "no tick's job ran twice"
     assert WINDOW_SECS - 3 <= len(jobs) <= ran_secs + 2, f"{len(jobs)} runs in {ran_secs:.1f} s"
     assert {b - a for a, b in itertools.pairwise(ticks)} == {1.0}, "no tick missed, none drifts"
-    if kill_schedulers:
-        assert kills == KILLS
+    assert kills == KILLS
 
 
 SLOW_TASKS = """
