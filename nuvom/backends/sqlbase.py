@@ -143,6 +143,10 @@ class SQLBackend:
         self.payloads = JobPayloadCodec(self.codec)
         self.ready()
 
+    def run_many(self, cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``statement`` once per row, in the caller's transaction (an engine may batch it)."""
+        cur.executemany(statement, rows)
+
     def ready(self) -> None:
         """Called once attached: set up what the subclass adds."""
 
@@ -405,7 +409,7 @@ class SQLJobQueue(SQLBackend, QuarantiningQueue):
         """The plain ``ENQUEUE``, or, when a job carries limits, ``ENQUEUE_LIMITED`` with every
         row's limit columns (one statement for all: their seq keeps their order)."""
         if not any(job.origin and job.limited for job in jobs):  # a plain job has no origin
-            cur.executemany(self.sql.ENQUEUE, rows)
+            self.run_many(cur, self.sql.ENQUEUE, rows)
             return
         cur.executemany(
             self.sql.ENQUEUE_LIMITED,
@@ -925,7 +929,7 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
         self, cur: Cursor, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]], now: float
     ) -> None:
         """Record jobs the same transaction queued (``rows``: their ``queue_rows``)."""
-        cur.executemany(self.sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, rows, now))
+        self.run_many(cur, self.sql.RECORD_ENQUEUED, self.enqueued_rows(jobs, rows, now))
 
     def enqueued_rows(
         self, jobs: Sequence[Job], rows: Sequence[tuple[object, ...]], now: float

@@ -207,6 +207,24 @@ ON CONFLICT (id) DO UPDATE SET
 """
 NOTIFY = "SELECT pg_notify(%s, '')"
 
+
+def unnested(statement: str, types: tuple[str, ...]) -> str:
+    """``statement`` (an ``INSERT ... VALUES (%s, ...) ...``) as one statement for many rows:
+    the VALUES become a SELECT of one array per column (``types``), in the rows' order, so a
+    batch costs the server one statement, not one per row (``PostgresBackend.run_many``)."""
+    head, values_and_tail = statement.split("VALUES", 1)
+    _, tail = values_and_tail.split(")", 1)
+    columns = head[head.index("(") + 1 : head.index(")")].replace("\n", " ").split(",")
+    names = [name.strip() for name in columns]
+    if len(names) != len(types):
+        raise AssertionError(f"{len(types)} column types for {len(names)} columns")
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    return (
+        f"{head}SELECT {', '.join(names)} FROM unnest({arrays}) WITH ORDINALITY"
+        f" AS r ({', '.join(names)}, ord) ORDER BY ord{tail}"
+    )
+
+
 # The claims take the unlimited jobs among the first n of queues not paused; a row of
 # NULLs after them says they left limited ones, which the claim's second step
 # (``SQLJobQueue.take_limited``) decides on. With none left: one round trip, as before.
@@ -830,3 +848,13 @@ PRUNE_IDS = """
 DELETE FROM nuvom_jobs WHERE id = ANY(%s) AND updated_at < %s AND status = ANY(%s) RETURNING id
 """
 DELETE_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ANY(%s)"
+
+# Batches of these run as one statement each (``PostgresBackend.run_many``): the column
+# types, in the statement's order.
+_ENQUEUE_TYPES = ("text", "text", "integer", "float8", "float8", "integer", "float8", "bytea")
+_RECORD_TYPES = ("text", "text", "text", "integer", "text", "bytea", "integer", "float8",
+                 "float8", "float8")  # fmt: skip
+BATCHED = {
+    ENQUEUE: (unnested(ENQUEUE, _ENQUEUE_TYPES), _ENQUEUE_TYPES),
+    RECORD_ENQUEUED: (unnested(RECORD_ENQUEUED, _RECORD_TYPES), _RECORD_TYPES),
+}

@@ -50,6 +50,7 @@ POOL_MAX_SIZE = 16  # connections one process opens at most
 # A connection that worked this recently is lent without a test query first; an
 # older one is tested, so the first use after a server restart does not fail.
 FRESH_CONNECTION_SECS = 1.0
+BATCH_MIN_ROWS = 16  # a submit of this many jobs or more writes each table in one statement
 INSTALL_HINT = 'the PostgreSQL backend needs psycopg 3: pip install "nuvom[postgres]"'
 
 
@@ -485,6 +486,25 @@ class PostgresBackend(SQLBackend):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
+
+    def run_many(self, cur: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """A batch of ``sql.BATCHED`` rows (``BATCH_MIN_ROWS`` or more, ids distinct: one
+        upsert cannot touch a row twice) as one statement over column arrays; else one
+        pipelined statement per row."""
+        batched = q.BATCHED.get(statement)
+        if (
+            batched is None
+            or len(rows) < BATCH_MIN_ROWS
+            or len({row[0] for row in rows}) != len(rows)
+        ):
+            cur.executemany(statement, rows)
+            return
+        batch, types = batched
+        columns = [
+            [None if v is None else float(v) for v in column] if kind == "float8" else list(column)
+            for column, kind in zip(zip(*rows, strict=True), types, strict=True)
+        ]
+        cur.execute(batch, columns)
 
     def returned(self, cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Any]) -> list[Row]:
         """One pipelined ``executemany``, its results read in one round trip; on a cursor of

@@ -1,0 +1,91 @@
+"""PostgreSQL writes a batch submit as one statement per table (``PostgresBackend.run_many``):
+the jobs keep their order, a batch that names one id twice still stores the last copy, and
+a smaller batch goes row by row as before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nuvom.clock import FakeClock
+from nuvom.job import Job
+
+from .servers import drop_postgres_schema, require_postgres, server_lock, unique_name
+
+LEASE_SECS = 30.0
+
+
+@pytest.fixture
+def pg() -> Iterator[tuple[Any, Any]]:
+    from nuvom.backends.postgres.queue import PostgresJobQueue
+    from nuvom.backends.postgres.results import PostgresResultBackend
+
+    with server_lock(exclusive=False):
+        dsn, schema = require_postgres(), unique_name("nuvom_test")
+        clock = FakeClock()
+        queue = PostgresJobQueue(dsn=dsn, schema=schema, clock=clock)
+        results = PostgresResultBackend(store=queue.store, clock=clock)
+        try:
+            yield queue, results
+        finally:
+            queue.close()
+            drop_postgres_schema(schema)
+
+
+def _statements(queue: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(how, rows) of each write ``run_many`` makes: 'one' for a batch, 'each' row by row."""
+    import psycopg
+
+    made: list[tuple[str, int]] = []
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+    def one(self: Any, statement: Any, params: Any = None, **kw: Any) -> Any:
+        if isinstance(statement, str) and "unnest(" in statement:
+            made.append(("one", len(params[0])))
+        return execute(self, statement, params, **kw)
+
+    def each(self: Any, statement: Any, rows: Any, **kw: Any) -> Any:
+        rows = list(rows)
+        if isinstance(statement, str) and "INSERT INTO nuvom_" in statement:
+            made.append(("each", len(rows)))
+        return executemany(self, statement, rows, **kw)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", one)
+    monkeypatch.setattr(psycopg.Cursor, "executemany", each)
+    return made
+
+
+def test_a_batch_is_one_statement_per_table_and_keeps_its_order(pg, monkeypatch):
+    queue, results = pg
+    made = _statements(queue, monkeypatch)
+    jobs = [Job("batch.task", args=(i,), priority=0) for i in range(200)]
+    jobs[7] = Job("batch.task", args=(7,), due_at=queue.clock.time() + 60)  # scheduled
+    queue.submit(jobs, results)
+    assert made == [("one", 200), ("one", 200)], "the queue rows, then the records"
+
+    claimed = queue.claim(500, worker_id="w", lease_secs=LEASE_SECS, results=results)
+    due = [job.id for job in jobs if job.due_at is None]
+    assert [job.id for job in claimed] == due, "claimed in the order they were submitted"
+    assert results.get_full(jobs[7].id).status.value == "SCHEDULED"
+    assert results.get_full(jobs[0].id).status.value == "RUNNING"
+
+
+def test_a_batch_naming_an_id_twice_stores_the_last_copy(pg, monkeypatch):
+    queue, results = pg
+    made = _statements(queue, monkeypatch)
+    jobs = [Job("batch.task", id=f"j{i:03}", args=(i,)) for i in range(40)]
+    jobs.append(Job("batch.task", id="j005", args=("again",)))
+    queue.submit(jobs, results)
+    assert {how for how, _ in made} == {"each"}, "an upsert cannot touch one row twice"
+    [job] = [j for j in queue.claim(100, worker_id="w", lease_secs=LEASE_SECS, results=results)
+             if j.id == "j005"]  # fmt: skip
+    assert list(job.args) == ["again"]
+
+
+def test_a_small_batch_goes_row_by_row(pg, monkeypatch):
+    queue, results = pg
+    made = _statements(queue, monkeypatch)
+    queue.submit([Job("batch.task", args=(i,)) for i in range(3)], results)
+    assert made == [("each", 3), ("each", 3)]
