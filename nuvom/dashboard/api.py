@@ -93,7 +93,7 @@ def stats(request: Request) -> Response:
     activity = last_hour(runtime)
     return JSON({
         "queues": collect_stats(runtime),
-        "status_counts": runtime.results.status_counts(),
+        "status_counts": request.app.state.counts.get(),
         "workers": {"live": sum(1 for w in workers if not w.is_lost(now)),
                     "lost": sum(1 for w in workers if w.is_lost(now))},
         "activity": asdict(activity),

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from nuvom.dashboard.events import Hub
+from nuvom.dashboard.fresh import Fresh
 from nuvom.dashboard.security import CSRF_FIELD, Guard, check_bind, is_loopback, new_csrf_token
 from nuvom.errors import (
     BackendError,
@@ -264,7 +265,14 @@ def create_app(
     app.state.options = Options(csrf_token, read_only, token is not None)
     app.state.templates = templates()
     app.state.events = events or Hub()  # the one poller behind every /api/events stream
+    app.state.counts = Fresh(_status_counts)  # kept a moment: a count of every record
     return Guard(app, token=token, csrf_token=csrf_token, loopback=loopback, read_only=read_only)
+
+
+def _status_counts() -> dict[str, int] | None:
+    from nuvom.runtime import current
+
+    return current().results.status_counts()
 
 
 def listen(host: str, port: int) -> socket.socket:

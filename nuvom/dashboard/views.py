@@ -108,7 +108,7 @@ def overview(request: Request) -> Response:
     context = {
         "nav": "overview",
         "stats": stats,
-        "counts": runtime.results.status_counts(),
+        "counts": request.app.state.counts.get(),
         "chart": activity_chart(activity) if activity is not None else None,
         "run_times": run_times(activity) if activity is not None else [],
         "depth": depth_bars(stats["queues"]),
