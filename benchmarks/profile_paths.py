@@ -98,10 +98,9 @@ def main() -> None:
 
             profiled(f"{args.engine} .map() of 1,000", map_all, n * 4)
         if args.path in ("drain", "all"):
+            for start in range(0, n, 1_000):
+                add.map([(i, i) for i in range(start, min(n, start + 1_000))])
             waiting = runtime.queue.qsize()
-            if waiting == 0:
-                add.map([(i, i) for i in range(n)])
-                waiting = n
             worker = Worker(workers=4)
             profiled(f"{args.engine} drain, 4 threads", lambda: worker.run(burst=True), waiting)
     finally:
