@@ -2,7 +2,8 @@
 and a page of one status and task are index ranges walked in order (EXPLAIN says so, on a
 PostgreSQL table big enough for its planner to choose), and so is the activity count; a
 file from before the indexes gets them; the filters and the merge of their ranges keep
-``JobQuery``'s order, jobs only queued included."""
+``JobQuery``'s order, jobs only queued included. The claim of a one-queue worker reads its
+queue's range in claim order, however many jobs wait in the others."""
 
 from __future__ import annotations
 
@@ -167,7 +168,7 @@ def _fill(conn: Any, payloads: Any) -> None:
     conn.commit()
 
 
-_PG_TYPES = {float: "float8", int: "bigint", str: "text"}
+_PG_TYPES = {float: "float8", int: "bigint", str: "text", list: "text[]"}
 
 
 def _generic_plan(conn: Any, statement: str, params: dict[str, Any]) -> str:
@@ -233,3 +234,77 @@ def test_postgres_pages_and_activity_walk_indexes_in_order():
         assert "Seq Scan" not in plan, f"{name}: {plan}"
     for name in ("first page", "FAILED of a task"):
         assert "Sort" not in plans[name], f"{name} sorts: {plans[name]}"
+
+
+# -- claims: a worker of one queue reads that queue's range, in claim order ----------------
+def _claim_params(queues: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"now": 1e9, "n": 10, "worker": "w", "until": 1e9 + 30,
+                              "started": 1e9, "refused": []}  # fmt: skip
+    if queues:
+        params.update(queues=queues, queue=queues[0])
+    return params
+
+
+def test_sqlite_a_one_queue_claim_reads_its_queue_in_claim_order(tmp_path: Path):
+    from nuvom.backends.sqlite import sql
+    from nuvom.backends.sqlite.queue import SQLiteJobQueue
+
+    queue = SQLiteJobQueue(path=tmp_path / "nuvom.db", clock=FakeClock())
+    try:
+        queue.enqueue_many([Job("t", args=(i,), queue=f"q{i % 4}") for i in range(2_000)])
+        conn = queue.store.conn
+        conn.execute("ANALYZE")
+        explain = "EXPLAIN QUERY PLAN "
+        one = conn.execute(explain + sql.claim_from_queues(1), ("w", 1e9, 1e9, "q1", 10))
+        one_plan = "\n".join(str(row[-1]) for row in one.fetchall())
+        every = conn.execute(explain + sql.CLAIM_ANY_QUEUE, ("w", 1e9, 1e9, 10))
+        every_plan = "\n".join(str(row[-1]) for row in every.fetchall())
+    finally:
+        queue.close()
+    assert "nuvom_queue_by_queue" in one_plan, one_plan
+    assert "TEMP B-TREE" not in one_plan, one_plan
+    assert "nuvom_queue_order" in every_plan, every_plan
+
+
+def test_postgres_a_one_queue_claim_reads_its_queue_in_claim_order():
+    import psycopg
+    from psycopg import sql as psql
+
+    from nuvom.backends.postgres import sql
+    from nuvom.backends.postgres.queue import PostgresJobQueue
+
+    with server_lock(exclusive=False):
+        dsn, schema = require_postgres(), unique_name("nuvom_test")
+        try:
+            queue = PostgresJobQueue(dsn=dsn, schema=schema, clock=FakeClock())
+            try:
+                with psycopg.connect(dsn) as conn:
+                    conn.execute(psql.SQL("SET search_path TO {}").format(
+                        psql.Identifier(schema)))  # fmt: skip
+                    with (
+                        conn.cursor() as cur,
+                        cur.copy(
+                            "COPY nuvom_queue (id, queue, due_at, available_at, enqueued_at, payload)"
+                            " FROM STDIN"
+                        ) as copy,
+                    ):
+                        for n in range(PG_ROWS):
+                            copy.write_row((f"{n:08d}", f"q{n % 4}", n, n, n, b"x"))
+                    conn.commit()
+                    conn.execute("ANALYZE nuvom_queue")
+                    conn.commit()
+                    plans = {
+                        "one": _generic_plan(conn, sql.CLAIM_FROM_QUEUE, _claim_params(["q1"])),
+                        "one, marked running": _generic_plan(
+                            conn, sql.CLAIM_AND_START_FROM_QUEUE, _claim_params(["q1"])
+                        ),
+                        "every": _generic_plan(conn, sql.CLAIM_ANY_QUEUE, _claim_params(None)),
+                    }
+            finally:
+                queue.close()
+        finally:
+            drop_postgres_schema(schema)
+    for name in ("one", "one, marked running"):
+        assert "Index Scan using nuvom_queue_by_queue" in plans[name], plans[name]
+        assert "Sort" not in plans[name], plans[name]
+    assert "Index Scan using nuvom_queue_order" in plans["every"], plans["every"]

@@ -50,7 +50,10 @@ class PostgresJointWriter(SQLJointWriter):
         them (``SQLJobQueue.take_limited``) and records those it claims.
         """
         params = self.queue.claim_params(n, worker_id, lease_secs, queues)
-        statement = sql.CLAIM_AND_START_FROM_QUEUES if queues else sql.CLAIM_AND_START_ANY_QUEUE
+        statement = sql.for_queues(
+            queues, sql.CLAIM_AND_START_ANY_QUEUE, sql.CLAIM_AND_START_FROM_QUEUE,
+            sql.CLAIM_AND_START_FROM_QUEUES,
+        )  # fmt: skip
         rows, limited_left = claim_rows(self.store.execute_alone(statement, params))
         recorded = {row[1] for row in rows if row[-1]}
         claimed, corrupt = decode_claimed(

@@ -80,7 +80,7 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
             "refused": list(self.refused_by(worker_id)),
         }
         if queues:
-            params["queues"] = list(queues)
+            params["queues"], params["queue"] = list(queues), queues[0]
         return params
 
     def take(
@@ -92,7 +92,10 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
         queues: Queues,
     ) -> Taken:
         params = self.claim_params(n, worker_id, lease_secs, queues)
-        cur.execute(sql.CLAIM_FROM_QUEUES if queues else sql.CLAIM_ANY_QUEUE, params)
+        statement = sql.for_queues(
+            queues, sql.CLAIM_ANY_QUEUE, sql.CLAIM_FROM_QUEUE, sql.CLAIM_FROM_QUEUES
+        )
+        cur.execute(statement, params)
         rows, limited_left = claim_rows(cur.fetchall())
         claimed, corrupt = decode_claimed(
             self.payloads,
@@ -126,12 +129,15 @@ class PostgresJobQueue(PostgresBackend, SQLJobQueue):
         params: dict[str, object] = {"now": now, "n": n, "skip": list(skip),
                                      "refused": list(refused)}  # fmt: skip
         if queues:
-            params["queues"] = list(queues)
+            params["queues"], params["queue"] = list(queues), queues[0]
         # A cursor of its own: in the pipeline, ``cur`` still holds the results of the last
         # round's updates, and a fetch on it could read their status instead of these rows.
         with cur.connection.cursor() as reader:
-            reader.execute(sql.CANDIDATES_FROM_QUEUES if queues else sql.CANDIDATES_ANY_QUEUE,
-                           params)  # fmt: skip
+            statement = sql.for_queues(
+                queues, sql.CANDIDATES_ANY_QUEUE, sql.CANDIDATES_FROM_QUEUE,
+                sql.CANDIDATES_FROM_QUEUES,
+            )  # fmt: skip
+            reader.execute(statement, params)
             return [(seq, stored) for stored, seq in stored_rows(reader.fetchall())]
 
     def limit_state(

@@ -7,6 +7,8 @@ always bound as server-side parameters, never formatted into the text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from nuvom.backends.common import JOB_COLUMNS
 from nuvom.job import JobStatus
 
@@ -179,6 +181,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # FAILED jobs per queue (queue stats, the overview) without visiting the rows.
         "CREATE INDEX nuvom_jobs_failed ON nuvom_jobs (status, queue) WHERE status = 'FAILED'",
     ),
+    (
+        # 6: a worker of one queue (-Q emails) claims from that queue's range in claim
+        # order, not by walking every other queue's due jobs first.
+        "CREATE INDEX nuvom_queue_by_queue ON nuvom_queue (queue, priority DESC, due_at, seq)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -249,8 +256,10 @@ WITH picked AS ({_PICKED}), claimed AS (
 SELECT * FROM claimed
 UNION ALL ({_LIMITED_LEFT.format(nulls=", ".join(["NULL"] * 7))})
 """
+_ONE_QUEUE, _QUEUES = "AND queue = %(queue)s", "AND queue = ANY(%(queues)s)"
 CLAIM_ANY_QUEUE = _CLAIM.format(queue_filter="")
-CLAIM_FROM_QUEUES = _CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
+CLAIM_FROM_QUEUE = _CLAIM.format(queue_filter=_ONE_QUEUE)
+CLAIM_FROM_QUEUES = _CLAIM.format(queue_filter=_QUEUES)
 
 # Claim and mark running in ONE statement (one round trip, run outside an explicit
 # transaction): lease the rows, set their job records RUNNING, mark earlier RUNNING
@@ -289,7 +298,8 @@ FROM claimed c LEFT JOIN running r ON r.id = c.id,
 UNION ALL ({_LIMITED_LEFT.format(nulls=", ".join(["NULL"] * 8))})
 """
 CLAIM_AND_START_ANY_QUEUE = _CLAIM_AND_START.format(queue_filter="")
-CLAIM_AND_START_FROM_QUEUES = _CLAIM_AND_START.format(queue_filter="AND queue = ANY(%(queues)s)")
+CLAIM_AND_START_FROM_QUEUE = _CLAIM_AND_START.format(queue_filter=_ONE_QUEUE)
+CLAIM_AND_START_FROM_QUEUES = _CLAIM_AND_START.format(queue_filter=_QUEUES)
 
 # An acked job's id, and whether a parked job waits for it (then the ack resolves it):
 # its flag, which a racing submit set under the row lock this DELETE waited for (the
@@ -411,7 +421,18 @@ ORDER BY priority DESC, due_at, seq LIMIT %(n)s
 FOR UPDATE SKIP LOCKED
 """
 CANDIDATES_ANY_QUEUE = _CANDIDATES.format(queue_filter="")
-CANDIDATES_FROM_QUEUES = _CANDIDATES.format(queue_filter="AND queue = ANY(%(queues)s)")
+CANDIDATES_FROM_QUEUE = _CANDIDATES.format(queue_filter=_ONE_QUEUE)
+CANDIDATES_FROM_QUEUES = _CANDIDATES.format(queue_filter=_QUEUES)
+
+
+def for_queues(queues: Sequence[str] | None, any_queue: str, one: str, many: str) -> str:
+    """The variant of a claim statement for ``queues``: every queue, one (an equality, so
+    the claim reads ``nuvom_queue_by_queue`` in order), or several."""
+    if not queues:
+        return any_queue
+    return one if len(queues) == 1 else many
+
+
 # The hold tags (a bucket's, a concurrency key's) whose transaction-scoped advisory lock
 # this claim got: it decides on those alone, and racing claimers on one key take turns
 # (a claimer never waits for one: it leaves that key's jobs to the one deciding).

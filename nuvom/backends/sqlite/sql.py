@@ -76,6 +76,10 @@ SCHEMA = (
     # FAILED jobs per queue (queue stats, the overview), read without visiting the rows;
     # partial, so a job that never fails costs it nothing.
     "CREATE INDEX IF NOT EXISTS nuvom_jobs_failed ON nuvom_jobs (status, queue) WHERE status = 'FAILED'",
+    # A worker of one queue (-Q emails) claims from that queue's range in claim order (a
+    # one-name IN is an equality), not by walking every other queue's due jobs first.
+    """CREATE INDEX IF NOT EXISTS nuvom_queue_by_queue ON nuvom_queue
+        (queue, priority DESC, due_at, seq)""",
     """CREATE TABLE IF NOT EXISTS nuvom_attempts (
         job_id TEXT NOT NULL,
         number INTEGER NOT NULL,
