@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -195,38 +195,44 @@ def _generic_plan(conn: Any, statement: str, params: dict[str, Any]) -> str:
     return "\n".join(row[0] for row in rows)
 
 
-def test_postgres_pages_and_activity_walk_indexes_in_order():
+@contextmanager
+def _postgres(make: Callable[[str, str], Any]) -> Iterator[tuple[Any, Any]]:
+    """``make(dsn, schema)``'s backend on a schema of its own (dropped afterwards), and a
+    connection whose search path is that schema."""
     import psycopg
     from psycopg import sql as psql
-
-    from nuvom.backends.postgres import sql
-    from nuvom.backends.postgres.results import PostgresResultBackend
 
     with server_lock(exclusive=False):
         dsn, schema = require_postgres(), unique_name("nuvom_test")
         try:
-            results = PostgresResultBackend(dsn=dsn, schema=schema, clock=FakeClock())
+            backend = make(dsn, schema)
             try:
                 with psycopg.connect(dsn) as conn:
-                    conn.execute(psql.SQL("SET search_path TO {}").format(
-                        psql.Identifier(schema)))  # fmt: skip
-                    _fill(conn, results.payloads)
-                    found = results.find_jobs(FAILED_OF_TASK)
-                    assert [r.id for r in found][:2] == ["00019983", "00019963"]
-                    plans = {
-                        "first page": _generic_plan(conn, *_statement(results, FIRST_PAGE)),
-                        "FAILED of a task": _generic_plan(
-                            conn, *_statement(results, FAILED_OF_TASK)
-                        ),
-                        "activity": _generic_plan(conn, sql.ATTEMPTS_ENDED, _activity_params()),
-                        "unattempted": _generic_plan(
-                            conn, sql.UNATTEMPTED_ENDED, _activity_params()
-                        ),
-                    }
+                    conn.execute(psql.SQL("SET search_path TO {}").format(psql.Identifier(schema)))
+                    yield backend, conn
             finally:
-                results.close()
+                backend.close()
         finally:
             drop_postgres_schema(schema)
+
+
+def test_postgres_pages_and_activity_walk_indexes_in_order():
+    from nuvom.backends.postgres import sql
+    from nuvom.backends.postgres.results import PostgresResultBackend
+
+    def make(dsn: str, schema: str) -> Any:
+        return PostgresResultBackend(dsn=dsn, schema=schema, clock=FakeClock())
+
+    with _postgres(make) as (results, conn):
+        _fill(conn, results.payloads)
+        found = results.find_jobs(FAILED_OF_TASK)
+        assert [r.id for r in found][:2] == ["00019983", "00019963"]
+        plans = {
+            "first page": _generic_plan(conn, *_statement(results, FIRST_PAGE)),
+            "FAILED of a task": _generic_plan(conn, *_statement(results, FAILED_OF_TASK)),
+            "activity": _generic_plan(conn, sql.ATTEMPTS_ENDED, _activity_params()),
+            "unattempted": _generic_plan(conn, sql.UNATTEMPTED_ENDED, _activity_params()),
+        }
     assert "Index Scan Backward using nuvom_jobs_updated" in plans["first page"]
     assert "Index Scan Backward using nuvom_jobs_task" in plans["FAILED of a task"]
     assert "using nuvom_attempts_ended" in plans["activity"]
@@ -267,43 +273,31 @@ def test_sqlite_a_one_queue_claim_reads_its_queue_in_claim_order(tmp_path: Path)
 
 
 def test_postgres_a_one_queue_claim_reads_its_queue_in_claim_order():
-    import psycopg
-    from psycopg import sql as psql
-
     from nuvom.backends.postgres import sql
     from nuvom.backends.postgres.queue import PostgresJobQueue
 
-    with server_lock(exclusive=False):
-        dsn, schema = require_postgres(), unique_name("nuvom_test")
-        try:
-            queue = PostgresJobQueue(dsn=dsn, schema=schema, clock=FakeClock())
-            try:
-                with psycopg.connect(dsn) as conn:
-                    conn.execute(psql.SQL("SET search_path TO {}").format(
-                        psql.Identifier(schema)))  # fmt: skip
-                    with (
-                        conn.cursor() as cur,
-                        cur.copy(
-                            "COPY nuvom_queue (id, queue, due_at, available_at, enqueued_at, payload)"
-                            " FROM STDIN"
-                        ) as copy,
-                    ):
-                        for n in range(PG_ROWS):
-                            copy.write_row((f"{n:08d}", f"q{n % 4}", n, n, n, b"x"))
-                    conn.commit()
-                    conn.execute("ANALYZE nuvom_queue")
-                    conn.commit()
-                    plans = {
-                        "one": _generic_plan(conn, sql.CLAIM_FROM_QUEUE, _claim_params(["q1"])),
-                        "one, marked running": _generic_plan(
-                            conn, sql.CLAIM_AND_START_FROM_QUEUE, _claim_params(["q1"])
-                        ),
-                        "every": _generic_plan(conn, sql.CLAIM_ANY_QUEUE, _claim_params(None)),
-                    }
-            finally:
-                queue.close()
-        finally:
-            drop_postgres_schema(schema)
+    def make(dsn: str, schema: str) -> Any:
+        return PostgresJobQueue(dsn=dsn, schema=schema, clock=FakeClock())
+
+    with _postgres(make) as (_, conn):
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY nuvom_queue (id, queue, due_at, available_at, enqueued_at, payload) FROM STDIN"
+            ) as copy,
+        ):
+            for n in range(PG_ROWS):
+                copy.write_row((f"{n:08d}", f"q{n % 4}", n, n, n, b"x"))
+        conn.commit()
+        conn.execute("ANALYZE nuvom_queue")
+        conn.commit()
+        plans = {
+            "one": _generic_plan(conn, sql.CLAIM_FROM_QUEUE, _claim_params(["q1"])),
+            "one, marked running": _generic_plan(
+                conn, sql.CLAIM_AND_START_FROM_QUEUE, _claim_params(["q1"])
+            ),
+            "every": _generic_plan(conn, sql.CLAIM_ANY_QUEUE, _claim_params(None)),
+        }
     for name in ("one", "one, marked running"):
         assert "Index Scan using nuvom_queue_by_queue" in plans[name], plans[name]
         assert "Sort" not in plans[name], plans[name]
