@@ -32,6 +32,7 @@ from .dashboard_helpers import (
     screenshot,
     start_dashboard,
 )
+from .dead_letters import RIGHT_KEY, WRONG_KEY, quarantined
 from .helpers import Project, assert_one_line_error
 
 SHUTDOWN_SECS = 3.0  # a stop with a live page open takes less than this
@@ -435,28 +436,10 @@ def test_arguments_are_shown_as_text_never_run(site: Site, page: Page) -> None:
     # (the page fixture fails the test had a dialog opened)
 
 
-DEAD_TASKS = """
-from nuvom import task
-
-
-@task
-def greet(name):
-    return f"hello {name}"
-"""
-RIGHT_KEY = {"NUVOM_SIGNING_KEY": "the key"}
-WRONG_KEY = {"NUVOM_SIGNING_KEY": "another key"}
-
-
 def test_dead_letters_are_shown_deleted_and_reinjected(project: Project, page: Page) -> None:
     """Producers sign with one key, a worker is deployed with another and quarantines their
     jobs; once the key is fixed one is re-injected and runs, another is deleted."""
-    project.write("tasks.py", DEAD_TASKS)
-    made = project.python(
-        "import tasks\nfor n in ('ada', 'bob', 'cy'): print(tasks.greet.delay(n).id)", **RIGHT_KEY
-    )
-    assert made.returncode == 0, made.stderr
-    ada, bob, cy = made.stdout.split()
-    assert project.nuvom("runworker", "--burst", **WRONG_KEY).returncode == 0
+    ada, bob, cy = quarantined(project, "ada", "bob", "cy")
 
     wrong, url = start_dashboard(project, **WRONG_KEY)  # the dashboard shares the bad key
     page.goto(url + "queues")

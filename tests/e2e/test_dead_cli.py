@@ -9,29 +9,12 @@ from __future__ import annotations
 
 import json
 
+from .dead_letters import RIGHT_KEY, WRONG_KEY, quarantined
 from .helpers import Project
-
-TASKS = """
-from nuvom import task
-
-
-@task
-def greet(name):
-    return f"hello {name}"
-"""
-RIGHT = {"NUVOM_SIGNING_KEY": "the key"}
-WRONG = {"NUVOM_SIGNING_KEY": "another key"}
 
 
 def test_dead_letters_are_listed_reinjected_and_deleted(project: Project) -> None:
-    project.write("tasks.py", TASKS)
-    made = project.python(
-        "import tasks; print(tasks.greet.delay('ada').id); print(tasks.greet.delay('bob').id)",
-        **RIGHT,
-    )
-    assert made.returncode == 0, made.stderr
-    ada, bob = made.stdout.split()
-    assert project.nuvom("runworker", "--burst", **WRONG).returncode == 0
+    ada, bob = quarantined(project, "ada", "bob")
 
     listed = project.nuvom("dead", "list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
@@ -42,11 +25,11 @@ def test_dead_letters_are_listed_reinjected_and_deleted(project: Project) -> Non
     assert ada in table.stdout, "ids in full at 80 columns"
     assert bob in table.stdout
 
-    refused = project.nuvom("dead", "reinject", ada, **WRONG)
+    refused = project.nuvom("dead", "reinject", ada, **WRONG_KEY)
     assert refused.returncode == 1
     assert "signature" in refused.stderr + refused.stdout, "says why it still cannot be read"
 
-    put_back = project.nuvom("dead", "reinject", ada, **RIGHT)
+    put_back = project.nuvom("dead", "reinject", ada, **RIGHT_KEY)
     assert put_back.returncode == 0, put_back.stderr
     assert f"dead letter {ada} re-injected" in put_back.stdout
     deleted = project.nuvom("dead", "delete", bob)
@@ -56,7 +39,7 @@ def test_dead_letters_are_listed_reinjected_and_deleted(project: Project) -> Non
     assert again.returncode == 1
     assert "no dead letter" in again.stderr + again.stdout
 
-    assert project.nuvom("runworker", "--burst", **RIGHT).returncode == 0
+    assert project.nuvom("runworker", "--burst", **RIGHT_KEY).returncode == 0
     status = project.nuvom("status", ada, "--format", "json")
     assert json.loads(status.stdout)["status"] == "SUCCESS", status.stdout
     empty = project.nuvom("dead", "list")
