@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nuvom.backends.postgres import sql as pg_sql
+
 HERE = Path(__file__).resolve().parent
 POSTGRES_DSN = os.environ.get(
     "NUVOM_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -374,19 +376,11 @@ def start_latencies(system: System, samples: int, gap_secs: float) -> list[float
 # the PostgreSQL floor: what one psycopg connection writes, with no queue around it
 # ---------------------------------------------------------------------------
 
-FLOOR_TABLE = """CREATE TABLE floor_queue (
-    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id text NOT NULL UNIQUE,
-    queue text NOT NULL,
-    priority integer NOT NULL DEFAULT 0,
-    due_at double precision NOT NULL,
-    available_at double precision NOT NULL,
-    lease_owner text,
-    attempts integer NOT NULL DEFAULT 0,
-    enqueued_at double precision NOT NULL,
-    payload bytea NOT NULL
-)"""  # nuvom's queue row (nuvom/backends/postgres/sql.py), with its claim-order index
-FLOOR_INDEX = "CREATE INDEX floor_queue_order ON floor_queue (priority DESC, due_at, seq)"
+# nuvom's queue row and its claim-order index, as its first migration creates them
+# (nuvom/backends/postgres/sql.py), on a table of the floor's own.
+FLOOR_TABLE, FLOOR_INDEX = (
+    statement.replace("nuvom_queue", "floor_queue") for statement in pg_sql.MIGRATIONS[0][:2]
+)
 FLOOR_INSERT = (
     "INSERT INTO floor_queue (id, queue, priority, due_at, available_at, enqueued_at, payload) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)"
