@@ -217,18 +217,23 @@ NOTIFY = "SELECT pg_notify(%s, '')"
 
 def unnested(statement: str, types: tuple[str, ...]) -> str:
     """``statement`` (an ``INSERT ... VALUES (%s, ...) ...``) as one statement for many rows:
-    the VALUES become a SELECT of one array per column (``types``), in the rows' order, so a
-    batch costs the server one statement, not one per row (``PostgresBackend.run_many``)."""
+    the VALUES become a SELECT over one jsonb array of rows (each a JSON array of the
+    columns, ``types`` in order, bytea as hex), in the rows' order, so a batch costs the
+    server one statement and the client one C-encoded parameter, not one per row or per
+    value (``PostgresBackend.run_many``)."""
     head, values_and_tail = statement.split("VALUES", 1)
     _, tail = values_and_tail.split(")", 1)
     columns = head[head.index("(") + 1 : head.index(")")].replace("\n", " ").split(",")
     names = [name.strip() for name in columns]
     if len(names) != len(types):
         raise AssertionError(f"{len(types)} column types for {len(names)} columns")
-    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    values = ", ".join(
+        f"decode(r.v ->> {i}, 'hex')" if kind == "bytea" else f"(r.v ->> {i})::{kind}"
+        for i, kind in enumerate(types)
+    )
     return (
-        f"{head}SELECT {', '.join(names)} FROM unnest({arrays}) WITH ORDINALITY"
-        f" AS r ({', '.join(names)}, ord) ORDER BY ord{tail}"
+        f"{head}SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY"
+        f" AS r (v, ord) ORDER BY r.ord{tail}"
     )
 
 

@@ -9,6 +9,7 @@ as a hang.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import socket
@@ -500,11 +501,10 @@ class PostgresBackend(SQLBackend):
             cur.executemany(statement, rows)
             return
         batch, types = batched
-        columns = [
-            [None if v is None else float(v) for v in column] if kind == "float8" else list(column)
-            for column, kind in zip(zip(*rows, strict=True), types, strict=True)
-        ]
-        cur.execute(batch, columns)
+        blobs = [i for i, kind in enumerate(types) if kind == "bytea"]
+        if blobs:
+            rows = [_hexed(row, blobs) for row in rows]
+        cur.execute(batch, (json.dumps(rows, allow_nan=False),))
 
     def returned(self, cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Any]) -> list[Row]:
         """One pipelined ``executemany``, its results read in one round trip; on a cursor of
@@ -518,3 +518,12 @@ class PostgresBackend(SQLBackend):
                 found += reader.fetchall()
                 if not reader.nextset():
                     return found
+
+
+def _hexed(row: Sequence[Any], blobs: list[int]) -> list[Any]:
+    """``row`` with its bytea columns (at ``blobs``) as hex text, as JSON carries them."""
+    out = list(row)
+    for i in blobs:
+        if out[i] is not None:
+            out[i] = bytes(out[i]).hex()
+    return out
