@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -113,3 +114,18 @@ def test_a_field_spoilt_after_the_job_was_built_is_caught_by_validate():
 
     with pytest.raises(InvalidJob, match="priority"):
         job.validate()
+
+
+def test_a_copy_has_every_field_of_the_original_and_the_changes():
+    job = Job("t.copy", args=(1,), kwargs={"k": 2}, id="j1", queue="q", priority=3,
+              status=JobStatus.RUNNING, attempts=2, created_at=10.0, due_at=11.0,
+              max_retries=4, retry_delay_secs=0.5, timeout_secs=9.0, timeout_policy="retry",
+              store_result=False, origin={"schedule": "s"}, lease_owner="w",
+              lease_until=12.0)  # fmt: skip
+    every = [f.name for f in dataclasses.fields(Job)]
+    assert {name: getattr(job.copy(), name) for name in every} == {
+        name: getattr(job, name) for name in every
+    }
+    changed = job.copy(attempts=3, lease_owner=None)
+    assert (changed.attempts, changed.lease_owner, job.attempts, job.lease_owner) == (
+        3, None, 2, "w")  # fmt: skip

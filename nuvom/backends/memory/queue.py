@@ -125,7 +125,7 @@ class MemoryJobQueue(QuarantiningQueue):
         # A job with no due time is due when enqueued, so it orders after one
         # that came due earlier (as SQLite stores it).
         due = job.due_at if job.due_at is not None else self.clock.time()
-        stored = replace(job, due_at=due, lease_owner=None, lease_until=None)
+        stored = job.copy(due_at=due, lease_owner=None, lease_until=None)
         self._waiting[job.id] = (seq, stored)
         self._claimed.pop(job.id, None)
         if due > self.clock.time():
@@ -197,7 +197,7 @@ class MemoryJobQueue(QuarantiningQueue):
         later = [entry for entry in held if (entry[1].due_at or 0.0) > now]  # not woken yet
         if later:
             seq, first = min(later, key=lambda e: (-e[1].priority, e[1].due_at or 0.0, e[0]))
-            self._push(replace(first, due_at=now), seq)
+            self._push(first.copy(due_at=now), seq)
 
     def _limit_hold(self, job: Job, now: float, taken: dict[str, int]) -> tuple[str, float] | None:
         """Whether ``job``'s limits let a claim take it now: None (and its token and slot
@@ -230,7 +230,7 @@ class MemoryJobQueue(QuarantiningQueue):
                 job = self._held(h.job_id, worker_id)
                 if job is None:
                     continue
-                self._push(replace(job, attempts=max(0, job.attempts - 1), due_at=h.due_at))
+                self._push(job.copy(attempts=max(0, job.attempts - 1), due_at=h.due_at))
                 self._holds[h.job_id] = h.tag
                 self._free_slot(job)
                 given.append(h.job_id)
@@ -261,7 +261,7 @@ class MemoryJobQueue(QuarantiningQueue):
             return self._unique_holder(key, self.clock.time())
 
     def _park(self, job: Job) -> None:
-        self._parked[job.id] = replace(job)
+        self._parked[job.id] = job.copy()
         self._waits[job.id] = set(job.depends_on)
         for dep in job.depends_on:
             self._dependents.setdefault(dep, set()).add(job.id)
@@ -297,7 +297,7 @@ class MemoryJobQueue(QuarantiningQueue):
                         todo.append((job_id, False))
                         self._let_go(job, self.clock.time(), finished=False)
                     else:
-                        self._push(replace(job, due_at=None))
+                        self._push(job.copy(due_at=None))
                         resolved.released.append(job_id)
             if resolved.released:
                 self._wakeups += 1
@@ -306,7 +306,7 @@ class MemoryJobQueue(QuarantiningQueue):
 
     def parked_jobs(self) -> list[Job]:
         with self._cond:
-            return [replace(self._parked[job_id]) for job_id in sorted(self._parked)]
+            return [self._parked[job_id].copy() for job_id in sorted(self._parked)]
 
     def held_count(self) -> int:
         """Jobs waiting or claimed: what exiting this process would lose. Never blocks (an
@@ -365,15 +365,15 @@ class MemoryJobQueue(QuarantiningQueue):
                     hold = self._limit_hold(job, now, rate_holds)
                     if hold is not None:  # waits, attempts unchanged, due once it may run
                         self._holds[job_id] = hold[0]
-                        self._push(replace(job, due_at=hold[1]), seq)
+                        self._push(job.copy(due_at=hold[1]), seq)
                         continue
                 try:  # the stored copy may have been changed to something invalid since
-                    held = replace(
-                        job,
+                    held = job.copy(
                         attempts=job.attempts + 1,
                         lease_owner=worker_id,
                         lease_until=now + lease_secs,
                     )
+                    held.validate()
                 except InvalidJob as exc:
                     reason = f"job {job_id} cannot be run: {exc}"
                     log.warning("quarantined job %s: %s", job_id, reason)
@@ -386,7 +386,7 @@ class MemoryJobQueue(QuarantiningQueue):
                 del self._waiting[job_id]  # only once its claimed copy exists: never lost
                 self._holds.pop(job_id, None)
                 self._claimed[job_id] = held
-                claimed.append(replace(held))
+                claimed.append(held.copy())
             for entry in skipped:
                 heapq.heappush(self._ready, entry)
         return Claimed(claimed, quarantined)
@@ -425,7 +425,7 @@ class MemoryJobQueue(QuarantiningQueue):
         with self._cond:
             job = self._held(job_id, worker_id)
             if job is not None:
-                self._push(replace(job, due_at=retry_at))
+                self._push(job.copy(due_at=retry_at))
                 self._free_slot(job)
                 self._cond.notify_all()
 
@@ -434,7 +434,7 @@ class MemoryJobQueue(QuarantiningQueue):
             for job_id in job_ids:
                 job = self._held(job_id, worker_id)
                 if job is not None:
-                    self._push(replace(job, attempts=max(0, job.attempts - 1)))
+                    self._push(job.copy(attempts=max(0, job.attempts - 1)))
                     self._free_slot(job)
             self._cond.notify_all()
 
@@ -568,7 +568,7 @@ class MemoryJobQueue(QuarantiningQueue):
             waiting = sorted(
                 self._waiting.values(), key=lambda e: (-e[1].priority, e[1].due_at, e[0])
             )
-            return [replace(job) for _, job in waiting]
+            return [job.copy() for _, job in waiting]
 
     def queue_stats(self) -> list[QueueStats]:
         with self._cond:
