@@ -76,8 +76,9 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        """Whether the task is an ``async def`` (read once: every run asks)."""
         return asyncio.iscoroutinefunction(self.func)
 
     def options(self) -> dict[str, Any]:

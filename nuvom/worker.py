@@ -420,7 +420,7 @@ class Worker:
             if now >= next_beat:
                 self._heartbeat()
                 next_beat = now + beat_every
-            expired, next_deadline = held.past_deadline(now)
+            expired, next_deadline = held.past_deadline(now, look_by=next_beat)
             for running in expired:
                 self._time_out(running)
             wait_until = min(next_beat, next_deadline) if next_deadline else next_beat

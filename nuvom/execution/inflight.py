@@ -10,6 +10,7 @@ Nothing here knows the worker: it is the whole seam between the two.
 from __future__ import annotations
 
 import logging
+import math
 import queue as queue_module
 import threading
 import time
@@ -59,6 +60,9 @@ class InFlight:
         self.wake = threading.Event()
         #: Set when a deadline was added or the worker stops (the watchdog waits on it).
         self.watch = threading.Event()
+        # When the watchdog looks next at the latest (``past_deadline``): an earlier deadline
+        # wakes it, a later one waits for that look (no wake-up per job started).
+        self._watch_until = math.inf
         self._stopping = threading.Event()
         self._forced = threading.Event()
         #: Charges the attempt of a refunded job that starts (set by the worker).
@@ -87,13 +91,15 @@ class InFlight:
                 return None
             running.started_at = self.clock.time()
             running.executor = executor
+            tell = False
             if timeout_secs is not None:
                 running.deadline = time.monotonic() + timeout_secs
+                tell = running.deadline < self._watch_until
             refunded = running.refund == "refunded"
             running.refund = "started" if running.refund == "refunding" else ""
         if refunded and self.charge is not None:
             self.charge(job)  # counted again before it runs: a job that kills workers stops
-        if timeout_secs is not None:
+        if tell:
             self.watch.set()
         if self.events.active:
             self.events.emit(JobEvent("started", job, self.clock.time(), self.worker_id))
@@ -107,7 +113,9 @@ class InFlight:
     def set_deadline(self, running: Running, timeout_secs: float) -> None:
         with self._lock:
             running.deadline = time.monotonic() + timeout_secs
-        self.watch.set()
+            tell = running.deadline < self._watch_until
+        if tell:
+            self.watch.set()
 
     def report(self, running: Running, outcome: Outcome) -> None:
         """A job ended; its outcome is settled unless its timeout was reported first."""
@@ -120,7 +128,8 @@ class InFlight:
             )
             return
         self._outcomes.put(outcome)
-        self.wake.set()
+        if not self.wake.is_set():  # set already: the dispatcher takes this outcome with the rest
+            self.wake.set()
 
     def stop(self, *, force: bool = False) -> None:
         """Ask the worker to stop: finish or release what it holds (``force``: release at once)."""
@@ -205,8 +214,14 @@ class InFlight:
             for outcome in outcomes:
                 self._held.pop(outcome.job.id, None)
 
-    def past_deadline(self, now: float) -> tuple[list[Running], float | None]:
-        """Jobs past their (monotonic) deadline and not reported, and the next deadline."""
+    def past_deadline(
+        self, now: float, look_by: float | None = None
+    ) -> tuple[list[Running], float | None]:
+        """Jobs past their (monotonic) deadline and not reported, and the next deadline.
+
+        ``look_by``: the watchdog looks again by then at the latest; until it does, only a
+        job given an earlier deadline than its next look sets ``watch``.
+        """
         next_deadline: float | None = None
         expired: list[Running] = []
         with self._lock:
@@ -217,6 +232,10 @@ class InFlight:
                     next_deadline = min(next_deadline or running.deadline, running.deadline)
                     continue
                 expired.append(running)
+            if look_by is not None:
+                self._watch_until = min(look_by, next_deadline or look_by)
+            else:
+                self._watch_until = math.inf
         return expired, next_deadline
 
     def time_out(self, running: Running, outcome: Outcome) -> bool:
@@ -226,7 +245,8 @@ class InFlight:
                 return False
             running.reported = running.abandoned = True
         self._outcomes.put(outcome)
-        self.wake.set()
+        if not self.wake.is_set():  # set already: the dispatcher takes this outcome with the rest
+            self.wake.set()
         return True
 
     def release_all(self) -> list[str]:
