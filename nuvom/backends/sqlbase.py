@@ -143,7 +143,7 @@ class SQLBackend:
         self.payloads = JobPayloadCodec(self.codec)
         self.ready()
 
-    def run_many(self, cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    def run_many(self, cur: Cursor, statement: str, rows: Sequence[Any]) -> None:
         """``statement`` once per row, in the caller's transaction (an engine may batch it)."""
         cur.executemany(statement, rows)
 
@@ -983,8 +983,8 @@ class SQLResultBackend(SQLBackend, BaseResultBackend):
                 {"status": outcome.status.value, "at": outcome.finished_at, "type": error_type,
                  "message": error_message, "traceback": traceback, "id": job.id}
             )  # fmt: skip
-        cur.executemany(self.sql.SAVE_OUTCOME, job_rows)
-        cur.executemany(self.sql.FINISH_ATTEMPT, attempt_rows)
+        self.run_many(cur, self.sql.SAVE_OUTCOME, job_rows)
+        self.run_many(cur, self.sql.FINISH_ATTEMPT, attempt_rows)
 
     def note_dependents_cancelled(
         self, cur: Cursor, cancelled: Sequence[tuple[str, str]], at: float

@@ -1,10 +1,12 @@
-"""PostgreSQL writes a batch submit as one statement per table (``PostgresBackend.run_many``, over one jsonb array of rows):
-the jobs keep their order, a batch that names one id twice still stores the last copy, and
-a smaller batch goes row by row as before."""
+"""PostgreSQL writes a batch submit, and a batch settle, as one statement per table
+(``PostgresBackend.run_many``, over one jsonb array of rows): the jobs keep their order and
+every value, a batch that names one id twice still stores the last copy, and a smaller batch
+goes row by row as before."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ from nuvom.job import Job
 from .servers import drop_postgres_schema, require_postgres, server_lock, unique_name
 
 LEASE_SECS = 30.0
+_WRITES = r"INSERT INTO nuvom_(queue|jobs)|UPDATE nuvom_attempts|DELETE FROM nuvom_queue"
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def _statements(queue: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, 
 
     def each(self: Any, statement: Any, rows: Any, **kw: Any) -> Any:
         rows = list(rows)
-        if isinstance(statement, str) and "INSERT INTO nuvom_" in statement:
+        if isinstance(statement, str) and re.search(_WRITES, statement):
             made.append(("each", len(rows)))
         return executemany(self, statement, rows, **kw)
 
@@ -126,4 +129,54 @@ def test_a_batch_stores_every_value_as_row_by_row_does(pg, monkeypatch):
     assert made == [("one", 20), ("one", 20), ("each", 20), ("each", 20)]
     a, b = stored("a"), stored("b")
     assert len(a) == 20
+    assert a == b
+
+
+def test_a_settle_of_a_batch_is_one_statement_per_table_and_stores_what_row_by_row_does(
+    pg, monkeypatch
+):
+    from nuvom.backends.postgres import store
+    from nuvom.job import JobStatus
+    from nuvom.records import ErrorInfo, Outcome
+
+    queue, results = pg
+    now = queue.clock.time()
+
+    def outcome(i: int, job: Job) -> Outcome:
+        if i % 3 == 0:
+            return Outcome(job, JobStatus.SUCCESS, result={"n": i, "é": b"\x01"},
+                           started_at=now, finished_at=now + i / 7, worker_id="w")  # fmt: skip
+        if i % 3 == 1:
+            error = ErrorInfo("ValueError", f'bad "{i}"\n', "Traceback ☃")
+            return Outcome(job, JobStatus.FAILED, error=error, started_at=now,
+                           finished_at=now + 1, worker_id="w")  # fmt: skip
+        return Outcome(job, JobStatus.RETRYING, error=ErrorInfo("E", "again"), started_at=now,
+                       finished_at=now + 1, worker_id="w", retry_at=now + 60)  # fmt: skip
+
+    def settled(tag: str) -> list[tuple[Any, ...]]:
+        jobs = [Job("batch.task", id=f"{tag}{i:02}", args=(i,), queue=tag) for i in range(12)]
+        queue.submit(jobs, results)
+        claimed = queue.claim(50, worker_id="w", lease_secs=LEASE_SECS, results=results,
+                              queues=[tag])  # fmt: skip
+        claimed.sort(key=lambda j: j.id)
+        made.clear()
+        queue.settle([outcome(i, job) for i, job in enumerate(claimed)], results)
+        rows: list[tuple[Any, ...]] = []
+        for job in claimed:
+            r = results.get_full(job.id)
+            rows.append((job.id[1:], r.status, r.result, r.error_type, r.error_message,
+                         r.traceback, r.finished_at, r.due_at,
+                         [(a.status, a.finished_at, a.error_type) for a in r.history]))  # fmt: skip
+        queued = queue.claim(50, worker_id="w2", lease_secs=LEASE_SECS, results=results,
+                             queues=[tag])  # fmt: skip
+        rows.append(("left in the queue", sorted(j.id[1:] for j in queued)))
+        return rows
+
+    made = _statements(queue, monkeypatch)
+    a = settled("a")
+    assert made == [("one", 12), ("one", 12), ("one", 8)], "records, attempts, then the acks"
+    monkeypatch.setattr(store, "BATCH_MIN_ROWS", 10**9)
+    b = settled("b")
+    assert made == [("each", 12), ("each", 12), ("each", 8)]
+    assert a[-1] == ("left in the queue", []), "the retries are due in a minute"
     assert a == b

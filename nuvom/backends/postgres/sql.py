@@ -880,7 +880,36 @@ DELETE_ATTEMPTS = "DELETE FROM nuvom_attempts WHERE job_id = ANY(%s)"
 _ENQUEUE_TYPES = ("text", "text", "integer", "float8", "float8", "integer", "float8", "bytea")
 _RECORD_TYPES = ("text", "text", "text", "integer", "text", "bytea", "integer", "float8",
                  "float8", "float8")  # fmt: skip
-BATCHED = {
-    ENQUEUE: (unnested(ENQUEUE, _ENQUEUE_TYPES), _ENQUEUE_TYPES),
-    RECORD_ENQUEUED: (unnested(RECORD_ENQUEUED, _RECORD_TYPES), _RECORD_TYPES),
+_OUTCOME_TYPES = ("text", "text", "text", "integer", "text", "bytea", "bytea", "boolean", "text",
+                  "text", "text", "float8", "float8", "float8", "text", "float8")  # fmt: skip
+# FINISH_ATTEMPT's named rows, their fields in this order, as one UPDATE.
+_ATTEMPT_FIELDS = ("id", "status", "at", "type", "message", "traceback")
+_FINISH_ATTEMPTS = """
+UPDATE nuvom_attempts a SET status = r.v ->> 1, finished_at = (r.v ->> 2)::float8,
+    error_type = r.v ->> 3, error_message = r.v ->> 4, traceback = r.v ->> 5
+FROM jsonb_array_elements(%s::jsonb) AS r (v)
+WHERE a.job_id = r.v ->> 0
+  AND a.number = (SELECT max(number) FROM nuvom_attempts m WHERE m.job_id = r.v ->> 0)
+"""
+# ACK_KEYED's rows (id, lease owner) as one DELETE; its rows locked in id order first, as
+# the row-wise acks (sorted by id) lock them, so it cannot deadlock with a racing submit.
+_ACKS_KEYED = f"""
+DELETE FROM nuvom_queue WHERE seq IN (
+    SELECT q.seq FROM nuvom_queue q
+    JOIN jsonb_array_elements(%s::jsonb) AS r (v)
+      ON q.id = r.v ->> 0 AND q.lease_owner = r.v ->> 1
+    ORDER BY q.id FOR UPDATE OF q
+) {_ACKED_KEYED}"""
+#: statement -> (one statement for a batch of its rows, column types, the names of its rows'
+#: fields when they are named); ``PostgresBackend.run_many`` and ``returned``.
+BATCHED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
+    ENQUEUE: (unnested(ENQUEUE, _ENQUEUE_TYPES), _ENQUEUE_TYPES, None),
+    RECORD_ENQUEUED: (unnested(RECORD_ENQUEUED, _RECORD_TYPES), _RECORD_TYPES, None),
+    SAVE_OUTCOME: (unnested(SAVE_OUTCOME, _OUTCOME_TYPES), _OUTCOME_TYPES, None),
+    FINISH_ATTEMPT: (
+        _FINISH_ATTEMPTS,
+        ("text",) * 2 + ("float8",) + ("text",) * 3,
+        _ATTEMPT_FIELDS,
+    ),
+    ACK_KEYED: (_ACKS_KEYED, ("text", "text"), None),
 }

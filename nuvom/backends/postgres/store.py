@@ -51,7 +51,7 @@ POOL_MAX_SIZE = 16  # connections one process opens at most
 # A connection that worked this recently is lent without a test query first; an
 # older one is tested, so the first use after a server restart does not fail.
 FRESH_CONNECTION_SECS = 1.0
-BATCH_MIN_ROWS = 16  # a submit of this many jobs or more writes each table in one statement
+BATCH_MIN_ROWS = 4  # a submit or settle of this many jobs or more: one statement a table
 INSTALL_HINT = 'the PostgreSQL backend needs psycopg 3: pip install "nuvom[postgres]"'
 
 
@@ -488,36 +488,49 @@ class PostgresBackend(SQLBackend):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
 
-    def run_many(self, cur: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        """A batch of ``sql.BATCHED`` rows (``BATCH_MIN_ROWS`` or more, ids distinct: one
-        upsert cannot touch a row twice) as one statement over column arrays; else one
-        pipelined statement per row."""
-        batched = q.BATCHED.get(statement)
-        if (
-            batched is None
-            or len(rows) < BATCH_MIN_ROWS
-            or len({row[0] for row in rows}) != len(rows)
-        ):
+    def run_many(self, cur: Any, statement: str, rows: Sequence[Any]) -> None:
+        """Rows of a ``sql.BATCHED`` statement as one statement over one jsonb array of them
+        (``BATCH_MIN_ROWS`` or more, ids distinct: one statement cannot touch a row twice);
+        else one pipelined statement per row."""
+        batch = self._batch(statement, rows)
+        if batch is None:
             cur.executemany(statement, rows)
-            return
-        batch, types = batched
-        blobs = [i for i, kind in enumerate(types) if kind == "bytea"]
-        if blobs:
-            rows = [_hexed(row, blobs) for row in rows]
-        cur.execute(batch, (json.dumps(rows, allow_nan=False),))
+        else:
+            cur.execute(*batch)
 
     def returned(self, cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Any]) -> list[Row]:
-        """One pipelined ``executemany``, its results read in one round trip; on a cursor of
-        its own (in a pipeline, ``cur`` still holds the result of what it ran last)."""
+        """One pipelined ``executemany`` (or one statement for a batch, as ``run_many``), its
+        results read in one round trip; on a cursor of its own (in a pipeline, ``cur`` still
+        holds the result of what it ran last)."""
         if not rows:
             return []
         found: list[Row] = []
+        batch = self._batch(statement, rows)
         with cur.connection.cursor() as reader:
+            if batch is not None:
+                reader.execute(*batch)
+                return reader.fetchall()
             reader.executemany(statement, rows, returning=True)
             while True:
                 found += reader.fetchall()
                 if not reader.nextset():
                     return found
+
+    def _batch(self, statement: str, rows: Sequence[Any]) -> tuple[str, tuple[str]] | None:
+        """The one statement and its jsonb parameter for ``rows``; None: run them one by one."""
+        batched = q.BATCHED.get(statement)
+        if batched is None or len(rows) < BATCH_MIN_ROWS:
+            return None
+        batch, types, names = batched
+        ids = {row[0] for row in rows} if names is None else {row["id"] for row in rows}
+        if len(ids) != len(rows):
+            return None
+        if names is not None:  # named rows: their fields in the batch statement's order
+            rows = [[row[name] for name in names] for row in rows]
+        blobs = [i for i, kind in enumerate(types) if kind == "bytea"]
+        if blobs:
+            rows = [_hexed(row, blobs) for row in rows]
+        return batch, (json.dumps(rows, allow_nan=False),)
 
 
 def _hexed(row: Sequence[Any], blobs: list[int]) -> list[Any]:
