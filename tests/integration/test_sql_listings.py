@@ -302,3 +302,57 @@ def test_postgres_a_one_queue_claim_reads_its_queue_in_claim_order():
         assert "Index Scan using nuvom_queue_by_queue" in plans[name], plans[name]
         assert "Sort" not in plans[name], plans[name]
     assert "Index Scan using nuvom_queue_order" in plans["every"], plans["every"]
+
+
+# -- a claim and a batch settle read their own rows by index, not every job ever run ---------
+def _batch_plan(conn: Any, statement: str, rows: list[list[Any]]) -> str:
+    """EXPLAIN of a ``sql.BATCHED`` statement's generic plan: every parameter is the batch's
+    one jsonb (``PostgresBackend.run_many``)."""
+    import json
+
+    from psycopg import sql as psql
+
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute(f"PREPARE batch (jsonb) AS {statement.replace('%s', '$1')}")
+    try:
+        literal = psql.Literal(json.dumps(rows))
+        found = conn.execute(psql.SQL("EXPLAIN EXECUTE batch({})").format(literal)).fetchall()
+    finally:
+        conn.execute("DEALLOCATE batch")
+    return "\n".join(row[0] for row in found)
+
+
+def test_postgres_a_claim_and_a_batch_settle_read_only_their_rows_of_a_long_history():
+    from nuvom.backends.postgres import sql
+    from nuvom.backends.postgres.queue import PostgresJobQueue
+
+    def make(dsn: str, schema: str) -> Any:
+        return PostgresJobQueue(dsn=dsn, schema=schema, clock=FakeClock())
+
+    with _postgres(make) as (_, conn):
+        with conn.cursor() as cur:
+            with cur.copy("COPY nuvom_queue (id, queue, due_at, available_at, enqueued_at, "
+                          "payload, lease_owner) FROM STDIN") as copy:  # fmt: skip
+                for n in range(PG_ROWS):
+                    copy.write_row((f"{n:08d}", "q", n, n, n, b"x", "w"))
+            with cur.copy("COPY nuvom_attempts (job_id, number, status) FROM STDIN") as copy:
+                for n in range(PG_ROWS):
+                    copy.write_row((f"{n:08d}", 1, "RUNNING"))
+            with cur.copy("COPY nuvom_jobs (id, status, updated_at) FROM STDIN") as copy:
+                for n in range(PG_ROWS):
+                    copy.write_row((f"{n:08d}", "RUNNING", n))
+        conn.commit()
+        for table in ("nuvom_queue", "nuvom_attempts", "nuvom_jobs"):
+            conn.execute(f"ANALYZE {table}")
+        conn.commit()
+        ids = [f"{n:08d}" for n in range(100, 132)]
+        plans = {
+            "attempts": _batch_plan(conn, sql.BATCHED[sql.FINISH_ATTEMPT][0],
+                                    [[i, "SUCCESS", 1.0, None, None, None] for i in ids]),
+            "acks": _batch_plan(conn, sql.BATCHED[sql.ACK_KEYED][0], [[i, "w"] for i in ids]),
+            "claim and start": _generic_plan(conn, sql.CLAIM_AND_START_ANY_QUEUE,
+                                             _claim_params(None)),
+        }  # fmt: skip
+    for name, plan in plans.items():
+        for table in ("nuvom_queue", "nuvom_attempts", "nuvom_jobs"):
+            assert f"Seq Scan on {table}" not in plan, f"{name}: {plan}"

@@ -285,11 +285,12 @@ WITH picked AS ({_PICKED}), claimed AS (
     UPDATE nuvom_jobs j
     SET status = 'RUNNING', started_at = %(started)s, worker_id = %(worker)s,
         attempts = j.attempts + 1, finished_at = NULL, updated_at = %(started)s
-    FROM claimed c WHERE j.id = c.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM claimed))
     RETURNING j.id
 ), lost AS (
+    -- = ANY(ARRAY(...)) again: joined to the CTE, the planner scans every attempt ever made.
     UPDATE nuvom_attempts a SET status = 'LOST'
-    FROM running r WHERE a.job_id = r.id AND a.status = 'RUNNING'
+    WHERE a.job_id = ANY(ARRAY(SELECT id FROM running)) AND a.status = 'RUNNING'
 ), started AS (
     INSERT INTO nuvom_attempts (job_id, number, status, started_at, worker_id)
     SELECT r.id,
@@ -884,12 +885,15 @@ _OUTCOME_TYPES = ("text", "text", "text", "integer", "text", "bytea", "bytea", "
                   "text", "text", "float8", "float8", "float8", "text", "float8")  # fmt: skip
 # FINISH_ATTEMPT's named rows, their fields in this order, as one UPDATE.
 _ATTEMPT_FIELDS = ("id", "status", "at", "type", "message", "traceback")
-_FINISH_ATTEMPTS = """
+# The batch's ids, for an index scan: joined to a table alone, the rows' function scan is
+# hashed against a scan of the whole table (every parameter is the batch's one jsonb).
+_BATCH_IDS = "ARRAY(SELECT e.v ->> 0 FROM jsonb_array_elements(%s::jsonb) AS e (v))"
+_FINISH_ATTEMPTS = f"""
 UPDATE nuvom_attempts a SET status = r.v ->> 1, finished_at = (r.v ->> 2)::float8,
     error_type = r.v ->> 3, error_message = r.v ->> 4, traceback = r.v ->> 5
 FROM jsonb_array_elements(%s::jsonb) AS r (v)
-WHERE a.job_id = r.v ->> 0
-  AND a.number = (SELECT max(number) FROM nuvom_attempts m WHERE m.job_id = r.v ->> 0)
+WHERE a.job_id = ANY({_BATCH_IDS}) AND a.job_id = r.v ->> 0
+  AND a.number = (SELECT max(number) FROM nuvom_attempts m WHERE m.job_id = a.job_id)
 """
 # ACK_KEYED's rows (id, lease owner) as one DELETE; its rows locked in id order first, as
 # the row-wise acks (sorted by id) lock them, so it cannot deadlock with a racing submit.
@@ -898,6 +902,7 @@ DELETE FROM nuvom_queue WHERE seq IN (
     SELECT q.seq FROM nuvom_queue q
     JOIN jsonb_array_elements(%s::jsonb) AS r (v)
       ON q.id = r.v ->> 0 AND q.lease_owner = r.v ->> 1
+    WHERE q.id = ANY({_BATCH_IDS})
     ORDER BY q.id FOR UPDATE OF q
 ) {_ACKED_KEYED}"""
 #: statement -> (one statement for a batch of its rows, column types, the names of its rows'

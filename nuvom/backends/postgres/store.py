@@ -516,8 +516,9 @@ class PostgresBackend(SQLBackend):
                 if not reader.nextset():
                     return found
 
-    def _batch(self, statement: str, rows: Sequence[Any]) -> tuple[str, tuple[str]] | None:
-        """The one statement and its jsonb parameter for ``rows``; None: run them one by one."""
+    def _batch(self, statement: str, rows: Sequence[Any]) -> tuple[str, tuple[str, ...]] | None:
+        """The one statement and its jsonb parameter (each of its parameters) for ``rows``;
+        None: run them one by one."""
         batched = q.BATCHED.get(statement)
         if batched is None or len(rows) < BATCH_MIN_ROWS:
             return None
@@ -530,7 +531,7 @@ class PostgresBackend(SQLBackend):
         blobs = [i for i, kind in enumerate(types) if kind == "bytea"]
         if blobs:
             rows = [_hexed(row, blobs) for row in rows]
-        return batch, (json.dumps(rows, allow_nan=False),)
+        return batch, (json.dumps(rows, allow_nan=False),) * batch.count("%s")
 
 
 def _hexed(row: Sequence[Any], blobs: list[int]) -> list[Any]:
