@@ -356,3 +356,7 @@ def test_postgres_a_claim_and_a_batch_settle_read_only_their_rows_of_a_long_hist
     for name, plan in plans.items():
         for table in ("nuvom_queue", "nuvom_attempts", "nuvom_jobs"):
             assert f"Seq Scan on {table}" not in plan, f"{name}: {plan}"
+    # One queue, statistics read: the claim walks its order's index, it does not sort every
+    # due job (as it did when paused queues were <> ALL(ARRAY(...))).
+    assert "Index Scan using nuvom_queue_order" in plans["claim and start"], plans
+    assert "Sort" not in plans["claim and start"], plans["claim and start"]
