@@ -351,6 +351,19 @@ def test_queues_filter_claims_only_named_queues(backends, make_job):
     assert ids(pop(backends)) == [b1.id]
 
 
+@pytest.mark.parametrize("names", [["it's 100%"], ["it's 100%", "%(queue)s", "a\\b ☃"]])
+def test_queue_names_of_any_text_are_claimed_by_their_workers_alone(backends, make_job, names):
+    """A store may write the names a worker claims from into its statements (PostgreSQL
+    does, for the planner): quotes, percent signs and backslashes are names like any other."""
+    mine = [make_job(queue=name) for name in names]
+    other = make_job(queue="it")
+    backends.queue.enqueue_many([*mine, other])
+
+    assert ids(pop(backends, queues=names)) == [job.id for job in mine]
+    assert ids(pop(backends, queues=names)) == []
+    assert ids(pop(backends)) == [other.id]
+
+
 def test_re_enqueueing_a_waiting_id_replaces_it(backends, make_job):
     job = make_job(args=("old",))
     backends.queue.enqueue(job)

@@ -286,19 +286,22 @@ def test_postgres_a_one_queue_claim_reads_its_queue_in_claim_order():
                 "COPY nuvom_queue (id, queue, due_at, available_at, enqueued_at, payload) FROM STDIN"
             ) as copy,
         ):
-            for n in range(PG_ROWS):
-                copy.write_row((f"{n:08d}", f"q{n % 4}", n, n, n, b"x"))
+            for n in range(PG_ROWS):  # a backlog, and a queue of a few jobs: -Q live
+                copy.write_row((f"{n:08d}", "live" if n % 1000 == 0 else "backlog", n, n, n, b"x"))
         conn.commit()
         conn.execute("ANALYZE nuvom_queue")
         conn.commit()
         plans = {
-            "one": _generic_plan(conn, sql.CLAIM_FROM_QUEUE, _claim_params(["q1"])),
+            "one": _generic_plan(conn, sql.CLAIM_FROM_QUEUE, _claim_params(["live"])),
             "one, marked running": _generic_plan(
-                conn, sql.CLAIM_AND_START_FROM_QUEUE, _claim_params(["q1"])
+                conn, sql.CLAIM_AND_START_FROM_QUEUE, _claim_params(["live"])
+            ),
+            "one, limited": _generic_plan(
+                conn, sql.CANDIDATES_FROM_QUEUE, {**_claim_params(["live"]), "skip": []}
             ),
             "every": _generic_plan(conn, sql.CLAIM_ANY_QUEUE, _claim_params(None)),
         }
-    for name in ("one", "one, marked running"):
+    for name in ("one", "one, marked running", "one, limited"):
         assert "Index Scan using nuvom_queue_by_queue" in plans[name], plans[name]
         assert "Sort" not in plans[name], plans[name]
     assert "Index Scan using nuvom_queue_order" in plans["every"], plans["every"]
