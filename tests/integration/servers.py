@@ -158,13 +158,15 @@ SERVER_KINDS = ["postgres", "redis"]
 
 
 @contextmanager
-def engine_env(kind: str) -> Iterator[dict[str, str]]:
+def engine_env(kind: str, *, alone: bool = False) -> Iterator[dict[str, str]]:
     """The NUVOM_* variables putting queue and results on one engine, for worker processes:
-    a folder engine's name, or a server's schema / key prefix of this test's own (dropped)."""
+    a folder engine's name, or a server's schema / key prefix of this test's own (dropped).
+    ``alone``: the server lock held exclusively, for a test of dozens of processes whose
+    connections would leave none for another test's (PostgreSQL's max_connections)."""
     if kind not in SERVER_KINDS:
         yield {"NUVOM_QUEUE_BACKEND": kind, "NUVOM_RESULT_BACKEND": kind}
         return
-    with server_lock(exclusive=False):
+    with server_lock(exclusive=alone):
         backend = ServerBackend(kind)
         try:
             yield backend.env

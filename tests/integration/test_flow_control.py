@@ -87,7 +87,8 @@ print(json.dumps(ids))
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    with engine_env(request.param) as env:
+    alone = request.node.get_closest_marker("server_alone") is not None
+    with engine_env(request.param, alone=alone) as env:
         yield env
 
 
@@ -209,7 +210,8 @@ def test_a_killed_workers_slot_frees_within_one_lease(project: Project, setup: S
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.server_alone
+@pytest.mark.timeout(240)  # it may wait for the tests using the servers to finish first
 def test_racing_producers_make_one_job_per_unique_key(project: Project, setup: Setup):
     """50 producers x 100 enqueues of two keys: one let go when its job finishes, one kept
     an hour after."""
