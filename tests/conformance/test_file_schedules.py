@@ -254,9 +254,38 @@ def test_a_writer_whose_slot_was_deleted_meanwhile_withdraws(first: FileJobQueue
     kept = sorted(p.name for p in folder.iterdir())
     assert kept == [file_queue._version_name(n) for n in (4, 5)], "old versions are deleted"
 
-    stale = first._dump_version(schedule.id, schedule, None)
-    assert first._publish(folder, 1, stale) is False, "version 2 was free, version 5 is newer"
+    read_long_ago = file_queue._Version(1, schedule, token="long-gone")
+    assert first._publish(folder, 1, read_long_ago, schedule.id, schedule, None) is False, (
+        "version 2 was free, version 5 is newer"
+    )
     assert sorted(p.name for p in folder.iterdir()) == kept
+
+
+def test_a_winner_whose_version_another_writer_moved_on_from_at_once_won(
+    first: FileJobQueue, second: FileJobQueue, clock: FakeClock, monkeypatch
+):
+    schedule = _schedule(clock)
+    first.save_schedule(schedule)
+    tick, later = schedule.next_run_at, schedule.next_run_at + 10
+    publish, second_won = file_store.publish_exclusively, []
+
+    def second_moves_on_before_first_looks(*args: Any, **kwargs: Any) -> bool:
+        won = publish(*args, **kwargs)
+        if won and not second_won:
+            second_won.append(None)
+            second_won[0] = second.fire_tick(
+                schedule.id, later, job=_job(schedule, later), next_run_at=later + 10
+            )
+        return won
+
+    monkeypatch.setattr(file_store, "publish_exclusively", second_moves_on_before_first_looks)
+    first_won = first.fire_tick(schedule.id, tick, job=_job(schedule, tick), next_run_at=later)
+
+    assert (first_won, second_won) == (True, [True]), "each tick is reported won by one"
+    assert sorted(_queued(first)) == sorted(_job(schedule, t).id for t in (tick, later))
+    (stored,) = first.list_schedules()
+    assert (stored.last_run_at, stored.next_run_at) == (later, later + 10)
+    assert _staged(first) == []
 
 
 def test_a_removed_schedule_is_swept_a_day_later_and_can_come_back(

@@ -372,10 +372,16 @@ class _Version:
     number: int
     schedule: Schedule | None
     fire: _Fire | None = None
+    token: str | None = None  # names this version; the next one names it as its ``after``
+    after: str | None = None
 
     @property
     def live(self) -> bool:
         return self.schedule is not None
+
+
+# What a change of a schedule publishes: the schedule (None: removed) and the fire it claims.
+_Change = tuple[Schedule | None, _Fire | None]
 
 
 def _version_name(number: int) -> str:
@@ -1270,9 +1276,8 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             ) from exc
 
     def save_schedule(self, schedule: Schedule) -> None:
-        record = self._dump_version(schedule.id, schedule, None)
         with self._schedule_io():
-            self._change(schedule.id, lambda current: record)
+            self._change(schedule.id, lambda current: (schedule, None))
 
     def list_schedules(self) -> list[Schedule]:
         with self._schedule_io():
@@ -1280,22 +1285,21 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         return sorted((s for s in found if s is not None), key=lambda s: s.id)
 
     def remove_schedule(self, schedule_id: str) -> bool:
-        def removed(current: _Version | None) -> bytes | bool:
+        def removed(current: _Version | None) -> _Change | bool:
             if current is None or not current.live:
                 return False
-            return self._dump_version(schedule_id, None, None)
+            return (None, None)
 
         with self._schedule_io():
             return self._change(schedule_id, removed)
 
     def pause_schedule(self, schedule_id: str, paused: bool) -> bool:
-        def flipped(current: _Version | None) -> bytes | bool:
+        def flipped(current: _Version | None) -> _Change | bool:
             if current is None or current.schedule is None:
                 return False
             if current.schedule.paused == paused:
                 return True
-            schedule = dataclasses.replace(current.schedule, paused=paused)
-            return self._dump_version(schedule_id, schedule, None)
+            return (dataclasses.replace(current.schedule, paused=paused), None)
 
         with self._schedule_io():
             return self._change(schedule_id, flipped)
@@ -1326,7 +1330,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                 moved = dataclasses.replace(schedule, last_run_at=tick, next_run_at=next_run_at)
                 if job is not None:
                     moved.last_job_id = job.id
-                won = self._publish(folder, top, self._dump_version(schedule_id, moved, fire))
+                won = self._publish(folder, top, current, schedule_id, moved, fire)
                 if not won:  # another writer moved the schedule: decide again
                     top, current = self._current(folder, repair=True)
             if fire.staged is not None and not won:
@@ -1377,26 +1381,44 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         if self._writer.sync:
             fs.fsync_directory(target.parent)
 
-    def _change(self, schedule_id: str, change: Callable[[_Version | None], bytes | bool]) -> bool:
-        """Publish ``change(current version)`` as the next version, reading again each time
-        another writer gets there first; when ``change`` returns a bool, return that instead
-        (nothing to write)."""
+    def _change(
+        self, schedule_id: str, change: Callable[[_Version | None], _Change | bool]
+    ) -> bool:
+        """Publish ``change(current version)`` (the schedule, None: removed, and its fire) as
+        the next version, reading again each time another writer gets there first; when
+        ``change`` returns a bool, return that instead (nothing to write)."""
         folder = self._schedule_folder(schedule_id)
         while True:
             top, current = self._current(folder, repair=True)
-            record = change(current)
-            if isinstance(record, bool):
-                return record
-            if self._publish(folder, top, record):
+            changed = change(current)
+            if isinstance(changed, bool):
+                return changed
+            if self._publish(folder, top, current, schedule_id, *changed):
                 return True
 
-    def _publish(self, folder: Path, top: int, record: bytes) -> bool:
-        """Make ``record`` version ``top + 1``; False if another writer made one first.
+    def _publish(
+        self,
+        folder: Path,
+        top: int,
+        current: _Version | None,
+        schedule_id: str,
+        schedule: Schedule | None,
+        fire: _Fire | None,
+    ) -> bool:
+        """Make ``schedule`` (and ``fire``) version ``top + 1``, written after ``current``;
+        False if another writer made one first.
 
         The old versions but the last are deleted. A writer whose read was so old that its
         slot was deleted meanwhile finds a newer version than its own: it lost, and takes
         its file back (nobody read it as the newest, since a newer one was there first).
+        A newer version can also be one written after this one — another writer read this
+        one and moved on from it — and then this one won: the next version names the one
+        it was written after by its token. (When even the next version is gone, three
+        writers came and went meanwhile; this one calls itself lost, and the tick its fire
+        claimed is still ended exactly once, by the reader that moved on.)
         """
+        token = os.urandom(8).hex()
+        record = self._dump_version(schedule_id, schedule, fire, token=token, after=current)
         number = top + 1
         path = folder / _version_name(number)
         try:
@@ -1409,7 +1431,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         if not won:
             return False
         numbers = _version_numbers(folder)
-        if numbers and numbers[-1] > number:
+        if numbers and numbers[-1] > number and not self._written_after(folder, number + 1, token):
             fs.unlink(path)
             return False
         try:
@@ -1456,10 +1478,29 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
                     found.append(version)
         return found
 
+    def _written_after(self, folder: Path, number: int, token: str) -> bool:
+        """Whether version ``number`` was written after the version named ``token``."""
+        try:
+            data = (folder / _version_name(number)).read_bytes()
+            return self._load_version(data, number).after == token
+        except (FileNotFoundError, fs.DecodeFailure, NuvomError):
+            return False
+
     def _dump_version(
-        self, schedule_id: str, schedule: Schedule | None, fire: _Fire | None
+        self,
+        schedule_id: str,
+        schedule: Schedule | None,
+        fire: _Fire | None,
+        *,
+        token: str,
+        after: _Version | None,
     ) -> bytes:
-        record: dict[str, object] = {"id": schedule_id, "removed": schedule is None}
+        record: dict[str, object] = {
+            "id": schedule_id,
+            "removed": schedule is None,
+            "token": token,
+            "after": None if after is None else after.token,
+        }
         if schedule is not None:
             record.update(
                 definition=schedule.definition(),
@@ -1476,8 +1517,11 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
         record = self.codec.loads(fs.unframe(data, SCHEDULE_FORMAT_VERSION))
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise fs.DecodeFailure("not a schedule record")
+        token, after = record.get("token"), record.get("after")
+        if not isinstance(token, (str, type(None))) or not isinstance(after, (str, type(None))):
+            raise fs.DecodeFailure("not a schedule record: its token is not text")
         if record.get("removed"):
-            return _Version(number, None)
+            return _Version(number, None, token=token, after=after)
         try:
             schedule = Schedule.from_stored(
                 record["id"],
@@ -1490,7 +1534,7 @@ class FileJobQueue(fs.FileBackend, QuarantiningQueue):
             fire = None if record["fire"] is None else _parse_fire(record["fire"])
         except (KeyError, TypeError, ValueError) as exc:
             raise fs.DecodeFailure(f"not a schedule record: {exc!r}") from None
-        return _Version(number, schedule, fire)
+        return _Version(number, schedule, fire, token=token, after=after)
 
     def _maybe_sweep_schedules(self) -> None:
         """Now and then (every ``SWEEP_EVERY_SECS``) delete what schedules left behind."""
