@@ -114,17 +114,22 @@ while i <= #ARGV do
     end
   end
   if not skip then
+    -- One HSET and one HDEL for the fields (each name comes once in an item); an HSETNX
+    -- each for those set only where absent.
+    local sets, dels, new = {'updated_at', updated}, {}, nil
     for f = 0, nfields - 1 do
       local name, value = ARGV[i + 9 + 2 * f], ARGV[i + 10 + 2 * f]
       if string.sub(name, 1, 1) == '?' then
         redis.call('HSETNX', key, string.sub(name, 2), value)
       elseif value == '\0' then
-        redis.call('HDEL', key, name)
+        dels[#dels + 1] = name
       else
-        redis.call('HSET', key, name, value)
+        sets[#sets + 1], sets[#sets + 2] = name, value
+        if name == 'status' then new = value end
       end
     end
-    redis.call('HSET', key, 'updated_at', updated)
+    if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+    redis.call('HSET', key, unpack(sets))
     if op == 'start' then
       local n = redis.call('LLEN', akey)
       for k = 0, n - 1 do
@@ -144,7 +149,7 @@ while i <= #ARGV do
         redis.call('LSET', akey, -1, cjson.encode(a))
       end
     end
-    local new = redis.call('HGET', key, 'status')
+    if not new then new = redis.call('HGET', key, 'status') end  -- no op writes status
     if old and old ~= new then redis.call('ZREM', P .. ':h:' .. old, id) end
     redis.call('ZADD', P .. ':h:' .. new, updated, id)
     redis.call('ZADD', P .. ':h', updated, id)

@@ -425,18 +425,22 @@ local function enqueue_one(now_text, id, queue, prio, due, attempts, payload, li
   if redis.call('EXISTS', job) == 1 then forget(id, now_text, false) end  -- most ids are new
   unpark(id)
   local seq = redis.call('INCR', P .. ':seq')
-  redis.call('HSET', job, 'queue', queue, 'priority', prio, 'due', due,
-    'seq', seq, 'attempts', attempts, 'payload', payload, 'owner', '', 'entry', '')
-  if limits and limits ~= '' then redis.call('HSET', job, 'limits', limits) end
+  local fields = {'queue', queue, 'priority', prio, 'due', due, 'seq', seq,
+    'attempts', attempts, 'payload', payload, 'owner', ''}
+  if limits and limits ~= '' then fields[#fields + 1], fields[#fields + 2] = 'limits', limits end
   redis.call('SADD', P .. ':jobs', id)
   redis.call('SADD', P .. ':queues', queue)
   redis.call('HINCRBY', P .. ':waiting', queue, 1)
+  local n = #fields
   if tonumber(due) > tonumber(now_text) then
-    redis.call('HSET', job, 'state', 'delayed')
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'state', 'delayed', 'entry', ''
     redis.call('ZADD', P .. ':delayed', due, id)
-  else
-    to_stream(id)
+  else  -- as to_stream does, in the one HSET
+    local key = stream_of(queue, prio)
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'state', 'waiting', 'stream', key
+    fields[n + 5], fields[n + 6] = 'entry', redis.call('XADD', key, '*', 'id', id)
   end
+  redis.call('HSET', job, unpack(fields))
 end
 
 -- The paused queues, as a set (a key not nuvom's pauses none: claims never fail on it).
