@@ -13,7 +13,9 @@ it and each page is asked for over HTTP, as a browser asks, 30 times:
   charts): p50 and p95 milliseconds (targets: < 100 ms, < 100 ms, < 200 ms);
 - ``POST /api/jobs/bulk`` retrying 10,000 FAILED jobs by filter: seconds (target < 5 s);
 - a status change reaching an open job page (Chromium through Playwright): from the
-  settle's commit to the new status on screen, 5 times (target < 1 s).
+  settle's commit to the new status on screen, 5 times (target < 1 s);
+- ``nuvom history recent`` and ``nuvom queue stats`` on the same store, as a user runs them:
+  the process's wall time, start-up included, 5 times (target < 1 s).
 
 Needs the dashboard extra and, for the last row, Playwright with /usr/bin/chromium.
 """
@@ -43,7 +45,10 @@ CHUNK = 200  # jobs claimed and settled at one moment
 ASKS = 30
 TOKEN = "bench-token"
 PG_SCHEMA = "nuvom_dash_bench"
-TARGETS = {"jobs": 0.100, "filtered": 0.100, "overview": 0.200, "bulk": 5.0, "live": 1.0}
+TARGETS = {"jobs": 0.100, "filtered": 0.100, "overview": 0.200, "bulk": 5.0, "live": 1.0,
+           "cli": 1.0}  # fmt: skip
+CLI_RUNS = 5
+COMMANDS = {"history": ["history", "recent"], "queue_stats": ["queue", "stats"]}
 
 
 @dataclass
@@ -214,6 +219,19 @@ def _times(server: Server, path: str) -> tuple[float, float]:
     return statistics.median(took), took[int(0.95 * (len(took) - 1))]
 
 
+def _cli_times(engine: Engine, folder: Path, command: list[str]) -> tuple[float, float]:
+    """Median and slowest wall time of ``nuvom <command>`` run as its own process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUVOM_")}
+    env.update(engine.env, COLUMNS="120")
+    took = []
+    for _ in range(CLI_RUNS):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nuvom", *command], cwd=folder, env=env,
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        took.append(time.perf_counter() - began)
+    return statistics.median(took), max(took)
+
+
 def _bulk_retry(server: Server) -> tuple[float, int]:
     began = time.perf_counter()
     reply = json.loads(server.request("/api/jobs/bulk", {
@@ -260,6 +278,8 @@ def run(engine_name: str, jobs: int, keep: bool, live: bool) -> dict[str, Any]:
     if not (keep and _count(engine) >= jobs):  # the live row adds a few
         _drop(engine)
         row["fill_secs"] = fill(engine, jobs)
+    for key, command in COMMANDS.items():
+        row[f"{key}_p50"], row[f"{key}_p95"] = _cli_times(engine, folder, command)
     server = Server(engine, folder)
     try:
         row["jobs_p50"], row["jobs_p95"] = _times(server, "/jobs")
@@ -290,6 +310,8 @@ def report(rows: list[dict[str, Any]]) -> None:
             ("jobs page, status=FAILED task=X", "filtered", "filtered"),
             ("overview", "overview", "overview"),
             ("/api/stats", "stats", None),
+            ("`nuvom history recent` (process)", "history", "cli"),
+            ("`nuvom queue stats` (process)", "queue_stats", "cli"),
         ]
         for label, key, target in lines:
             p95 = row[f"{key}_p95"]

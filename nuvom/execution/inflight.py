@@ -91,10 +91,7 @@ class InFlight:
                 return None
             running.started_at = self.clock.time()
             running.executor = executor
-            tell = False
-            if timeout_secs is not None:
-                running.deadline = time.monotonic() + timeout_secs
-                tell = running.deadline < self._watch_until
+            tell = timeout_secs is not None and self._new_deadline(running, timeout_secs)
             refunded = running.refund == "refunded"
             running.refund = "started" if running.refund == "refunding" else ""
         if refunded and self.charge is not None:
@@ -112,10 +109,15 @@ class InFlight:
 
     def set_deadline(self, running: Running, timeout_secs: float) -> None:
         with self._lock:
-            running.deadline = time.monotonic() + timeout_secs
-            tell = running.deadline < self._watch_until
+            tell = self._new_deadline(running, timeout_secs)
         if tell:
             self.watch.set()
+
+    def _new_deadline(self, running: Running, timeout_secs: float) -> bool:
+        """Set ``running``'s deadline (the lock held); True if it falls before the watchdog's
+        next look, so the watchdog must be woken."""
+        running.deadline = time.monotonic() + timeout_secs
+        return running.deadline < self._watch_until
 
     def report(self, running: Running, outcome: Outcome) -> None:
         """A job ended; its outcome is settled unless its timeout was reported first."""

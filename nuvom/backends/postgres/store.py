@@ -504,13 +504,13 @@ class PostgresBackend(SQLBackend):
         holds the result of what it ran last)."""
         if not rows:
             return []
-        found: list[Row] = []
         batch = self._batch(statement, rows)
         with cur.connection.cursor() as reader:
             if batch is not None:
                 reader.execute(*batch)
                 return reader.fetchall()
             reader.executemany(statement, rows, returning=True)
+            found: list[Row] = []
             while True:
                 found += reader.fetchall()
                 if not reader.nextset():
