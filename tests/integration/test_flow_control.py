@@ -130,26 +130,31 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
+RATE_JOBS = 150  # 14 s at the limit
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_rate_limit_holds_for_every_worker_together(project: Project, setup: Setup):
-    setup.tasks.call_api.map([(i, setup.folder) for i in range(300)])
+    setup.tasks.call_api.map([(i, setup.folder) for i in range(RATE_JOBS)])
     began = time.time()
     workers = [project.start_worker("--workers", "8", env=setup.env, wait=False)
                for _ in range(3)]  # fmt: skip
-    wait_for(lambda: len(_lines(project.root / "starts")) >= 300, timeout=60,
-             what="300 rate-limited starts")  # fmt: skip
+    wait_for(lambda: len(_lines(project.root / "starts")) >= RATE_JOBS, timeout=60,
+             what=f"{RATE_JOBS} rate-limited starts")  # fmt: skip
     took = time.time() - began
     _stop(workers)
 
     starts = sorted(float(line) for line in _lines(project.root / "starts"))
-    assert len(starts) == 300
+    assert len(starts) == RATE_JOBS
     busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
     # The limit governs claims; a start is stamped by the task, once a thread runs it, and on
     # a loaded machine a late start joins the next second's (seen: 21). Without one bucket
     # for all three workers, a second would see up to 3 x 20.
     assert busiest <= 22, f"{busiest} starts in one second: 10/s plus a burst of 10 (+2)"
-    assert took <= 33, f"300 jobs at 10/s took {took:.1f} s: under 90% of the limit"
+    # At the limit: (RATE_JOBS - the burst of 10) / 10 s, plus start-up; 90% of the rate: more.
+    fastest = (RATE_JOBS - 10) / 10
+    assert took <= fastest / 0.9 + 3, f"{RATE_JOBS} jobs at 10/s took {took:.1f} s: under 90%"
 
 
 def _stop(workers: list[Proc]) -> None:

@@ -19,10 +19,10 @@ from nuvom.job import JobStatus
 from .helpers import STARTED_TEXT, Proc, Project, nuvom_command, posix_only
 from .servers import engine_env
 
-WINDOW_SECS = 30.0
+WINDOW_SECS = 20.0
 WORKERS = 3
 SCHEDULERS = 2
-KILLS = 10
+KILLS = 7
 
 BEAT_TASKS = """
 import os
@@ -63,8 +63,8 @@ def _scheduler(project: Project, env: dict[str, str]) -> Proc:
 def test_each_tick_fires_once_however_many_schedulers_race(
     project: Project, engine: dict[str, str]
 ) -> None:
-    """One 30 s run of an ``interval=1`` schedule, its schedulers SIGKILLed ten times meanwhile
-    (a run without kills checks nothing this one does not: 30 s of the suite's budget)."""
+    """One 20 s run of an ``interval=1`` schedule, its schedulers SIGKILLed seven times meanwhile
+    (a run without kills checks nothing this one does not: 20 s of the suite's budget)."""
     project.write("tasks.py", BEAT_TASKS)
     env = dict(project.env, **engine)
     assert project.nuvom("discover", "tasks", env=env).returncode == 0
