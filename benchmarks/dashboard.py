@@ -59,6 +59,12 @@ class Engine:
     def settings(self) -> dict[str, Any]:
         return {k.removeprefix("NUVOM_").lower(): v for k, v in self.env.items()}
 
+    def process_env(self, **extra: str) -> dict[str, str]:
+        """This environment with the engine's settings (and ``extra``) for a nuvom process."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUVOM_")}
+        env.update(self.env, **extra)
+        return env
+
 
 def _engine(name: str, folder: Path) -> Engine:
     if name == "sqlite":
@@ -177,8 +183,7 @@ class Server:
     def __init__(self, engine: Engine, folder: Path) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NUVOM_")}
-        env.update(engine.env, NUVOM_DASHBOARD_TOKEN=TOKEN)
+        env = engine.process_env(NUVOM_DASHBOARD_TOKEN=TOKEN)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nuvom", "dashboard", "--port", str(self.port)],
             cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -221,8 +226,7 @@ def _times(server: Server, path: str) -> tuple[float, float]:
 
 def _cli_times(engine: Engine, folder: Path, command: list[str]) -> tuple[float, float]:
     """Median and slowest wall time of ``nuvom <command>`` run as its own process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUVOM_")}
-    env.update(engine.env, COLUMNS="120")
+    env = engine.process_env(COLUMNS="120")
     took = []
     for _ in range(CLI_RUNS):
         began = time.perf_counter()
