@@ -163,12 +163,17 @@ local function stream_of(queue, prio)
   return key
 end
 
+-- Append job ``id`` (of ``queue``, at ``prio``) to its stream; the hash fields that say so.
+local function stream_fields(id, queue, prio)
+  local key = stream_of(queue, prio)
+  local entry = redis.call('XADD', key, '*', 'id', id)
+  return {'state', 'waiting', 'stream', key, 'entry', entry, 'owner', ''}
+end
+
 local function to_stream(id)
   local job = P .. ':job:' .. id
   local f = redis.call('HMGET', job, 'queue', 'priority')
-  local key = stream_of(f[1], f[2])
-  local entry = redis.call('XADD', key, '*', 'id', id)
-  redis.call('HSET', job, 'state', 'waiting', 'stream', key, 'entry', entry, 'owner', '')
+  redis.call('HSET', job, unpack(stream_fields(id, f[1], f[2])))
 end
 
 -- A job's state, stream, entry, queue and limits; and, only when it has limits (a plain job
@@ -425,22 +430,22 @@ local function enqueue_one(now_text, id, queue, prio, due, attempts, payload, li
   if redis.call('EXISTS', job) == 1 then forget(id, now_text, false) end  -- most ids are new
   unpark(id)
   local seq = redis.call('INCR', P .. ':seq')
-  local fields = {'queue', queue, 'priority', prio, 'due', due, 'seq', seq,
-    'attempts', attempts, 'payload', payload, 'owner', ''}
-  if limits and limits ~= '' then fields[#fields + 1], fields[#fields + 2] = 'limits', limits end
   redis.call('SADD', P .. ':jobs', id)
   redis.call('SADD', P .. ':queues', queue)
   redis.call('HINCRBY', P .. ':waiting', queue, 1)
-  local n = #fields
+  local fields
   if tonumber(due) > tonumber(now_text) then
-    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'state', 'delayed', 'entry', ''
+    fields = {'state', 'delayed', 'entry', '', 'owner', ''}
     redis.call('ZADD', P .. ':delayed', due, id)
-  else  -- as to_stream does, in the one HSET
-    local key = stream_of(queue, prio)
-    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'state', 'waiting', 'stream', key
-    fields[n + 5], fields[n + 6] = 'entry', redis.call('XADD', key, '*', 'id', id)
+  else
+    fields = stream_fields(id, queue, prio)
   end
-  redis.call('HSET', job, unpack(fields))
+  for _, v in ipairs({'queue', queue, 'priority', prio, 'due', due, 'seq', seq,
+      'attempts', attempts, 'payload', payload}) do
+    fields[#fields + 1] = v
+  end
+  if limits and limits ~= '' then fields[#fields + 1], fields[#fields + 2] = 'limits', limits end
+  redis.call('HSET', job, unpack(fields))  -- the whole hash in one write
 end
 
 -- The paused queues, as a set (a key not nuvom's pauses none: claims never fail on it).
