@@ -68,8 +68,9 @@ def test_each_tick_fires_once_however_many_schedulers_race(
     project.write("tasks.py", BEAT_TASKS)
     env = dict(project.env, **engine)
     assert project.nuvom("discover", "tasks", env=env).returncode == 0
+    began = time.monotonic()  # ticks may fire from here until every process has stopped:
+    # a worker schedules once it is up, and each start_worker waits for that
     workers = [project.start_worker(env=env) for _ in range(WORKERS)]
-    began = time.monotonic()  # ticks may fire from here until every process has stopped
     schedulers = [_scheduler(project, env) for _ in range(SCHEDULERS)]
     rng, kills = random.Random(3), 0
     ends = time.monotonic() + WINDOW_SECS
