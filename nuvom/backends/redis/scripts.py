@@ -932,12 +932,16 @@ end
 -- ...then each stream's undelivered head. An entry is a job's only if the job is waiting
 -- on that very entry; any other is dropped once the group has read past it. Read on past
 -- entries that are not jobs until ``want`` jobs more are found (or SCAN_PAGES pages): a run
--- of garbage never hides the jobs behind it.
+-- of garbage never hides the jobs behind it. No entry after the ``want``-th job is parsed (a
+-- claim of one job with a deep backlog reads one record, not a page of them): the next read
+-- starts after the last entry looked at.
 local function read_stream(s, want)
   local found, page = 0, math.max(n, 100)
   for _ = 1, SCAN_PAGES do
     local got = redis.call('XRANGE', s.stream, s.start, '+', 'COUNT', page)
+    local looked = 0
     for _, row in ipairs(got) do
+      looked = looked + 1
       local r = #s.rows + 1
       s.rows[r] = row
       local fields, id = row[2], nil
@@ -955,12 +959,12 @@ local function read_stream(s, want)
           bad[#bad + 1] = {id, why}
         end
       end
+      if found >= want then break end
     end
-    s.done = #got < page
+    s.done = #got < page and looked == #got
+    if looked > 0 then s.start = '(' .. got[looked][1] end
     if s.done or found >= want then break end
-    s.start = '(' .. got[#got][1]
   end
-  if not s.done then s.start = '(' .. s.rows[#s.rows][1] end
 end
 
 local sources = {}
@@ -1046,7 +1050,8 @@ local function head_of(s)
   local head = s.items[s.pos]
   if head == nil and #held > 0 and not s.done and s.reads <= HOLD_READS then
     s.reads = s.reads + 1
-    if s.stream then read_stream(s, n - #chosen) else read_leases(s, n - #chosen) end
+    -- Behind held jobs a stream is read on a whole page at a time, as HOLD_READS counts.
+    if s.stream then read_stream(s, math.max(n - #chosen, 100)) else read_leases(s, n - #chosen) end
     head = s.items[s.pos]
   end
   return head
