@@ -303,7 +303,8 @@ local function forget(id, now_text, finished)
   return f[1], woke
 end
 
--- A job's fields if its record is whole, else nil and the reason (nothing is written).
+-- A job's fields if its record is whole (``fields``: the HMGET as read), else nil and the
+-- reason (nothing is written).
 local function parse(id)
   local f = redis.call('HMGET', P .. ':job:' .. id, 'queue', 'priority', 'due', 'seq',
     'attempts', 'state', 'stream', 'entry', 'payload', 'limits')
@@ -330,7 +331,7 @@ local function parse(id)
     hold = redis.call('HGET', P .. ':job:' .. id, 'hold') or nil
   end
   return {id = id, queue = f[1], prio = prio, due = due, seq = seq, state = f[6],
-          stream = f[7], entry = f[8], limits = limits, hold = hold}
+          stream = f[7], entry = f[8], limits = limits, hold = hold, fields = f}
 end
 
 -- Make ``key`` (a job's record, if it has one) the dead letter of ``id``, with why and when.
@@ -1118,8 +1119,9 @@ for _, item in ipairs(chosen) do
     redis.call('HDEL', job, 'hold')
     drop_hold(item.id, item.limits or {}, item.hold, item.seq)
   end
-  local f = redis.call('HMGET', job, 'queue', 'priority', 'due', 'payload')
-  for _, v in ipairs({item.id, f[1], f[2], f[3], attempts, f[4]}) do out[#out + 1] = v end
+  local f, o = item.fields, #out  -- as parse read them: a claim changes none of these
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
+    item.id, f[1], f[2], f[3], attempts, f[9]
 end
 -- A held job waits in the delayed set until its limit may let it through, its attempts as
 -- they were; it leaves the stream entry or lease it was a candidate on.
@@ -1187,15 +1189,19 @@ local flagged = {}
 for k = 1, #out, 6 do
   local id = out[k]
   local recorded = redis.call('EXISTS', RP .. ':r:' .. id) == 1
-  if recorded then
-    for _, v in ipairs({id, started, 'start', consumer, started, '', '', '', 4,
-                        'status', 'RUNNING', 'started_at', started, 'worker_id', consumer,
-                        'finished_at', '\0'}) do
-      save[#save + 1] = v
-    end
+  if recorded then  -- one item: id, updated, op, a1..a5, 4 fields
+    local s = #save
+    save[s + 1], save[s + 2], save[s + 3], save[s + 4], save[s + 5] =
+      id, started, 'start', consumer, started
+    save[s + 6], save[s + 7], save[s + 8], save[s + 9] = '', '', '', 4
+    save[s + 10], save[s + 11], save[s + 12], save[s + 13] =
+      'status', 'RUNNING', 'started_at', started
+    save[s + 14], save[s + 15], save[s + 16], save[s + 17] =
+      'worker_id', consumer, 'finished_at', '\0'
   end
-  for j = 0, 5 do flagged[#flagged + 1] = out[k + j] end
-  flagged[#flagged + 1] = recorded and 1 or 0
+  local g = #flagged
+  for j = 1, 6 do flagged[g + j] = out[k + j - 1] end
+  flagged[g + 7] = recorded and 1 or 0
 end
 if #save > 4 then save_records(save) end
 return {flagged, dead}
