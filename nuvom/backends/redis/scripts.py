@@ -176,16 +176,10 @@ local function to_stream(id)
   redis.call('HSET', job, unpack(stream_fields(id, f[1], f[2])))
 end
 
--- A job's state, stream, entry, queue and limits; and, only when it has limits (a plain job
--- costs no more to read), its hold tag and seq.
+-- A job's state, stream, entry, queue, limits, hold tag, seq and owner, in one read.
 local function fields_to_detach(id)
-  local job = P .. ':job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'stream', 'entry', 'queue', 'limits')
-  if f[5] then
-    local more = redis.call('HMGET', job, 'hold', 'seq')
-    f[6], f[7] = more[1], more[2]
-  end
-  return f
+  return redis.call('HMGET', P .. ':job:' .. id, 'state', 'stream', 'entry', 'queue', 'limits',
+    'hold', 'seq', 'owner')
 end
 
 -- Take a job out of every index (its stream entry, the delayed and lease sets, the
@@ -293,9 +287,10 @@ local function unique_holder(key, now)
 end
 
 -- Take a job out whole (its hash too), giving back what its limits held (``release_limits``);
--- returns its state (false when there was none) and whether that woke a held job.
-local function forget(id, now_text, finished)
-  local f = fields_to_detach(id)
+-- returns its state (false when there was none) and whether that woke a held job. ``f``:
+-- its ``fields_to_detach``, when the caller has read them already.
+local function forget(id, now_text, finished, f)
+  f = f or fields_to_detach(id)
   if not f[1] then return false, false end  -- an id not queued: nothing to undo
   detach(id, f)
   local woke = f[5] and release_limits(id, f[1], f[5], f[6], f[7], now_text, finished)
@@ -1244,11 +1239,11 @@ local finished = {}
 for i = FIRST, #ARGV, 4 do
   local op, id, owner, retry_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local job = P .. ':job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'owner', 'queue', 'limits')
-  local held = f[1] == 'claimed' and (owner == '' or f[2] == owner)
+  local f = fields_to_detach(id)  -- state, stream, entry, queue, limits, hold, seq, owner
+  local held = f[1] == 'claimed' and (owner == '' or f[8] == owner)
   if op ~= 'nack' then
     if (owner == '' and f[1]) or held then
-      local _, freed = forget(id, ARGV[2], true)  -- its slot, and its unique key (kept?)
+      local _, freed = forget(id, ARGV[2], true, f)  -- its slot, its unique key (kept?)
       woke = woke or freed
       if op ~= 'ack' and redis.call('EXISTS', P .. ':after:' .. id) == 1 then
         finished[#finished + 1] = {id, op == 'ack+'}
@@ -1259,12 +1254,12 @@ for i = FIRST, #ARGV, 4 do
     if tonumber(retry_at) > now then
       unlink(id)
       redis.call('HSET', job, 'state', 'delayed', 'owner', '')
-      redis.call('HINCRBY', P .. ':waiting', f[3], 1)
+      redis.call('HINCRBY', P .. ':waiting', f[4], 1)
       redis.call('ZADD', P .. ':delayed', retry_at, id)
     else
-      wait_in_place(id, f[3])
+      wait_in_place(id, f[4])
     end
-    if f[4] then free_slot(id, limits_of(f[4]), ARGV[2]) end  -- its unique key stays
+    if f[5] then free_slot(id, limits_of(f[5]), ARGV[2]) end  -- its unique key stays
     woke = true
   end
 end
