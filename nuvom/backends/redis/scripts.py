@@ -862,7 +862,7 @@ CLAIM = (
     + r"""
 local now, lease_end, consumer, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local now_n, until_n = tonumber(now), tonumber(lease_end)
-local SCAN_PAGES = 10
+local SCAN_PAGES, MIN_PAGE = 10, 100  -- a stream is read MIN_PAGE entries at a time or more
 local dead = {}
 promote(now, dead)
 -- The hold tags this claimer refused (BaseJobQueue.refuse), NUL-separated; most often none.
@@ -932,7 +932,7 @@ end
 -- claim of one job with a deep backlog reads one record, not a page of them): the next read
 -- starts after the last entry looked at.
 local function read_stream(s, want)
-  local found, page = 0, math.max(n, 100)
+  local found, page = 0, math.max(n, MIN_PAGE)
   for _ = 1, SCAN_PAGES do
     local got = redis.call('XRANGE', s.stream, s.start, '+', 'COUNT', page)
     local looked = 0
@@ -1047,7 +1047,11 @@ local function head_of(s)
   if head == nil and #held > 0 and not s.done and s.reads <= HOLD_READS then
     s.reads = s.reads + 1
     -- Behind held jobs a stream is read on a whole page at a time, as HOLD_READS counts.
-    if s.stream then read_stream(s, math.max(n - #chosen, 100)) else read_leases(s, n - #chosen) end
+    if s.stream then
+      read_stream(s, math.max(n - #chosen, MIN_PAGE))
+    else
+      read_leases(s, n - #chosen)
+    end
     head = s.items[s.pos]
   end
   return head
