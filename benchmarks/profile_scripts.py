@@ -9,28 +9,27 @@ A copy of each script is run with a timer mark put before each anchor below; a m
 the microseconds since the last one to a hash under the run's own prefix (deleted at the
 end). Each mark costs the server a little (printed first, as "one mark"): a section's
 number includes up to one. The save script's sections ("save ...") are summed over the
-records each script saves. Lua has no profiler inside Redis; ``INFO commandstats`` gives only a
-whole script. An anchor the scripts no longer contain stops the run, naming it.
+records each script saves. Lua has no profiler inside Redis; ``INFO commandstats`` gives
+only a whole script. An anchor the scripts no longer contain stops the run, naming it.
+The runtime and its cleanup are ``profile_paths.configure``'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_tasks
+from profile_paths import configure
 
-import nuvom
 from nuvom.backends.redis import joint, results
 from nuvom.backends.redis import scripts as lua
 from nuvom.worker import Worker
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # (anchor, the section that ends there); each anchor occurs once in its script.
 CLAIM = [
@@ -113,10 +112,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     instrument()
-    prefix = f"nuvom-prof-{uuid.uuid4().hex[:8]}"
-    runtime = nuvom.configure(queue_backend="redis", result_backend="redis",
-                              redis_url=REDIS_URL, redis_prefix=prefix)  # fmt: skip
-    client = runtime.queue.client
+    runtime, drop = configure("redis", Path(tempfile.mkdtemp(prefix="nuvom-prof-")))
+    client, prefix = runtime.queue.client, runtime.queue.prefix
     try:
         n = args.jobs
         for start in range(0, n, 1_000):
@@ -136,8 +133,7 @@ def main() -> None:
                 print(f"  {name:52s} {spent[name] / n:6.1f}")
     finally:
         runtime.close()
-        for key in client.scan_iter(f"{prefix}*", count=1000):
-            client.delete(key)
+        drop()
 
 
 if __name__ == "__main__":
