@@ -1187,11 +1187,24 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def compile_nuvom() -> None:
+    """Write nuvom's bytecode before any worker is spawned, as ``pip install`` does for the
+    peers: from a source checkout with PYTHONDONTWRITEBYTECODE set, each worker process would
+    compile nuvom's modules again (~0.1 s of every start-up), which the peers never pay."""
+    import compileall
+
+    import nuvom
+
+    compileall.compile_dir(Path(nuvom.__file__).parent, quiet=1, force=False)
+    compileall.compile_dir(Path(__file__).resolve().parent, maxlevels=0, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a == "--worker-mode" or a.startswith("--worker-mode=") for a in argv):
         return _worker_main(argv)
     args = parse_args(argv)
+    compile_nuvom()
     bench = Bench(args)
     try:
         if args.profile:
