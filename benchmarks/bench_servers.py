@@ -609,14 +609,24 @@ def _latency(measured: Measured, which: str) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
-def _pair_ratio(a: Measured, col_a: str, b: Measured, col_b: str) -> float | None:
-    """The median over pairs of a's rate / b's rate, pairs where both were measured."""
-    ratios = [
+def _pair_ratios(a: Measured, col_a: str, b: Measured, col_b: str) -> list[float]:
+    """a's rate / b's rate in each pair where both were measured."""
+    return [
         x / y
         for x, y in zip(a.rates.get(col_a, []), b.rates.get(col_b, []), strict=False)
         if x is not None and y
     ]
+
+
+def _pair_ratio(a: Measured, col_a: str, b: Measured, col_b: str) -> float | None:
+    """The median over pairs of a's rate / b's rate, pairs where both were measured."""
+    ratios = _pair_ratios(a, col_a, b, col_b)
     return statistics.median(ratios) if ratios else None
+
+
+def _spread(ratios: list[float]) -> str:
+    """The lowest and highest per-pair ratio, so a noisy machine shows as a wide range."""
+    return f" [{min(ratios):.2f}-{max(ratios):.2f}]" if len(ratios) > 1 else ""
 
 
 def _is_peer(m: Measured) -> bool:
@@ -671,8 +681,9 @@ def judge(found: list[Measured], target: Target) -> dict[str, Any]:
         if target.max_ms is not None:
             checks.append(ours is not None and ours <= target.max_ms)
     else:
-        ratio = _pair_ratio(nuvom, target.column, peer, target.column) if peer else None
-        parts = [f"{ratio:.2f}x" if ratio is not None else "n/a"]
+        ratios = _pair_ratios(nuvom, target.column, peer, target.column) if peer else []
+        ratio = statistics.median(ratios) if ratios else None
+        parts = [f"{ratio:.2f}x{_spread(ratios)}" if ratio is not None else "n/a"]
         wanted = []
         if target.vs_peer is not None:
             wanted.append(f"≥ {target.vs_peer:g}x best peer")
@@ -720,7 +731,14 @@ def render(found: list[Measured], notes: list[str]) -> dict[str, Any]:
     console = Console() if sys.stdout.isatty() else Console(width=170)
     judged = [judge(found, t) for t in TARGETS]
     table = Table(title="Targets (issue 18; reported, not asserted)")
-    for header in ("engine", "column", "nuvom", "best peer", "ratio (median of pairs)", "target"):
+    for header in (
+        "engine",
+        "column",
+        "nuvom",
+        "best peer",
+        "ratio (median of pairs [lowest-highest])",
+        "target",
+    ):
         table.add_column(header)
     table.add_column("")
     for row in judged:
