@@ -1195,7 +1195,7 @@ def compile_nuvom() -> None:
 
     import nuvom
 
-    compileall.compile_dir(Path(nuvom.__file__).parent, quiet=1, force=False)
+    compileall.compile_dir(Path(nuvom.__file__).parent, quiet=1)
     compileall.compile_dir(Path(__file__).resolve().parent, maxlevels=0, quiet=1)
 
 
